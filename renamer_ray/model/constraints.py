@@ -1,0 +1,78 @@
+"""Constrained decoding: the model can only write a kebab-case name within the length rules.
+
+A ``LogitsProcessor`` that, at every step and for every row of the batch, masks out each token
+that would break the rules if appended: any character outside ``[a-z0-9-]``, a leading hyphen,
+a double hyphen, more than ``max_chars`` characters or more than ``max_words`` words. When no
+token fits, only the end token remains, so names stop at a word boundary instead of being
+sliced afterwards. All bookkeeping is vectorised over the vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from transformers import LogitsProcessor
+
+_KEBAB_PIECE = re.compile(r"^[a-z0-9-]+$")
+
+
+class TokenTable:
+    """Per-token facts for a tokenizer: allowed?, length, hyphens, starts/ends with a hyphen."""
+
+    def __init__(self, tokenizer, vocab_size: int):
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
+        special = set(tokenizer.all_special_ids)
+        n = max(vocab_size, len(texts))
+        self.allowed = torch.zeros(n, dtype=torch.bool)
+        self.length = torch.zeros(n, dtype=torch.long)
+        self.hyphens = torch.zeros(n, dtype=torch.long)
+        self.starts_hyphen = torch.zeros(n, dtype=torch.bool)
+        self.ends_hyphen = torch.zeros(n, dtype=torch.bool)
+        for i, text in enumerate(texts):
+            if i in special or not _KEBAB_PIECE.match(text) or "--" in text:
+                continue
+            self.allowed[i] = True
+            self.length[i] = len(text)
+            self.hyphens[i] = text.count("-")
+            self.starts_hyphen[i] = text.startswith("-")
+            self.ends_hyphen[i] = text.endswith("-")
+
+    def to(self, device) -> "TokenTable":
+        for name in ("allowed", "length", "hyphens", "starts_hyphen", "ends_hyphen"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+
+class KebabNameConstraint(LogitsProcessor):
+    """Masks tokens that would take a row's generated text outside the naming rules."""
+
+    def __init__(self, table: TokenTable, eos_token_ids: list[int], prompt_length: int,
+                 max_chars: int = 60, max_words: int = 10):
+        self.table = table
+        self.eos = torch.tensor(eos_token_ids, dtype=torch.long)
+        self.prompt_length = prompt_length
+        self.max_chars = max_chars
+        self.max_words = max_words
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        t = self.table
+        generated = input_ids[:, self.prompt_length:]
+        vocab = scores.shape[-1]
+        if generated.shape[1]:
+            chars = t.length[generated].sum(dim=1)
+            hyphens = t.hyphens[generated].sum(dim=1)
+            ends_hyphen = t.ends_hyphen[generated[:, -1]]
+        else:
+            chars = torch.zeros(len(input_ids), dtype=torch.long, device=input_ids.device)
+            hyphens = torch.zeros_like(chars)
+            ends_hyphen = torch.zeros_like(chars, dtype=torch.bool)
+        fits = (
+            t.allowed[None, :vocab]
+            & (chars[:, None] + t.length[None, :vocab] <= self.max_chars)
+            & (hyphens[:, None] + t.hyphens[None, :vocab] <= self.max_words - 1)
+            & ~(t.starts_hyphen[None, :vocab] & (ends_hyphen | (chars == 0))[:, None])
+        )
+        # The end token is allowed once something has been written (never an empty name).
+        fits[:, self.eos.to(fits.device)] = (chars > 0)[:, None]
+        return scores.masked_fill(~fits, float("-inf"))

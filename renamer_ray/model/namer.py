@@ -1,0 +1,132 @@
+"""The namer: a Qwen2-VL checkpoint that turns a batch of images into raw names (no Ray here).
+
+Loads any Qwen2-VL checkpoint (a hub id such as ``Qwen/Qwen2-VL-2B-Instruct``, a local path, or
+``toy-shapes`` for the bundled test checkpoint) with the real transformers classes, and runs
+batched, greedy, left-padded generation under :class:`KebabNameConstraint`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForConditionalGeneration
+
+from renamer_ray import prompts
+from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
+from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
+
+log = logging.getLogger(__name__)
+
+TOY_MODEL = "toy-shapes"
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def resolve_checkpoint(model_id: str) -> str:
+    """`toy-shapes` → the checkpoint shipped inside the package; anything else unchanged."""
+    if model_id == TOY_MODEL:
+        return str(Path(str(files("renamer_ray.model"))) / "checkpoints" / TOY_MODEL)
+    return model_id
+
+
+def choose_device(requested: str = "auto") -> str:
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def choose_dtype(device: str, requested: str = "auto") -> torch.dtype:
+    """bf16 where the GPU supports it, fp16 on older GPUs (T4: Turing has no bf16), fp32 on CPU."""
+    if requested != "auto":
+        return _DTYPES[requested]
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """What the namer knows about an image besides its pixels (EXIF facts the user may ask for)."""
+
+    date: str | None = None
+    camera: str | None = None
+
+
+@dataclass(frozen=True)
+class Naming:
+    """The model's answer for one image: ``raw`` text, or ``error`` when this image failed."""
+
+    raw: str | None = None
+    error: str | None = None
+
+
+class Qwen2VLNamer:
+    """One loaded model; :meth:`name` maps N images to N answers, in input order."""
+
+    def __init__(self, model_id: str, *, max_pixels: int = 786_432, max_new_tokens: int = 60,
+                 device: str = "auto", dtype: str = "auto", max_chars: int = MAX_CHARS,
+                 max_words: int = MAX_WORDS):
+        path = resolve_checkpoint(model_id)
+        self.device = choose_device(device)
+        self.dtype = choose_dtype(self.device, dtype)
+        self.processor = AutoProcessor.from_pretrained(path)
+        self.model = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        if self.dtype == torch.float16:
+            # Qwen2-VL's vision tower overflows in fp16 ("!!!!" names, transformers#33294): keep it in fp32.
+            self.model.model.visual.float()
+        size = dict(self.processor.image_processor.size)
+        # A checkpoint's own pixel budget is an upper bound too (the toy was trained on small images).
+        self.max_pixels = min(max_pixels, int(size.get("longest_edge", max_pixels)))
+        self.min_pixels = int(size.get("shortest_edge", 56 * 56))
+        self.max_new_tokens = max_new_tokens
+        self.max_chars, self.max_words = max_chars, max_words
+        tokenizer = self.processor.tokenizer
+        self.table = TokenTable(tokenizer, self.model.config.text_config.vocab_size).to(self.device)
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        self.pad_id = self.model.generation_config.pad_token_id or tokenizer.pad_token_id
+        log.info("loaded %s on %s (%s), max_pixels=%d", model_id, self.device, self.dtype, self.max_pixels)
+
+    def name(self, images: Sequence[Image.Image], contexts: Sequence[ImageContext] | None = None,
+             user_prompt: str | None = None) -> list[Naming]:
+        """Names for ``images`` in the same order. A failing image fails alone, never its batch."""
+        contexts = list(contexts) if contexts is not None else [ImageContext()] * len(images)
+        if len(contexts) != len(images):
+            raise ValueError("one context per image is required")
+        if not images:
+            return []
+        try:
+            return [Naming(raw=text) for text in self._generate(images, contexts, user_prompt)]
+        except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as exc:
+            if len(images) == 1:
+                return [Naming(error=f"the model could not process this image: {exc}")]
+            log.warning("batch of %d failed (%s); retrying one image at a time", len(images), exc)
+            return [self.name([img], [ctx], user_prompt)[0] for img, ctx in zip(images, contexts)]
+
+    @torch.inference_mode()
+    def _generate(self, images: Sequence[Image.Image], contexts: Sequence[ImageContext],
+                  user_prompt: str | None) -> list[str]:
+        texts = [
+            self.processor.apply_chat_template(
+                prompts.chat_messages(user_prompt, date=c.date, camera=c.camera),
+                add_generation_prompt=True, tokenize=False)
+            for c in contexts
+        ]
+        inputs = self.processor(
+            text=texts, images=list(images), return_tensors="pt", padding=True, padding_side="left",
+            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+        ).to(self.device)
+        prompt_length = inputs["input_ids"].shape[1]
+        constraint = KebabNameConstraint(self.table, self.eos_ids, prompt_length,
+                                         max_chars=self.max_chars, max_words=self.max_words)
+        output = self.model.generate(
+            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+            logits_processor=LogitsProcessorList([constraint]), pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids,
+        )
+        return self.processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
