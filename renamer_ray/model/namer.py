@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Sequence
 
@@ -30,7 +29,7 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torc
 def resolve_checkpoint(model_id: str) -> str:
     """`toy-shapes` → the checkpoint shipped inside the package; anything else unchanged."""
     if model_id == TOY_MODEL:
-        return str(Path(str(files("renamer_ray.model"))) / "checkpoints" / TOY_MODEL)
+        return str(Path(__file__).resolve().parent / "checkpoints" / TOY_MODEL)
     return model_id
 
 

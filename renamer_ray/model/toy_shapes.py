@@ -74,11 +74,11 @@ def draw_shape(rng: random.Random, *, min_side: int = 96, max_side: int = 1400) 
     image = _background((w, h), rng)
 
     side = min(w, h)
-    extent = rng.uniform(0.35, 0.8) * side  # the shape's bounding box
+    extent = rng.uniform(0.45, 0.85) * side  # the shape's bounding box
     cx = rng.uniform(extent / 2, w - extent / 2)
     cy = rng.uniform(extent / 2, h - extent / 2)
     r = extent / 2
-    angle = rng.uniform(-math.pi / 12, math.pi / 12)
+    angle = rng.uniform(-math.pi / 36, math.pi / 36)
     if shape == "circle":
         points = None
     else:

@@ -1,0 +1,80 @@
+"""`renamer-ray apply`: carry out a plan (a dry-run manifest a person may have edited).
+
+Every name is checked again before anything is copied: the naming rules, the extension against
+the file's real format, collisions within the plan (case-insensitive, by name without extension)
+and files already in the destination. One problem anywhere and nothing is copied.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+
+from renamer_ray.config import Settings
+from renamer_ray.images import ImageError, sniff_format
+from renamer_ray.io.storage import exists, make_dirs, open_location, read_bytes, write_text
+from renamer_ray.manifest import MANIFEST_NAME, FileRecord, dump_lines, parse_lines
+from renamer_ray.naming import extension_for, is_valid_stem
+from renamer_ray.pipeline.run import RunSummary
+from renamer_ray.pipeline.write import copy_one
+
+
+class PlanError(ValueError):
+    """The plan breaks a rule; the message lists every problem, one per line."""
+
+
+def _check(record: FileRecord, source_bytes: bytes, taken: dict[str, str]) -> str | None:
+    name = record.name or ""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not is_valid_stem(stem):
+        return (f"{record.source}: {name!r} breaks the naming rules (lowercase a-z, 0-9 and single hyphens, "
+                f"at most 60 characters and 10 words, no blocked words, plus the extension)")
+    try:
+        real = extension_for(sniff_format(source_bytes))
+    except (ImageError, ValueError) as exc:
+        return f"{record.source}: {exc}"
+    if ext != real:
+        return f"{record.source}: extension .{ext} does not match the file's real format (.{real})"
+    if stem.lower() in taken:
+        return f"{record.source}: {name!r} collides with the name planned for {taken[stem.lower()]}"
+    taken[stem.lower()] = record.source
+    return None
+
+
+def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummary:
+    started = time.monotonic()
+    loc = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    plan = list(parse_lines(read_bytes(open_location(manifest_uri, **loc)).decode("utf-8")))
+    target_dir = open_location(dst_uri, **loc)
+    problems, taken, jobs = [], {}, []
+    for record in plan:
+        if record.status != "ok":
+            continue
+        source = open_location(record.source, **loc)
+        try:
+            data = read_bytes(source)
+        except OSError as exc:
+            problems.append(f"{record.source}: cannot be read: {exc}")
+            continue
+        problem = _check(record, data, taken)
+        target = target_dir.join(record.name or "")
+        if problem is None and exists(target) and read_bytes(target) != data:
+            problem = f"{record.source}: {target.uri} already exists with other content"
+        if problem:
+            problems.append(problem)
+        jobs.append((record, source, target))
+    manifest = target_dir.join(MANIFEST_NAME)
+    if posixpath.normpath(manifest.uri) == posixpath.normpath(open_location(manifest_uri, **loc).uri):
+        problems.append("the output manifest would overwrite the plan itself: choose another DST")
+    if problems:
+        raise PlanError("\n".join(problems))
+
+    make_dirs(target_dir)
+    done = {}
+    for record, source, target in jobs:
+        error = copy_one(source, target)
+        done[record.source] = record.model_copy(update=dict(
+            target=None if error else target.uri, status="error" if error else "ok", error=error))
+    records = sorted((done.get(r.source, r) for r in plan), key=lambda r: r.source)
+    write_text(manifest, dump_lines(records))
+    return RunSummary(records=records, skipped=0, seconds=time.monotonic() - started, manifest=manifest.uri)

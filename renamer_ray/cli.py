@@ -1,0 +1,82 @@
+"""`renamer-ray` command line: rename | apply."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from renamer_ray.config import ConfigError, load_settings
+from renamer_ray.naming import TemplateError
+
+SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
+
+
+def _rename(args: argparse.Namespace) -> int:
+    from renamer_ray.pipeline.run import RunOptions, run
+    from renamer_ray.report import print_summary
+
+    overrides = {k: v for k, v in dict(model_id=args.model, batch_size=args.batch_size).items() if v is not None}
+    settings = load_settings(**overrides)
+    options = RunOptions(source=args.src, target=args.dst, user_prompt=args.prompt,
+                         template=args.template or settings.name_template, dry_run=args.dry_run,
+                         pool_size=args.workers)
+    summary = run(options, settings)
+    print_summary(summary, dry_run=args.dry_run)
+    return 0 if summary.failed == 0 else 1
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from renamer_ray.apply import PlanError, apply_plan
+    from renamer_ray.report import print_summary
+
+    settings = load_settings()
+    try:
+        summary = apply_plan(args.manifest, args.dst, settings)
+    except PlanError as exc:
+        print(f"error: the plan was not applied, nothing was copied:\n{exc}", file=sys.stderr)
+        return 2
+    print_summary(summary, dry_run=False)
+    return 0 if summary.failed == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="renamer-ray", description="Strict, meaningful image names from a VLM, on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rename = sub.add_parser("rename", help="name every image under SRC and copy it into DST (originals untouched)")
+    rename.add_argument("src", nargs="?", default=str(SAMPLES), help="folder or s3://bucket/prefix (default: bundled samples)")
+    rename.add_argument("dst", nargs="?", default="renamed", help="output folder or s3:// prefix (default: ./renamed)")
+    rename.add_argument("--prompt", help="what the names should say, e.g. 'include date and primary subject'")
+    rename.add_argument("--template", help="e.g. '{date}-{subject}'; fields: subject date camera original index")
+    rename.add_argument("--model", help="hub id, local checkpoint path, or toy-shapes (default: MODEL_ID)")
+    rename.add_argument("--dry-run", action="store_true", help="write only DST/manifest.jsonl: the plan")
+    rename.add_argument("--batch-size", type=int, help="images per model call (default: BATCH_SIZE)")
+    rename.add_argument("--workers", type=int, help="model actors (default: one per GPU, else 1)")
+    rename.set_defaults(func=_rename)
+
+    apply = sub.add_parser("apply", help="carry out a plan (a manifest.jsonl, maybe edited by hand)")
+    apply.add_argument("manifest", help="path or s3:// URI of a manifest.jsonl written by --dry-run")
+    apply.add_argument("dst", help="output folder or s3:// prefix")
+    apply.set_defaults(func=_apply)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, TemplateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: not found: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

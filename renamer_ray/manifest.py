@@ -1,0 +1,43 @@
+"""The per-file record: one manifest.jsonl line, the same shape everywhere (CLI, S3 runs, API)."""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+class FileRecord(BaseModel):
+    """What happened to one input file.
+
+    ``name`` is the final file name with its extension; ``error`` is a sentence a person can act
+    on (only when ``status`` is ``error``); ``raw`` is the model's text before the rules applied.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    source: str
+    target: str | None = None
+    name: str | None = None
+    status: Literal["ok", "error"]
+    error: str | None = None
+    raw: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(exclude_none=True), ensure_ascii=False)
+
+
+def dump_lines(records: Iterable[FileRecord]) -> str:
+    return "".join(r.to_json() + "\n" for r in records)
+
+
+def parse_lines(text: str) -> Iterator[FileRecord]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield FileRecord.model_validate_json(line)
+            except ValueError as exc:
+                raise ValueError(f"manifest line {number} is not a valid record: {exc}") from None

@@ -1,0 +1,1 @@
+"""Model adapter: the Qwen2-VL namer, constrained decoding, and the toy-shapes checkpoint."""

@@ -1,0 +1,33 @@
+"""Arrow schemas of the rows between stages, declared once so every block has the same types."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+_LISTED = [
+    ("source", pa.string()),     # full URI/path of the input file, as listed
+    ("relative", pa.string()),   # path under the source folder
+    ("size", pa.int64()),
+    ("mtime", pa.float64()),     # seconds since the epoch, or null
+    ("index", pa.int64()),       # 1-based position in the sorted listing ({index})
+]
+_FACTS = [
+    ("format", pa.string()),     # real format sniffed from the bytes (Pillow's name)
+    ("date", pa.string()),       # capture date YYYY-MM-DD (EXIF, else file modification time)
+    ("camera", pa.string()),
+    ("error", pa.string()),      # why this file failed, or null
+]
+
+LISTED = pa.schema(_LISTED)
+DECODED = pa.schema(_LISTED + _FACTS + [("width", pa.int32()), ("height", pa.int32()), ("rgb", pa.binary())])
+ANSWERED = pa.schema(_LISTED + _FACTS + [("raw", pa.string())])
+STEMMED = pa.schema(_LISTED + _FACTS + [("raw", pa.string()), ("stem", pa.string()), ("key", pa.string())])
+RESULT = pa.schema([
+    ("source", pa.string()), ("relative", pa.string()), ("target", pa.string()), ("name", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()),
+])
+
+
+def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows → a table of exactly ``schema`` (extra keys dropped, missing ones null)."""
+    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)

@@ -1,0 +1,49 @@
+"""Stage: the namer on an actor pool (one model per actor; GPU actors when the cluster has GPUs)."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+from PIL import Image
+
+from renamer_ray.pipeline.columns import ANSWERED, table
+
+
+class NameImages:
+    """Ray Data callable class: loads the model once per actor, names each batch."""
+
+    def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, device: str, dtype: str,
+                 user_prompt: str | None, threads: int | None = None):
+        import torch
+
+        from renamer_ray.model.namer import Qwen2VLNamer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
+                                  device=device, dtype=dtype)
+        self.user_prompt = user_prompt
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from renamer_ray.model.namer import ImageContext
+
+        rows = batch.to_pylist()
+        todo = [row for row in rows if row["error"] is None]
+        images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in todo]
+        contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in todo]
+        try:
+            answers = self.namer.name(images, contexts, self.user_prompt)
+        except RuntimeError as exc:
+            if "CUDA error" in str(exc):
+                # A broken CUDA context never recovers: leave so Ray restarts the actor (ray#59522).
+                os._exit(1)
+            raise
+        for row, answer in zip(todo, answers):
+            row["raw"], row["error"] = answer.raw, answer.error
+        return table(rows, ANSWERED)
+
+
+def skip_model(batch: pa.Table) -> pa.Table:
+    """Used instead of :class:`NameImages` when the template never asks for {subject}."""
+    return table(batch.to_pylist(), ANSWERED)

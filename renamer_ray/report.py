@@ -1,0 +1,19 @@
+"""The summary table printed at the end of a run."""
+
+from __future__ import annotations
+
+import posixpath
+
+
+def print_summary(summary, *, dry_run: bool) -> None:
+    records = summary.records
+    width = max([len(posixpath.basename(r.source)) for r in records] + [8])
+    verb = "would be" if dry_run else ""
+    for r in records:
+        old = posixpath.basename(r.source)
+        new = r.name if r.status == "ok" else f"FAILED: {r.error}"
+        print(f"  {old:<{width}}  ->  {new}")
+    rate = len(records) / summary.seconds if summary.seconds else 0.0
+    print(f"\n{summary.ok} {verb + ' ' if verb else ''}renamed, {summary.failed} failed, "
+          f"{summary.skipped} non-image files skipped, in {summary.seconds:.1f}s ({rate:.1f} images/s)")
+    print(f"manifest: {summary.manifest}")

@@ -1,0 +1,50 @@
+"""Shared fixtures: a real local Ray instance, the shipped toy checkpoint, drawn shape images."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pillow_heif
+import pytest
+from PIL import Image
+
+from renamer_ray.model.toy_shapes import draw_shape
+
+pillow_heif.register_heif_opener()
+
+FORMATS = ["JPEG", "PNG", "WEBP", "HEIF"]
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP", "HEIF") else {}))
+    return buf.getvalue()
+
+
+def drawn_files(seed: int, count: int, *, max_side: int = 1200) -> list[tuple[bytes, str, str]]:
+    """(bytes, format, correct label) for freshly drawn shape images in rotating formats."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        sample = draw_shape(rng, min_side=64, max_side=max_side)
+        fmt = FORMATS[i % len(FORMATS)]
+        out.append((encode(sample.image, fmt), fmt, sample.label))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray instance, shared by the tests that run pipelines."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def toy_namer():
+    from renamer_ray.model.namer import Qwen2VLNamer
+
+    return Qwen2VLNamer("toy-shapes", max_pixels=786_432, max_new_tokens=60)

@@ -1,0 +1,78 @@
+"""The namer on the shipped toy checkpoint: real Qwen2-VL classes, real generation, batched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import drawn_files
+from renamer_ray.images import decode
+from renamer_ray.model.namer import (
+    TOY_MODEL,
+    ImageContext,
+    choose_dtype,
+    resolve_checkpoint,
+)
+from renamer_ray.naming import sanitize_stem
+
+
+def test_toy_checkpoint_ships_inside_the_package():
+    path = Path(resolve_checkpoint(TOY_MODEL))
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    assert sum(f.stat().st_size for f in path.iterdir()) < 8 * 1024 * 1024, "a few MB at most"
+    assert resolve_checkpoint("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"
+
+
+def test_dtype_policy():
+    assert choose_dtype("cpu") == torch.float32
+    assert choose_dtype("cpu", "bfloat16") == torch.bfloat16
+    assert choose_dtype("cuda", "float16") == torch.float16
+
+
+def test_names_freshly_drawn_images_in_every_format(toy_namer):
+    """≥ 98 % correct on new images of any size and format, through decode + batched naming."""
+    files = drawn_files(seed=20261125, count=96)
+    correct, wrong = 0, []
+    for start in range(0, len(files), 12):
+        chunk = files[start:start + 12]
+        decoded = [decode(data, max_pixels=786_432) for data, _, _ in chunk]
+        answers = toy_namer.name([d.to_pil() for d in decoded],
+                                 [ImageContext(d.meta.date, d.meta.camera) for d in decoded])
+        for (_, fmt, label), answer in zip(chunk, answers):
+            name = sanitize_stem(answer.raw or "")
+            correct += name == label
+            if name != label:
+                wrong.append((fmt, label, answer.raw))
+    assert correct / len(files) >= 0.98, wrong
+
+
+def test_batch_keeps_every_name_with_its_own_image(toy_namer):
+    """Different sizes in one batch, left padding, and a failing image in the middle."""
+    files = drawn_files(seed=77, count=7, max_side=900)
+    images = [decode(data, max_pixels=786_432).to_pil() for data, _, _ in files]
+    labels = [label for _, _, label in files]
+    sizes = {im.size for im in images}
+    assert len(sizes) > 3, "the batch must mix sizes"
+    alone = [toy_namer.name([im])[0].raw for im in images]
+    broken = Image.new("RGB", (4000, 4), "white")  # aspect ratio 1000: Qwen2-VL's processor rejects it
+    batch = images[:3] + [broken] + images[3:]
+    answers = toy_namer.name(batch)
+    assert answers[3].error and answers[3].raw is None
+    got = [a.raw for a in answers[:3] + answers[4:]]
+    assert got == alone, "a name in a batch must equal the name of the same image alone"
+    assert sum(g == label for g, label in zip(got, labels)) >= len(labels) - 1
+
+
+def test_prompt_and_metadata_reach_the_model(toy_namer):
+    files = drawn_files(seed=5, count=2)
+    images = [decode(d, max_pixels=786_432).to_pil() for d, _, _ in files]
+    contexts = [ImageContext(date="2024-07-14", camera="Canon EOS R5"), ImageContext()]
+    answers = toy_namer.name(images, contexts, user_prompt="include date and primary subject")
+    assert [a.raw for a in answers] == [label for _, _, label in files]
+
+
+def test_empty_batch(toy_namer):
+    assert toy_namer.name([]) == []
