@@ -74,7 +74,7 @@ def draw_shape(rng: random.Random, *, min_side: int = 96, max_side: int = 1400) 
     image = _background((w, h), rng)
 
     side = min(w, h)
-    extent = rng.uniform(0.45, 0.85) * side  # the shape's bounding box
+    extent = rng.uniform(0.6, 0.9) * side  # the shape's bounding box
     cx = rng.uniform(extent / 2, w - extent / 2)
     cy = rng.uniform(extent / 2, h - extent / 2)
     r = extent / 2

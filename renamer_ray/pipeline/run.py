@@ -79,8 +79,7 @@ def _model_stage_args(settings: Settings, pool_size: int | None) -> dict:
     gpus = int(resources.get("GPU", 0))
     if gpus and settings.model_device != "cpu":
         size = pool_size or gpus
-        return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1,
-                    max_concurrency=2, threads=None)
+        return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1, threads=None)
     cpus = max(1, int(resources.get("CPU", 1)) - 1)
     size = pool_size or 1
     per_actor = max(1, cpus // size)
