@@ -218,7 +218,8 @@ def main() -> None:
     parser.add_argument("--vision-depth", type=int, default=2)
     parser.add_argument("--vision-width", type=int, default=128)
     parser.add_argument("--vision-steps", type=int, default=6000, help="stage 1: vision tower alone")
-X
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; the shipped checkpoint was made with 1 (float sums depend on it)")
     args = parser.parse_args()
 
     if args.threads:
