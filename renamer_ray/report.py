@@ -5,12 +5,18 @@ from __future__ import annotations
 import posixpath
 
 
+def _shown(source: str, root: str) -> str:
+    """A source path relative to the run's root folder, else its file name."""
+    prefix = root.rstrip("/") + "/"
+    return source[len(prefix):] if root and source.startswith(prefix) else posixpath.basename(source)
+
+
 def print_summary(summary, *, dry_run: bool) -> None:
     records = summary.records
-    width = max([len(posixpath.basename(r.source)) for r in records] + [8])
+    width = max([len(_shown(r.source, summary.source_root)) for r in records] + [8])
     verb = "would be" if dry_run else ""
     for r in records:
-        old = posixpath.basename(r.source)
+        old = _shown(r.source, summary.source_root)
         new = r.name if r.status == "ok" else f"FAILED: {r.error}"
         print(f"  {old:<{width}}  ->  {new}")
     rate = len(records) / summary.seconds if summary.seconds else 0.0

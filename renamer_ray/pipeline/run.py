@@ -7,7 +7,7 @@ import logging
 import os
 import posixpath
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ray
 
@@ -40,7 +40,7 @@ class RunSummary:
     skipped: int                      # listed keys that are not image files by extension
     seconds: float
     manifest: str
-    counts: dict[str, int] = field(default_factory=dict)
+    source_root: str = ""             # sources are shown relative to this
 
     @property
     def ok(self) -> int:
@@ -133,4 +133,5 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     records.sort(key=lambda r: r.source)
     manifest = target.join(MANIFEST_NAME)
     write_text(manifest, dump_lines(records))
-    return RunSummary(records=records, skipped=skipped, seconds=time.monotonic() - started, manifest=manifest.uri)
+    return RunSummary(records=records, skipped=skipped, seconds=time.monotonic() - started, manifest=manifest.uri,
+                      source_root=source.uri)
