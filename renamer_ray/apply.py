@@ -62,7 +62,7 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
             problem = f"{record.source}: {target.uri} already exists with other content"
         if problem:
             problems.append(problem)
-        jobs.append((record, source, target))
+        jobs.append((record, source, target, None if problem else sniff_format(data)))
     manifest = target_dir.join(MANIFEST_NAME)
     if posixpath.normpath(manifest.uri) == posixpath.normpath(open_location(manifest_uri, **loc).uri):
         problems.append("the output manifest would overwrite the plan itself: choose another DST")
@@ -71,8 +71,8 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
 
     make_dirs(target_dir)
     done = {}
-    for record, source, target in jobs:
-        error = copy_one(source, target)
+    for record, source, target, fmt in jobs:
+        error = copy_one(source, target, fmt)
         done[record.source] = record.model_copy(update=dict(
             target=None if error else target.uri, status="error" if error else "ok", error=error))
     records = sorted((done.get(r.source, r) for r in plan), key=lambda r: r.source)

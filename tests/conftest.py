@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import socket
 
 import pillow_heif
 import pytest
@@ -12,6 +14,12 @@ from PIL import Image
 from renamer_ray.model.toy_shapes import draw_shape
 
 pillow_heif.register_heif_opener()
+
+# Tests talk only to the S3-compatible server they start on 127.0.0.1, with dummy credentials. Set
+# before Ray starts, so that Ray's workers inherit them too.
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
 
 FORMATS = ["JPEG", "PNG", "WEBP", "HEIF"]
 
@@ -48,3 +56,24 @@ def toy_namer():
     from renamer_ray.model.namer import Qwen2VLNamer
 
     return Qwen2VLNamer("toy-shapes", max_pixels=786_432, max_new_tokens=60)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's server mode on 127.0.0.1: real HTTP, real boto3 and pyarrow clients."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")

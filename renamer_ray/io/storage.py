@@ -6,12 +6,22 @@ variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``) passed in as arguments, never r
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from pyarrow import fs as pafs
+
+# Objects up to this size are copied with one CopyObject; larger ones with a multipart copy.
+SINGLE_COPY_LIMIT = 5 * 1024**3
+# Metadata key on every object a run writes: which source (bucket/key@etag) it is a copy of.
+FINGERPRINT_KEY = "renamer-source"
 
 
 @dataclass(frozen=True)
@@ -21,11 +31,22 @@ class Location:
     filesystem: pafs.FileSystem
     path: str
     uri: str
+    region: str | None = None         # S3 only: how to reach the bucket with boto3
+    endpoint_url: str | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    @property
+    def bucket_and_key(self) -> tuple[str, str]:
+        bucket, _, key = self.path.partition("/")
+        return bucket, key
 
     def join(self, *parts: str) -> "Location":
         path = posixpath.join(self.path, *parts)
         uri = self.uri.rstrip("/") + "/" + "/".join(parts)
-        return Location(self.filesystem, path, uri)
+        return Location(self.filesystem, path, uri, self.region, self.endpoint_url)
 
 
 @dataclass(frozen=True)
@@ -45,7 +66,7 @@ def open_location(uri: str, *, region: str | None = None, endpoint_url: str | No
         if endpoint_url:
             kwargs["endpoint_override"] = endpoint_url
             kwargs["scheme"] = "https" if endpoint_url.startswith("https") else "http"
-        return Location(pafs.S3FileSystem(**kwargs), bucket_and_key, "s3://" + bucket_and_key)
+        return Location(pafs.S3FileSystem(**kwargs), bucket_and_key, "s3://" + bucket_and_key, region, endpoint_url)
     if "://" in uri:
         raise ValueError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
     path = str(Path(uri).expanduser().resolve())
@@ -78,16 +99,106 @@ def exists(location: Location) -> bool:
 
 
 def make_dirs(location: Location) -> None:
-    location.filesystem.create_dir(location.path, recursive=True)
+    """Create a local folder; S3 has no folders (and an empty "prefix/" marker object is clutter)."""
+    if not location.is_s3:
+        location.filesystem.create_dir(location.path, recursive=True)
 
 
-def copy(source: Location, target: Location) -> None:
-    """Copy a file; within one S3 filesystem this is a server-side copy (no download)."""
+class TargetExists(Exception):
+    """The target already holds something that is not a copy of this source."""
+
+
+def copy(source: Location, target: Location, *, content_type: str | None = None) -> None:
+    """Copy a file without ever overwriting a different one (:class:`TargetExists`).
+
+    S3 → S3 is a server-side copy (no download); a target that is already a copy of the same source
+    version counts as done. Elsewhere, a byte-identical target counts as done.
+    """
+    if source.is_s3 and target.is_s3:
+        _s3_copy(source, target, content_type)
+        return
+    if target.is_s3:
+        _s3_upload(source, target, content_type)
+        return
+    if exists(target):
+        if read_bytes(target) == read_bytes(source):
+            return
+        raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten")
     if source.filesystem.equals(target.filesystem):
         source.filesystem.copy_file(source.path, target.path)
     else:
         pafs.copy_files(source.path, target.path, source_filesystem=source.filesystem,
                         destination_filesystem=target.filesystem)
+
+
+@functools.cache
+def s3_client(region: str | None, endpoint_url: str | None):
+    """A boto3 S3 client per process; "standard" retries also retry SlowDown (legacy mode does not)."""
+    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url,
+                        config=Config(retries={"mode": "standard", "max_attempts": 8}))
+
+
+def _head(client, bucket: str, key: str) -> dict | None:
+    try:
+        return client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def _s3_upload(source: Location, target: Location, content_type: str | None) -> None:
+    """Local → S3: a conditional PutObject (If-None-Match: *), so a race can never overwrite."""
+    client = s3_client(target.region, target.endpoint_url)
+    bucket, key = target.bucket_and_key
+    data = read_bytes(source)
+    fingerprint = f"{source.uri}@{hashlib.sha256(data).hexdigest()[:32]}"
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
+                          ContentType=content_type or "application/octet-stream",
+                          Metadata={FINGERPRINT_KEY: fingerprint})
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+        existing = _head(client, bucket, key) or {}
+        if existing.get("Metadata", {}).get(FINGERPRINT_KEY) != fingerprint:
+            raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten") from None
+
+
+def _s3_copy(source: Location, target: Location, content_type: str | None) -> None:
+    client = s3_client(target.region, target.endpoint_url)
+    (src_bucket, src_key), (dst_bucket, dst_key) = source.bucket_and_key, target.bucket_and_key
+    head = client.head_object(Bucket=src_bucket, Key=src_key)
+    fingerprint = f"{src_bucket}/{src_key}@{head['ETag'].strip(chr(34))}"
+
+    def already_done() -> bool:
+        existing = _head(client, dst_bucket, dst_key)
+        if existing is None:
+            return False
+        if existing.get("Metadata", {}).get(FINGERPRINT_KEY) == fingerprint:
+            return True
+        raise TargetExists(f"{target.uri} already exists and is not a copy of {source.uri}; it was not overwritten")
+
+    # moto (and S3 before Oct 2025) ignore If-None-Match on CopyObject: look first, then copy conditionally.
+    if already_done():
+        return
+    extra = {
+        "MetadataDirective": "REPLACE",
+        "Metadata": {**head.get("Metadata", {}), FINGERPRINT_KEY: fingerprint},
+        "ContentType": content_type or head.get("ContentType", "application/octet-stream"),
+        **{k: head[k] for k in ("CacheControl", "ContentDisposition", "ContentLanguage") if head.get(k)},
+    }
+    copy_source = {"Bucket": src_bucket, "Key": src_key}
+    try:
+        if head["ContentLength"] <= SINGLE_COPY_LIMIT:
+            client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=copy_source, IfNoneMatch="*", **extra)
+        else:  # multipart copy (UploadPartCopy), still server-side
+            client.copy(copy_source, dst_bucket, dst_key, ExtraArgs=extra)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if already_done():
+                return
+        raise
 
 
 def write_text(location: Location, text: str) -> None:

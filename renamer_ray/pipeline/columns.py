@@ -23,7 +23,7 @@ DECODED = pa.schema(_LISTED + _FACTS + [("width", pa.int32()), ("height", pa.int
 ANSWERED = pa.schema(_LISTED + _FACTS + [("raw", pa.string())])
 STEMMED = pa.schema(_LISTED + _FACTS + [("raw", pa.string()), ("stem", pa.string()), ("key", pa.string())])
 RESULT = pa.schema([
-    ("source", pa.string()), ("relative", pa.string()), ("target", pa.string()), ("name", pa.string()),
+    ("source", pa.string()), ("relative", pa.string()), ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
     ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()),
 ])
 

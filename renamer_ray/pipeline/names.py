@@ -40,6 +40,6 @@ def dedupe_group(group: pa.Table, *, target: Location) -> pa.Table:
             results.append({"source": row["source"], "relative": row["relative"], "status": "error", "error": row["error"], "raw": row["raw"]})
             continue
         name = file_name(unique[row["source"]], row["format"])
-        results.append({"source": row["source"], "relative": row["relative"], "target": target.join(name).uri, "name": name,
+        results.append({"source": row["source"], "relative": row["relative"], "format": row["format"], "target": target.join(name).uri, "name": name,
                         "status": "ok", "raw": row["raw"]})
     return table(results, RESULT)

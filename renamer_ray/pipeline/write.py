@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import pyarrow as pa
+from botocore.exceptions import BotoCoreError, ClientError
 
-from renamer_ray.io.storage import Location, copy, exists, read_bytes
+from renamer_ray.io.storage import Location, TargetExists, copy
+from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.columns import RESULT, table
 
 
-def copy_one(source: Location, target: Location) -> str | None:
-    """Copy; return an error sentence instead of raising. A byte-identical target counts as done."""
+def copy_one(source: Location, target: Location, fmt: str | None = None) -> str | None:
+    """Copy; return an error sentence instead of raising. A copy of the same source counts as done."""
     try:
-        if exists(target):
-            if read_bytes(target) == read_bytes(source):
-                return None
-            return f"{target.uri} already exists with other content; it was not overwritten"
-        copy(source, target)
+        copy(source, target, content_type=content_type_for(fmt) if fmt else None)
         return None
-    except OSError as exc:
+    except TargetExists as exc:
+        return str(exc)
+    except (OSError, ClientError, BotoCoreError) as exc:
         return f"could not copy to {target.uri}: {exc}"
 
 
@@ -26,7 +26,7 @@ def copy_batch(batch: pa.Table, *, source: Location, target: Location) -> pa.Tab
     for row in rows:
         if row["status"] != "ok":
             continue
-        error = copy_one(source.join(row["relative"]), target.join(row["name"]))
+        error = copy_one(source.join(row["relative"]), target.join(row["name"]), row["format"])
         if error:
             row.update(status="error", error=error, target=None, name=None)
     return table(rows, RESULT)

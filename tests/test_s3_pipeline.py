@@ -1,0 +1,85 @@
+"""The same pipeline over S3 prefixes (moto's server on 127.0.0.1, real boto3/pyarrow, real Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from renamer_ray.cli import SAMPLES
+from renamer_ray.config import load_settings
+from renamer_ray.io.storage import FINGERPRINT_KEY
+from renamer_ray.pipeline.run import RunOptions, run
+
+EXPECTED = json.loads((Path(__file__).parent / "data" / "samples-expected.json").read_text())
+
+
+@pytest.fixture
+def settings(s3_endpoint):
+    return load_settings(model_id="toy-shapes", batch_size=4, aws_endpoint_url=s3_endpoint)
+
+
+@pytest.fixture
+def buckets(s3):
+    names = f"in-{uuid.uuid4().hex[:8]}", f"out-{uuid.uuid4().hex[:8]}"
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    return names
+
+
+def upload_samples(s3, bucket: str, prefix: str) -> None:
+    for path in sorted(SAMPLES.rglob("*")):
+        if path.is_file():
+            key = f"{prefix}/{path.relative_to(SAMPLES).as_posix()}"
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata={"owner": "ana"})
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/deep/er/bad.jpg", Body=os.urandom(2048))
+
+
+def keys(s3, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+def test_s3_prefix_to_s3_prefix(ray_local, s3, buckets, settings):
+    src, dst = buckets
+    upload_samples(s3, src, "photos/2024")
+    summary = run(RunOptions(source=f"s3://{src}/photos", target=f"s3://{dst}/renamed"), settings)
+
+    assert summary.skipped == 1 and summary.ok == len(EXPECTED) and summary.failed == 1
+    rows = [json.loads(line) for line in
+            s3.get_object(Bucket=dst, Key="renamed/manifest.jsonl")["Body"].read().decode().splitlines()]
+    by_source = {r["source"].removeprefix(f"s3://{src}/photos/2024/"): r for r in rows}
+    assert "not an image" in by_source["deep/er/bad.jpg"]["error"]
+    for relative, label in EXPECTED.items():
+        row = by_source[relative]
+        assert row["name"].startswith(label) and row["target"] == f"s3://{dst}/renamed/{row['name']}"
+    assert sorted(by_source[r]["name"] for r in ("IMG_0001.JPG", "Screenshot 2024-05-01 at 10.22.33.png",
+                                                 "wallpaper.png")) == [
+        "yellow-circle-001.png", "yellow-circle-002.png", "yellow-circle.jpg"]
+
+    outputs = keys(s3, dst, "renamed/")
+    assert len(outputs) == len(EXPECTED) + 1, "one object per image plus the manifest, no folder markers"
+    renamed_png = by_source["photo (1).jpg"]
+    head = s3.head_object(Bucket=dst, Key=f"renamed/{renamed_png['name']}")
+    assert head["ContentType"] == "image/png", "content type from the real format"
+    assert head["Metadata"]["owner"] == "ana", "source metadata is kept"
+    assert head["Metadata"][FINGERPRINT_KEY].startswith(f"{src}/photos/2024/photo (1).jpg@")
+    original = s3.get_object(Bucket=src, Key="photos/2024/photo (1).jpg")["Body"].read()
+    assert s3.get_object(Bucket=dst, Key=f"renamed/{renamed_png['name']}")["Body"].read() == original
+
+    # Running again changes nothing and copies nothing twice.
+    again = run(RunOptions(source=f"s3://{src}/photos", target=f"s3://{dst}/renamed"), settings)
+    assert again.ok == len(EXPECTED) and keys(s3, dst, "renamed/") == outputs
+
+
+def test_never_overwrites_an_object_it_did_not_create(ray_local, s3, buckets, settings, tmp_path):
+    src, dst = buckets
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes((SAMPLES / "wallpaper.png").read_bytes())  # a yellow circle
+    s3.put_object(Bucket=dst, Key="out/yellow-circle.png", Body=b"someone else's file")
+    summary = run(RunOptions(source=str(tmp_path / "in"), target=f"s3://{dst}/out"), settings)
+    assert summary.failed == 1 and "not overwritten" in summary.records[0].error
+    assert s3.get_object(Bucket=dst, Key="out/yellow-circle.png")["Body"].read() == b"someone else's file"
