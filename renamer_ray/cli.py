@@ -22,7 +22,7 @@ def _rename(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     options = RunOptions(source=args.src, target=args.dst, user_prompt=args.prompt,
                          template=args.template or settings.name_template, dry_run=args.dry_run,
-                         pool_size=args.workers)
+                         pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude))
     summary = run(options, settings)
     print_summary(summary, dry_run=args.dry_run)
     return 0 if summary.failed == 0 else 1
@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     rename.add_argument("--dry-run", action="store_true", help="write only DST/manifest.jsonl: the plan")
     rename.add_argument("--batch-size", type=int, help="images per model call (default: BATCH_SIZE)")
     rename.add_argument("--workers", type=int, help="model actors (default: one per GPU, else 1)")
+    rename.add_argument("--include", action="append", default=[], metavar="GLOB",
+                        help="only paths (relative to SRC) matching this glob; repeatable, e.g. '2024/*'")
+    rename.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="leave out paths matching this glob; repeatable, e.g. '*/thumbnails/*'")
     rename.set_defaults(func=_rename)
 
     apply = sub.add_parser("apply", help="carry out a plan (a manifest.jsonl, maybe edited by hand)")

@@ -11,7 +11,6 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 from botocore.config import Config
@@ -71,22 +70,6 @@ def open_location(uri: str, *, region: str | None = None, endpoint_url: str | No
         raise ValueError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
     path = str(Path(uri).expanduser().resolve())
     return Location(pafs.LocalFileSystem(), path, path)
-
-
-def list_files(folder: Location) -> Iterator[ListedFile]:
-    """Every file under ``folder`` (recursively), in sorted order of relative path."""
-    selector = pafs.FileSelector(folder.path, recursive=True, allow_not_found=False)
-    infos = [i for i in folder.filesystem.get_file_info(selector) if i.type == pafs.FileType.File]
-    base = folder.path.rstrip("/") + "/"
-    listed = [
-        ListedFile(
-            relative=info.path[len(base):] if info.path.startswith(base) else posixpath.basename(info.path),
-            size=info.size or 0,
-            mtime=info.mtime.timestamp() if info.mtime is not None else None,
-        )
-        for info in infos
-    ]
-    yield from sorted(listed, key=lambda f: f.relative)
 
 
 def read_bytes(location: Location) -> bytes:

@@ -9,7 +9,8 @@ _LISTED = [
     ("relative", pa.string()),   # path under the source folder
     ("size", pa.int64()),
     ("mtime", pa.float64()),     # seconds since the epoch, or null
-    ("index", pa.int64()),       # 1-based position in the sorted listing ({index})
+    ("index", pa.int64()),       # 1-based position in its folder, sorted by name ({index})
+    ("skipped", pa.bool_()),     # not an image file (by extension): counted, not processed
 ]
 _FACTS = [
     ("format", pa.string()),     # real format sniffed from the bytes (Pillow's name)

@@ -18,6 +18,8 @@ def _mtime_date(mtime: float | None) -> str | None:
 def decode_batch(batch: pa.Table, *, source: Location, max_pixels: int, max_file_bytes: int) -> pa.Table:
     rows = batch.to_pylist()
     for row in rows:
+        if row["skipped"]:
+            continue
         try:
             if row["size"] > max_file_bytes:
                 raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {max_file_bytes:,}-byte limit")

@@ -29,7 +29,7 @@ class NameImages:
         from renamer_ray.model.namer import ImageContext
 
         rows = batch.to_pylist()
-        todo = [row for row in rows if row["error"] is None]
+        todo = [row for row in rows if row["error"] is None and not row["skipped"]]
         images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in todo]
         contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in todo]
         try:

@@ -19,7 +19,7 @@ from renamer_ray.pipeline.columns import RESULT, STEMMED, table
 def render_stems(batch: pa.Table, *, template: NameTemplate, index_width: int) -> pa.Table:
     rows = batch.to_pylist()
     for row in rows:
-        if row["error"] is None:
+        if row["error"] is None and not row["skipped"]:
             original = posixpath.splitext(posixpath.basename(row["relative"]))[0]
             row["stem"] = template.render(subject=row["raw"] or "", date=row["date"], camera=row["camera"],
                                           original=original, index=row["index"], index_width=index_width)
@@ -32,10 +32,13 @@ def render_stems(batch: pa.Table, *, template: NameTemplate, index_width: int) -
 def dedupe_group(group: pa.Table, *, target: Location) -> pa.Table:
     """One group's rows → final names and targets (failed rows pass through)."""
     rows = group.to_pylist()
-    named = [row for row in rows if row["error"] is None]
+    named = [row for row in rows if row["error"] is None and not row["skipped"]]
     unique = assign_unique([(row["source"], row["stem"]) for row in named])
     results = []
     for row in rows:
+        if row["skipped"]:
+            results.append({"source": row["source"], "relative": row["relative"], "status": "skipped"})
+            continue
         if row["error"] is not None:
             results.append({"source": row["source"], "relative": row["relative"], "status": "error", "error": row["error"], "raw": row["raw"]})
             continue
