@@ -54,9 +54,12 @@ class RunSummary:
 
 
 def ensure_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS, or start a local Ray instance."""
+    """Join the cluster named by RAY_ADDRESS (set for `ray job submit` jobs), or start a local Ray.
+
+    Never ``ray.init()`` with no address: that silently attaches to whatever `ray start` left on
+    this machine (and hangs if that cluster has died)."""
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level=logging.WARNING,
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", logging_level=logging.WARNING,
                  log_to_driver=False)
 
 

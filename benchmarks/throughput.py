@@ -1,0 +1,142 @@
+"""Images per second: the seed's worker loop vs the Ray Data pipeline, S3 → S3, same images.
+
+(1) namer alone, in one process, the seed's design: for each batch of BATCH_SIZE keys, download,
+    decode and resize inline, run the model, then copy each object to its new name;
+(2) the full Ray Data pipeline (`renamer_ray.pipeline.run`) over the same prefix.
+
+Starts moto's S3 server on 127.0.0.1 (or uses AWS_ENDPOINT_URL), uploads N drawn images, prints
+the figures and writes them to docs/benchmarks.md. Also prints the compute-bound ceiling of
+Qwen2-VL-2B at MAX_PIXELS on a few GPUs. Usage::
+
+    .venv/bin/python benchmarks/throughput.py --images 96            # CPU, toy-shapes
+    MODEL_ID=/models/Qwen2-VL-2B-Instruct .venv/bin/python benchmarks/throughput.py   # a GPU node
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import random
+import socket
+import time
+import uuid
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+PEAK_TFLOPS = {"T4 (fp16, g4dn)": 65, "A10G (bf16, g5)": 125, "L4 (bf16, g6)": 121, "H100 SXM (bf16)": 989}
+
+
+def qwen2vl_2b_tflop_per_image(max_pixels: int, text_tokens: int = 80, new_tokens: int = 20) -> float:
+    """Matmul FLOPs of Qwen2-VL-2B for one image at ``max_pixels`` (2 FLOPs per multiply-add)."""
+    patches = max_pixels / (14 * 14)
+    d, depth = 1280, 32  # vision tower: 32 blocks, width 1280, MLP ratio 4
+    vision = depth * (patches * 2 * (4 * d * d + 2 * 4 * d * d) + 2 * 2 * patches * patches * d)
+    merger = (patches / 4) * 2 * (4 * d * 4 * d + 4 * d * 1536)
+    h, layers, inter, kv = 1536, 28, 8960, 256  # language model: 28 layers, GQA 12 q / 2 kv heads
+    per_token = layers * 2 * (h * h * 2 + 2 * h * kv + 3 * h * inter) + 2 * h * 151_936
+    tokens = patches / 4 + text_tokens
+    llm = tokens * per_token + new_tokens * per_token + layers * 2 * 2 * tokens * tokens * h
+    return (vision + merger + llm) / 1e12
+
+
+def start_s3() -> str:
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return os.environ["AWS_ENDPOINT_URL"]
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+    return f"http://127.0.0.1:{port}"
+
+
+def upload_images(s3, bucket: str, count: int, seed: int = 7) -> list[str]:
+    from renamer_ray.model.toy_shapes import draw_shape
+
+    rng, keys = random.Random(seed), []
+    for i in range(count):
+        buf = io.BytesIO()
+        draw_shape(rng, min_side=800, max_side=1600).image.save(buf, format="JPEG", quality=90)
+        keys.append(f"in/img_{i:05d}.jpg")
+        s3.put_object(Bucket=bucket, Key=keys[-1], Body=buf.getvalue())
+    return keys
+
+
+def seed_worker_loop(s3, bucket: str, keys: list[str], settings) -> tuple[float, float]:
+    """The seed's worker: sequential batches, preprocessing inline. Returns (load s, run s)."""
+    from renamer_ray.images import decode
+    from renamer_ray.model.namer import ImageContext, Qwen2VLNamer
+    from renamer_ray.naming import assign_unique, file_name, sanitize_stem
+
+    started = time.perf_counter()
+    namer = Qwen2VLNamer(settings.model_id, max_pixels=settings.max_pixels, max_new_tokens=settings.max_new_tokens)
+    loaded = time.perf_counter()
+    for start in range(0, len(keys), settings.batch_size):
+        batch = keys[start:start + settings.batch_size]
+        decoded = [decode(s3.get_object(Bucket=bucket, Key=k)["Body"].read(), max_pixels=settings.max_pixels)
+                   for k in batch]
+        answers = namer.name([d.to_pil() for d in decoded], [ImageContext(d.meta.date, d.meta.camera) for d in decoded])
+        names = assign_unique([(k, sanitize_stem(a.raw or "")) for k, a in zip(batch, answers)])
+        for key, d in zip(batch, decoded):
+            s3.copy_object(Bucket=bucket, Key=f"seed-out/{start}/{file_name(names[key], d.meta.format)}",
+                           CopySource={"Bucket": bucket, "Key": key})
+    return loaded - started, time.perf_counter() - loaded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    endpoint = start_s3()
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ.setdefault("MODEL_ID", "toy-shapes")
+
+    import boto3
+    import ray
+
+    from renamer_ray.config import load_settings
+    from renamer_ray.pipeline.run import RunOptions, ensure_ray, run
+
+    settings = load_settings()
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=settings.aws_region)
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    keys = upload_images(s3, bucket, args.images)
+
+    load_s, loop_s = seed_worker_loop(s3, bucket, keys, settings)
+    ensure_ray()  # cluster start-up is not part of a run
+    started = time.perf_counter()
+    summary = run(RunOptions(source=f"s3://{bucket}/in", target=f"s3://{bucket}/ray-out"), settings)
+    pipeline_s = time.perf_counter() - started
+    assert summary.ok == len(keys), summary.failed
+
+    loop_rate, pipe_rate = len(keys) / loop_s, len(keys) / pipeline_s
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Ray sees {ray.cluster_resources()}"
+    tflop = qwen2vl_2b_tflop_per_image(settings.max_pixels)
+    lines = [
+        f"- model `{settings.model_id}`, {len(keys)} JPEG images (800–1600 px), BATCH_SIZE {settings.batch_size}, "
+        f"MAX_PIXELS {settings.max_pixels}; machine: {machine}",
+        f"- (1) seed-style worker loop: {loop_rate:.2f} images/s ({loop_s:.1f} s, plus {load_s:.1f} s model load)",
+        f"- (2) Ray Data pipeline S3→S3: {pipe_rate:.2f} images/s ({pipeline_s:.1f} s, model load, listing, "
+        f"shuffle and manifest included)",
+        f"- ratio pipeline / loop: {pipe_rate / loop_rate:.2f}×",
+        f"- Qwen2-VL-2B at MAX_PIXELS {settings.max_pixels}: ≈ {tflop:.1f} TFLOP per image; compute-bound ceiling: "
+        + ", ".join(f"{gpu} {peak / tflop:.0f} img/s" for gpu, peak in PEAK_TFLOPS.items()),
+    ]
+    print("\n".join(lines))
+    if not args.no_write:
+        DOC.parent.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d")
+        block = f"\n### {stamp}: `python benchmarks/throughput.py --images {args.images}`\n\n" + "\n".join(lines) + "\n"
+        text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+        DOC.write_text(text + block)
+        print(f"appended to {DOC}")
+
+
+if __name__ == "__main__":
+    main()
