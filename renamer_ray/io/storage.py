@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import posixpath
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +109,18 @@ def copy(source: Location, target: Location, *, content_type: str | None = None)
         if read_bytes(target) == read_bytes(source):
             return
         raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten")
-    if source.filesystem.equals(target.filesystem):
-        source.filesystem.copy_file(source.path, target.path)
-    else:
-        pafs.copy_files(source.path, target.path, source_filesystem=source.filesystem,
-                        destination_filesystem=target.filesystem)
+    # Write a temporary file, then hard-link it into place: the link is atomic and fails if the
+    # name exists, so a crash never leaves a half-written file under a final name.
+    folder, name = os.path.split(target.path)
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.partial")
+    pafs.copy_files(source.path, temporary, source_filesystem=source.filesystem,
+                    destination_filesystem=target.filesystem)
+    try:
+        os.link(temporary, target.path)
+    except FileExistsError:
+        copy(source, target, content_type=content_type)  # raced with another writer: compare
+    finally:
+        os.unlink(temporary)
 
 
 @functools.cache
