@@ -1,0 +1,54 @@
+"""A run killed part-way and run again ends exactly as an uninterrupted run: same files, same names,
+same manifest, nothing copied twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import drawn_files
+from renamer_ray.config import load_settings
+from renamer_ray.pipeline.run import RunOptions, run
+
+SCRIPT = Path(sys.executable).with_name("renamer-ray")
+
+
+def finished_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()
+            if not p.name.startswith(".") and p.name != "manifest.jsonl"} if folder.exists() else {}
+
+
+def test_killed_run_resumes_to_the_same_result(ray_local, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, (data, fmt, _) in enumerate(drawn_files(seed=99, count=40, max_side=400)):
+        (src / f"img_{i:03d}.{fmt.lower().replace('heif', 'heic')}").write_bytes(data)
+    settings = load_settings(model_id="toy-shapes", batch_size=2)
+
+    reference = tmp_path / "reference"
+    run(RunOptions(source=str(src), target=str(reference)), settings)
+
+    crashed = tmp_path / "crashed"
+    driver = subprocess.Popen([str(SCRIPT), "rename", str(src), str(crashed), "--model", "toy-shapes",
+                               "--batch-size", "2"], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not finished_files(crashed) and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the file system for the first output, not synchronising on time
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    driver.wait(timeout=60)
+    before = {name: os.stat(crashed / name).st_ino for name in finished_files(crashed)}
+    print(f"killed with {len(before)} of 40 outputs written")
+    assert not (crashed / "manifest.jsonl").exists() or driver.returncode == 0
+
+    run(RunOptions(source=str(src), target=str(crashed)), settings)
+
+    assert finished_files(crashed) == finished_files(reference)
+    manifest = (crashed / "manifest.jsonl").read_text().replace(str(crashed), "DST")
+    assert manifest == (reference / "manifest.jsonl").read_text().replace(str(reference), "DST")
+    for name, inode in before.items():
+        assert os.stat(crashed / name).st_ino == inode, f"{name} was copied again"
