@@ -10,6 +10,12 @@ Qwen2-VL-2B at MAX_PIXELS on a few GPUs. Usage::
 
     .venv/bin/python benchmarks/throughput.py --images 96            # CPU, toy-shapes
     MODEL_ID=/models/Qwen2-VL-2B-Instruct .venv/bin/python benchmarks/throughput.py   # a GPU node
+    .venv/bin/python benchmarks/throughput.py --random-2b --loop-only  # GPU, no download, no Ray
+
+``--random-2b`` builds the full-size Qwen2-VL-2B architecture from its published config with random
+weights (speed does not depend on weight values) and the toy tokenizer, with MAX_NEW_TOKENS 20 (a
+random model never emits its end token; 20 tokens is a typical name). ``--loop-only`` measures the
+namer alone, for machines without Ray.
 """
 
 from __future__ import annotations
@@ -39,6 +45,37 @@ def qwen2vl_2b_tflop_per_image(max_pixels: int, text_tokens: int = 80, new_token
     tokens = patches / 4 + text_tokens
     llm = tokens * per_token + new_tokens * per_token + layers * 2 * 2 * tokens * tokens * h
     return (vision + merger + llm) / 1e12
+
+
+def build_random_qwen2vl_2b(folder: Path, max_pixels: int) -> str:
+    """Qwen2-VL-2B-Instruct's architecture with random weights, saved with the toy's processor."""
+    import torch
+    from transformers import AutoProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from renamer_ray.model.namer import resolve_checkpoint
+
+    processor = AutoProcessor.from_pretrained(resolve_checkpoint("toy-shapes"))
+    processor.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": max_pixels}
+    toy = Qwen2VLConfig.from_pretrained(resolve_checkpoint("toy-shapes"))
+    config = Qwen2VLConfig(
+        vision_config=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        text_config=dict(vocab_size=151_936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                         num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0,
+                                          "mrope_section": [16, 24, 24]},
+                         bos_token_id=toy.text_config.bos_token_id, eos_token_id=toy.text_config.eos_token_id,
+                         pad_token_id=toy.text_config.pad_token_id),
+        image_token_id=toy.image_token_id, video_token_id=toy.video_token_id,
+        vision_start_token_id=toy.vision_start_token_id, vision_end_token_id=toy.vision_end_token_id,
+        tie_word_embeddings=True,
+    )
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen2VLForConditionalGeneration(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    print(f"random Qwen2-VL-2B: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters in {folder}")
+    return str(folder)
 
 
 def start_s3() -> str:
@@ -91,16 +128,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--random-2b", action="store_true", help="full-size 2B architecture, random weights")
+    parser.add_argument("--loop-only", action="store_true", help="only (1): the namer alone (no Ray needed)")
     args = parser.parse_args()
+    if args.random_2b:
+        import tempfile
+
+        from renamer_ray.config import load_settings as _settings
+
+        os.environ["MODEL_ID"] = build_random_qwen2vl_2b(Path(tempfile.mkdtemp()), _settings().max_pixels)
+        os.environ["MAX_NEW_TOKENS"] = "20"
     endpoint = start_s3()
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     os.environ.setdefault("MODEL_ID", "toy-shapes")
 
     import boto3
-    import ray
 
     from renamer_ray.config import load_settings
-    from renamer_ray.pipeline.run import RunOptions, ensure_ray, run
 
     settings = load_settings()
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=settings.aws_region)
@@ -109,13 +153,22 @@ def main() -> None:
     keys = upload_images(s3, bucket, args.images)
 
     load_s, loop_s = seed_worker_loop(s3, bucket, keys, settings)
+    loop_rate = len(keys) / loop_s
+    if args.loop_only:
+        print(f"namer alone (seed loop): {loop_rate:.2f} images/s ({loop_s:.1f} s for {len(keys)}, "
+              f"model load {load_s:.1f} s), model {settings.model_id}")
+        return
+    import ray
+
+    from renamer_ray.pipeline.run import RunOptions, ensure_ray, run
+
     ensure_ray()  # cluster start-up is not part of a run
     started = time.perf_counter()
     summary = run(RunOptions(source=f"s3://{bucket}/in", target=f"s3://{bucket}/ray-out"), settings)
     pipeline_s = time.perf_counter() - started
     assert summary.ok == len(keys), summary.failed
 
-    loop_rate, pipe_rate = len(keys) / loop_s, len(keys) / pipeline_s
+    pipe_rate = len(keys) / pipeline_s
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Ray sees {ray.cluster_resources()}"
     tflop = qwen2vl_2b_tflop_per_image(settings.max_pixels)
     lines = [

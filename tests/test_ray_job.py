@@ -36,10 +36,11 @@ def ray_head(tmp_path_factory):
          f"--ray-client-server-port={free_port()}", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
-    # `ray job list` fails until the dashboard's job API answers; it blocks on its own connection retries.
+    # Ready when a trivial job is accepted: the dashboard answers before its job agent does
+    # ("No available agent to submit job"); each attempt blocks on the CLI's own connection retries.
     for _ in range(60):
-        if subprocess.run([str(BIN / "ray"), "job", "list", "--address", address], env=env,
-                          capture_output=True, timeout=60).returncode == 0:
+        if subprocess.run([str(BIN / "ray"), "job", "submit", "--no-wait", "--address", address, "--",
+                           "python", "-c", "pass"], env=env, capture_output=True, timeout=60).returncode == 0:
             break
         if head.poll() is not None:
             pytest.fail("ray start --head exited")
