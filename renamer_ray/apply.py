@@ -77,4 +77,4 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
             target=None if error else target.uri, status="error" if error else "ok", error=error))
     records = sorted((done.get(r.source, r) for r in plan), key=lambda r: r.source)
     write_text(manifest, dump_lines(records))
-    return RunSummary(records=records, skipped=0, seconds=time.monotonic() - started, manifest=manifest.uri)
+    return RunSummary.of(records, skipped=0, seconds=time.monotonic() - started, manifest=manifest.uri)

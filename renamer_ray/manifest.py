@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 from typing import Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 MANIFEST_NAME = "manifest.jsonl"
+PARTS_FOLDER = "_manifest"        # sorted parts of a run in progress, merged into MANIFEST_NAME
+PART_ROWS = 10_000
 
 
 class FileRecord(BaseModel):
@@ -41,3 +44,8 @@ def parse_lines(text: str) -> Iterator[FileRecord]:
                 yield FileRecord.model_validate_json(line)
             except ValueError as exc:
                 raise ValueError(f"manifest line {number} is not a valid record: {exc}") from None
+
+
+def merge_sorted(parts: Iterable[Iterable[str]]) -> Iterator[str]:
+    """k-way merge of manifest parts, each sorted by source: memory is one line per part."""
+    return heapq.merge(*parts, key=lambda line: json.loads(line)["source"])

@@ -19,7 +19,9 @@ def print_summary(summary, *, dry_run: bool) -> None:
         old = _shown(r.source, summary.source_root)
         new = r.name if r.status == "ok" else f"FAILED: {r.error}"
         print(f"  {old:<{width}}  ->  {new}")
-    rate = len(records) / summary.seconds if summary.seconds else 0.0
+    if summary.ok + summary.failed > len(records):
+        print(f"  … and {summary.ok + summary.failed - len(records)} more in the manifest")
+    rate = (summary.ok + summary.failed) / summary.seconds if summary.seconds else 0.0
     print(f"\n{summary.ok} {verb + ' ' if verb else ''}renamed, {summary.failed} failed, "
           f"{summary.skipped} non-image files skipped, in {summary.seconds:.1f}s ({rate:.1f} images/s)")
     print(f"manifest: {summary.manifest}")

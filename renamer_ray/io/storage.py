@@ -7,12 +7,15 @@ variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``) passed in as arguments, never r
 from __future__ import annotations
 
 import functools
+import io
 import hashlib
 import os
 import posixpath
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import boto3
 from botocore.config import Config
@@ -77,6 +80,12 @@ def open_location(uri: str, *, region: str | None = None, endpoint_url: str | No
 def read_bytes(location: Location) -> bytes:
     with location.filesystem.open_input_stream(location.path) as stream:
         return stream.read()
+
+
+def read_lines(location: Location) -> Iterator[str]:
+    """A text file's lines (with their newlines), streamed."""
+    with location.filesystem.open_input_stream(location.path) as stream:
+        yield from io.TextIOWrapper(stream, encoding="utf-8")
 
 
 def exists(location: Location) -> bool:
@@ -191,6 +200,19 @@ def _s3_copy(source: Location, target: Location, content_type: str | None) -> No
             if already_done():
                 return
         raise
+
+
+def remove_folder(location: Location) -> None:
+    """Delete a folder of our own (local tree, or every key under an S3 prefix; no marker left)."""
+    if not location.is_s3:
+        shutil.rmtree(location.path, ignore_errors=True)
+        return
+    client = s3_client(location.region, location.endpoint_url)
+    bucket, key = location.bucket_and_key
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
+        objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if objects:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
 
 
 def write_text(location: Location, text: str) -> None:

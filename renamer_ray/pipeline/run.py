@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import ray
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import Location, make_dirs, open_location, write_text
-from renamer_ray.manifest import MANIFEST_NAME, FileRecord, dump_lines
+from renamer_ray.io.storage import Location, make_dirs, open_location, read_lines, remove_folder, write_text
+from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch
 from renamer_ray.pipeline.infer import NameImages, skip_model
@@ -36,21 +36,23 @@ class RunOptions:
     exclude: tuple[str, ...] = ()
 
 
+SHOWN_RECORDS = 1000
+
+
 @dataclass
 class RunSummary:
-    records: list[FileRecord]
+    records: list[FileRecord]         # the first SHOWN_RECORDS by source (all of them in the manifest)
     skipped: int                      # listed keys that are not image files by extension
     seconds: float
     manifest: str
     source_root: str = ""             # sources are shown relative to this
+    ok: int = 0
+    failed: int = 0
 
-    @property
-    def ok(self) -> int:
-        return sum(r.status == "ok" for r in self.records)
-
-    @property
-    def failed(self) -> int:
-        return sum(r.status == "error" for r in self.records)
+    @classmethod
+    def of(cls, records: list[FileRecord], **kwargs) -> "RunSummary":
+        return cls(records=records, ok=sum(r.status == "ok" for r in records),
+                   failed=sum(r.status == "error" for r in records), **kwargs)
 
 
 def ensure_ray() -> None:
@@ -122,15 +124,33 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     listing = SourceListing(source, options.include, exclude)
     ensure_ray()
     make_dirs(target)
-    records: list[FileRecord] = []
-    skipped = 0
+    parts_folder = target.join(PARTS_FOLDER)
+    make_dirs(parts_folder)
+    parts: list[Location] = []
+    buffer: list[FileRecord] = []
+    shown: list[FileRecord] = []
+    counts = {"ok": 0, "error": 0, "skipped": 0}
+
+    def flush() -> None:
+        """Write the buffer as one sorted part: the driver never holds more than PART_ROWS records."""
+        nonlocal shown
+        buffer.sort(key=lambda r: r.source)
+        parts.append(parts_folder.join(f"part-{len(parts):06d}.jsonl"))
+        write_text(parts[-1], dump_lines(buffer))
+        shown = sorted(shown + buffer, key=lambda r: r.source)[:SHOWN_RECORDS]
+        buffer.clear()
+
     for row in build_dataset(listing, source, target, settings, options).iter_rows():
-        if row["status"] == "skipped":
-            skipped += 1
-        else:
-            records.append(FileRecord.model_validate(row))
-    records.sort(key=lambda r: r.source)
+        counts[row["status"]] += 1
+        if row["status"] != "skipped":
+            buffer.append(FileRecord.model_validate(row))
+            if len(buffer) >= PART_ROWS:
+                flush()
+    flush()
     manifest = target.join(MANIFEST_NAME)
-    write_text(manifest, dump_lines(records))
-    return RunSummary(records=records, skipped=skipped, seconds=time.monotonic() - started, manifest=manifest.uri,
-                      source_root=source.uri)
+    with manifest.filesystem.open_output_stream(manifest.path) as out:  # S3: a streamed multipart upload
+        for line in merge_sorted(read_lines(part) for part in parts):
+            out.write(line.encode("utf-8"))
+    remove_folder(parts_folder)
+    return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"],
+                      seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)
