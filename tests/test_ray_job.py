@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -33,12 +34,16 @@ def ray_head(tmp_path_factory):
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={free_port()}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
-         f"--ray-client-server-port={free_port()}", "--disable-usage-stats"],
+         f"--ray-client-server-port={free_port()}", "--disable-usage-stats",
+         # Its own agent ports: another Ray on this machine (the suite's local one) holds the defaults.
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     # Ready when a trivial job is accepted: the dashboard answers before its job agent does
     # ("No available agent to submit job"); each attempt blocks on the CLI's own connection retries.
-    for _ in range(60):
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         if subprocess.run([str(BIN / "ray"), "job", "submit", "--no-wait", "--address", address, "--",
                            "python", "-c", "pass"], env=env, capture_output=True, timeout=60).returncode == 0:
             break
