@@ -23,16 +23,13 @@ class PlanError(ValueError):
     """The plan breaks a rule; the message lists every problem, one per line."""
 
 
-def _check(record: FileRecord, source_bytes: bytes, taken: dict[str, str]) -> str | None:
+def _check(record: FileRecord, real_format: str, taken: dict[str, str]) -> str | None:
     name = record.name or ""
     stem, dot, ext = name.rpartition(".")
     if not dot or not is_valid_stem(stem):
         return (f"{record.source}: {name!r} breaks the naming rules (lowercase a-z, 0-9 and single hyphens, "
                 f"at most 60 characters and 10 words, no blocked words, plus the extension)")
-    try:
-        real = extension_for(sniff_format(source_bytes))
-    except (ImageError, ValueError) as exc:
-        return f"{record.source}: {exc}"
+    real = extension_for(real_format)
     if ext != real:
         return f"{record.source}: extension .{ext} does not match the file's real format (.{real})"
     if stem.lower() in taken:
@@ -56,13 +53,18 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
         except OSError as exc:
             problems.append(f"{record.source}: cannot be read: {exc}")
             continue
-        problem = _check(record, data, taken)
+        try:
+            fmt = sniff_format(data)
+        except ImageError as exc:
+            problems.append(f"{record.source}: {exc}")
+            continue
+        problem = _check(record, fmt, taken)
         target = target_dir.join(record.name or "")
         if problem is None and exists(target) and read_bytes(target) != data:
             problem = f"{record.source}: {target.uri} already exists with other content"
         if problem:
             problems.append(problem)
-        jobs.append((record, source, target, None if problem else sniff_format(data)))
+        jobs.append((record, source, target, fmt))
     manifest = target_dir.join(MANIFEST_NAME)
     if posixpath.normpath(manifest.uri) == posixpath.normpath(open_location(manifest_uri, **loc).uri):
         problems.append("the output manifest would overwrite the plan itself: choose another DST")

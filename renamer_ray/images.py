@@ -15,6 +15,10 @@ from io import BytesIO
 import pillow_heif
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+# Pillow format names we accept (HEIC files report "HEIF"; multi-picture JPEGs "MPO"): exactly the
+# formats the naming rules know an extension for.
+from renamer_ray.naming.formats import SUPPORTED_FORMATS
+
 pillow_heif.register_heif_opener()
 
 __all__ = [
@@ -29,10 +33,6 @@ __all__ = [
     "sniff_format",
 ]
 
-#: Pillow format names we accept (HEIC files report "HEIF"; multi-picture JPEGs "MPO").
-SUPPORTED_FORMATS = frozenset(
-    {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "MPO"}
-)
 # Pillow plugins tried, in order; only these are ever used to decode. (MPO has no
 # opener of its own: the JPEG opener returns an MPO image when the file is one.)
 _OPEN_ORDER = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")

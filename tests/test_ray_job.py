@@ -20,25 +20,32 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (all held open together while choosing, so none is handed out twice)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A separate Ray head, as an operator starts one; stopped (all its processes) at the end."""
-    dashboard = free_port()
+    dashboard, gcs, client, agent, agent_grpc, metrics, runtime_env = free_ports(7)
+    log = tmp_path_factory.mktemp("ray-head") / "ray-start.log"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={free_port()}",
+        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
-         f"--ray-client-server-port={free_port()}", "--disable-usage-stats",
+         f"--ray-client-server-port={client}", "--disable-usage-stats",
          # Its own agent ports: another Ray on this machine (the suite's local one) holds the defaults.
-         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-         f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}"],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     # Ready when a trivial job is accepted: the dashboard answers before its job agent does
     # ("No available agent to submit job"); each attempt blocks on the CLI's own connection retries.
@@ -48,7 +55,7 @@ def ray_head(tmp_path_factory):
                            "python", "-c", "pass"], env=env, capture_output=True, timeout=60).returncode == 0:
             break
         if head.poll() is not None:
-            pytest.fail("ray start --head exited")
+            pytest.fail("ray start --head exited:\n" + log.read_text()[-3000:])
     else:
         pytest.fail("the Ray dashboard's job API never answered")
     yield address, env

@@ -19,7 +19,7 @@ SCRIPT = Path(sys.executable).with_name("renamer-ray")
 
 def finished_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir()
-            if not p.name.startswith(".") and p.name != "manifest.jsonl"} if folder.exists() else {}
+            if p.is_file() and not p.name.startswith(".") and p.name != "manifest.jsonl"} if folder.exists() else {}
 
 
 def test_killed_run_resumes_to_the_same_result(ray_local, tmp_path):
