@@ -20,9 +20,6 @@ from renamer_ray.pipeline.listing import SourceListing
 from renamer_ray.pipeline.names import dedupe_group, render_stems
 from renamer_ray.pipeline.write import copy_batch
 
-log = logging.getLogger(__name__)
-
-
 @dataclass(frozen=True)
 class RunOptions:
     source: str
@@ -65,18 +62,19 @@ def ensure_ray() -> None:
                  log_to_driver=False)
 
 
-def _model_stage_args(settings: Settings, pool_size: int | None) -> dict:
-    """Actor pool for the namer: GPU actors when the cluster has GPUs, else CPU actors that leave
-    one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687)."""
+def _model_stage_args(settings: Settings, pool_size: int | None) -> tuple[dict, int | None]:
+    """Actor pool for the namer, and torch threads per actor: GPU actors when the cluster has GPUs,
+    else CPU actors that leave one CPU free for listing and decoding (actors holding every CPU
+    starve the reads: ray#44687)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     if gpus and settings.model_device != "cpu":
         size = pool_size or gpus
-        return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1, threads=None)
+        return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1), None
     cpus = max(1, int(resources.get("CPU", 1)) - 1)
     size = pool_size or 1
     per_actor = max(1, cpus // size)
-    return dict(compute=ray.data.ActorPoolStrategy(size=size), num_cpus=per_actor, threads=per_actor)
+    return dict(compute=ray.data.ActorPoolStrategy(size=size), num_cpus=per_actor), per_actor
 
 
 def _shuffle_partitions() -> int:
@@ -84,17 +82,15 @@ def _shuffle_partitions() -> int:
     return max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
 
 
-def build_dataset(listing: SourceListing, source: Location, target: Location, settings: Settings,
-                  options: RunOptions) -> ray.data.Dataset:
-    template = NameTemplate.parse(options.template)
+def build_dataset(listing: SourceListing, source: Location, target: Location, template: NameTemplate,
+                  settings: Settings, options: RunOptions) -> ray.data.Dataset:
     # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.
     ray.data.DataContext.get_current().shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     ds = ray.data.read_datasource(listing)
     ds = ds.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
         source=source, max_pixels=settings.max_pixels, max_file_bytes=options.max_file_bytes), **DECODE_ARGS)
     if template.uses("subject"):
-        stage = _model_stage_args(settings, options.pool_size)
-        threads = stage.pop("threads")
+        stage, threads = _model_stage_args(settings, options.pool_size)
         ds = ds.map_batches(
             NameImages, batch_size=settings.batch_size, batch_format="pyarrow",
             fn_constructor_kwargs=dict(model_id=settings.model_id, max_pixels=settings.max_pixels,
@@ -114,7 +110,7 @@ def build_dataset(listing: SourceListing, source: Location, target: Location, se
 
 def run(options: RunOptions, settings: Settings) -> RunSummary:
     """Rename every image under ``options.source`` into ``options.target``; write the manifest."""
-    NameTemplate.parse(options.template)  # fail before any work on a bad template
+    template = NameTemplate.parse(options.template)  # fail before any work on a bad template
     started = time.monotonic()
     loc = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
     source, target = open_location(options.source, **loc), open_location(options.target, **loc)
@@ -140,7 +136,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         shown = sorted(shown + buffer, key=lambda r: r.source)[:SHOWN_RECORDS]
         buffer.clear()
 
-    for row in build_dataset(listing, source, target, settings, options).iter_rows():
+    for row in build_dataset(listing, source, target, template, settings, options).iter_rows():
         counts[row["status"]] += 1
         if row["status"] != "skipped":
             buffer.append(FileRecord.model_validate(row))
