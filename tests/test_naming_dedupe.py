@@ -88,6 +88,25 @@ def test_assign_unique_properties(entries: list[tuple[str, str]], data: st.DataO
 
 
 @FAST
+@given(entries_st, st.data())
+def test_pinning_part_of_a_result_reproduces_it(entries: list[tuple[str, str]], data: st.DataObject) -> None:
+    """A resumed run pins the names an interrupted attempt already gave: the rest come out the same."""
+    full = assign_unique(entries)
+    done = data.draw(st.sets(st.sampled_from(sorted(full))) if full else st.just(set()))
+    pinned = {sid: full[sid] for sid in done}
+    assert assign_unique(entries, pinned=pinned) == full
+    # A resumed run does not ask the model again: a pinned entry's stem is its pinned name.
+    assert assign_unique([(sid, pinned.get(sid, stem)) for sid, stem in entries], pinned=pinned) == full
+
+
+def test_pinned_names_are_kept_even_when_the_model_now_says_otherwise() -> None:
+    # The earlier attempt named "b" cat (say a GPU gave a different answer then): it stays cat,
+    # and the new "cat" from "a" has to take a suffix instead.
+    out = assign_unique([("a", "cat"), ("b", "dog"), ("c", "dog")], pinned={"b": "cat"})
+    assert out == {"a": "cat-001", "b": "cat", "c": "dog"}
+
+
+@FAST
 @given(entries_st)
 def test_per_group_dedupe_equals_global(entries: list[tuple[str, str]]) -> None:
     groups: dict[str, list[tuple[str, str]]] = defaultdict(list)

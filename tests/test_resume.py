@@ -42,10 +42,18 @@ def test_killed_run_resumes_to_the_same_result(ray_local, tmp_path):
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
     driver.wait(timeout=60)
     before = {name: os.stat(crashed / name).st_ino for name in finished_files(crashed)}
-    print(f"killed with {len(before)} of 40 outputs written")
+    claims = crashed / "_manifest" / "claims"
+    claimed = len(list(claims.iterdir())) if claims.exists() else 0
+    print(f"killed with {len(before)} of 40 outputs written, {claimed} names claimed")
     assert not (crashed / "manifest.jsonl").exists() or driver.returncode == 0
+    assert claimed >= len(before) > 0
 
-    run(RunOptions(source=str(src), target=str(crashed)), settings)
+    summary = run(RunOptions(source=str(src), target=str(crashed)), settings)
+
+    # Every name the killed attempt gave was kept as it was, without asking the model again (its
+    # orphaned Ray workers may have claimed a few more before they noticed their raylet was gone).
+    assert summary.resumed >= claimed
+    assert not (crashed / "_manifest").exists()
 
     assert finished_files(crashed) == finished_files(reference)
     manifest = (crashed / "manifest.jsonl").read_text().replace(str(crashed), "DST")

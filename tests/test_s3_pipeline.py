@@ -83,3 +83,24 @@ def test_never_overwrites_an_object_it_did_not_create(ray_local, s3, buckets, se
     summary = run(RunOptions(source=str(tmp_path / "in"), target=f"s3://{dst}/out"), settings)
     assert summary.failed == 1 and "not overwritten" in summary.records[0].error
     assert s3.get_object(Bucket=dst, Key="out/yellow-circle.png")["Body"].read() == b"someone else's file"
+
+
+def test_resumed_s3_run_keeps_the_names_an_interrupted_attempt_gave(ray_local, s3, buckets, settings):
+    """An attempt that claimed a name and died keeps that name on re-run, whatever the model says now."""
+    from renamer_ray.io.storage import open_location
+    from renamer_ray.pipeline.claims import claim
+
+    src, dst = buckets
+    upload_samples(s3, src, "in")
+    target = open_location(f"s3://{dst}/out", endpoint_url=settings.aws_endpoint_url, region=settings.aws_region)
+    # What a killed attempt leaves behind: a claim (and maybe no copy yet) for one file.
+    claim(target, "IMG_0001.JPG", "kept-from-before.jpg", "JPEG", "kept from before")
+    summary = run(RunOptions(source=f"s3://{src}/in", target=f"s3://{dst}/out"), settings)
+
+    assert summary.resumed == 1 and summary.ok == len(EXPECTED)
+    assert "out/kept-from-before.jpg" in keys(s3, dst, "out/")
+    assert not keys(s3, dst, "out/_manifest/")
+    names = {r.source.removeprefix(f"s3://{src}/in/"): r.name for r in summary.records if r.status == "ok"}
+    assert names.pop("IMG_0001.JPG") == "kept-from-before.jpg"
+    for relative, name in names.items():  # the rest named by the model as usual
+        assert name.startswith(EXPECTED[relative]), (relative, name)

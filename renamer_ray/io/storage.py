@@ -215,6 +215,51 @@ def remove_folder(location: Location) -> None:
             client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
 
 
+def write_once(location: Location, text: str) -> bool:
+    """Create a small file only if it does not exist yet (S3: If-None-Match; local: an atomic
+    link). True if this call created it."""
+    data = text.encode("utf-8")
+    if location.is_s3:
+        bucket, key = location.bucket_and_key
+        try:
+            s3_client(location.region, location.endpoint_url).put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+    folder, name = os.path.split(location.path)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.partial")
+    with open(temporary, "wb") as out:
+        out.write(data)
+    try:
+        os.link(temporary, location.path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
+
+
+def read_text_if_exists(location: Location) -> str | None:
+    try:
+        with location.filesystem.open_input_stream(location.path) as stream:
+            return stream.read().decode("utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def any_file_under(location: Location) -> bool:
+    """Whether a folder (or S3 prefix) holds at least one file (one request on S3)."""
+    if location.is_s3:
+        bucket, key = location.bucket_and_key
+        page = s3_client(location.region, location.endpoint_url).list_objects_v2(
+            Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+        return bool(page.get("KeyCount"))
+    return os.path.isdir(location.path) and any(files for _, _, files in os.walk(location.path))
+
+
 def write_text(location: Location, text: str) -> None:
     with location.filesystem.open_output_stream(location.path) as stream:
         stream.write(text.encode("utf-8"))

@@ -8,7 +8,7 @@ by key and de-duplicate each group on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
 
@@ -45,24 +45,33 @@ def group_key(stem: str) -> str:
     return stem.lower().split("-", 1)[0][:GROUP_KEY_CHARS]
 
 
-def assign_unique(entries: Sequence[tuple[str, str]]) -> dict[str, str]:
+def assign_unique(entries: Sequence[tuple[str, str]], pinned: Mapping[str, str] | None = None) -> dict[str, str]:
     """Map each ``(source_id, stem)`` to a final stem, unique case-insensitively.
 
     Depends only on the set of entries, not their order. Every stem the model
     gave is claimed: the first entry with it (by ``source_id``) keeps it, and
     each further one gets the smallest free ``with_suffix(stem, n)`` that is
     neither claimed nor already given out. Results are lowercase.
+
+    ``pinned`` maps source ids to final stems given by an earlier, interrupted
+    attempt: they are kept as they are and never given to anyone else. Pinning
+    any subset of a previous result reproduces that result exactly.
     """
+    pinned = {source_id: stem.lower() for source_id, stem in (pinned or {}).items()}
     ordered = sorted(entries)
     ids = [source_id for source_id, _ in ordered]
     if len(set(ids)) != len(ids):
         raise ValueError("source ids must be unique")
-    claimed = {stem.lower() for _, stem in ordered}
-    taken: set[str] = set()
-    result: dict[str, str] = {}
+    if len(set(pinned.values())) != len(pinned):
+        raise ValueError("pinned names must be unique")
+    claimed = {stem.lower() for _, stem in ordered} | set(pinned.values())
+    taken: set[str] = set(pinned.values())
+    result: dict[str, str] = dict(pinned)
     for source_id, stem in ordered:
+        if source_id in pinned:
+            continue
         name = stem.lower()
-        if name in taken:  # an earlier entry kept this stem
+        if name in taken:  # an earlier entry kept this stem, or a pinned one has it
             n = 1
             while (name := with_suffix(stem, n)) in claimed or name in taken:
                 n += 1

@@ -17,15 +17,17 @@ _FACTS = [
     ("date", pa.string()),       # capture date YYYY-MM-DD (EXIF, else file modification time)
     ("camera", pa.string()),
     ("error", pa.string()),      # why this file failed, or null
+    ("pinned", pa.string()),     # final name an interrupted attempt already gave it (see claims.py)
+    ("raw", pa.string()),        # the model's answer before the rules (set by the model stage)
 ]
 
 LISTED = pa.schema(_LISTED)
 DECODED = pa.schema(_LISTED + _FACTS + [("width", pa.int32()), ("height", pa.int32()), ("rgb", pa.binary())])
-ANSWERED = pa.schema(_LISTED + _FACTS + [("raw", pa.string())])
-STEMMED = pa.schema(_LISTED + _FACTS + [("raw", pa.string()), ("stem", pa.string()), ("key", pa.string())])
+ANSWERED = pa.schema(_LISTED + _FACTS)
+STEMMED = pa.schema(_LISTED + _FACTS + [("stem", pa.string()), ("key", pa.string())])
 RESULT = pa.schema([
     ("source", pa.string()), ("relative", pa.string()), ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
-    ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()), ("pinned", pa.string()),
 ])
 
 

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from renamer_ray.images import ImageError, decode
 from renamer_ray.io.storage import Location, read_bytes
+from renamer_ray.pipeline.claims import read_claim
 from renamer_ray.pipeline.columns import DECODED, table
 
 
@@ -15,10 +16,15 @@ def _mtime_date(mtime: float | None) -> str | None:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d") if mtime else None
 
 
-def decode_batch(batch: pa.Table, *, source: Location, max_pixels: int, max_file_bytes: int) -> pa.Table:
+def decode_batch(batch: pa.Table, *, source: Location, max_pixels: int, max_file_bytes: int,
+                 resume_from: Location | None = None) -> pa.Table:
+    """``resume_from``: the target of an interrupted attempt; files it already named are not read."""
     rows = batch.to_pylist()
     for row in rows:
         if row["skipped"]:
+            continue
+        if resume_from is not None and (claimed := read_claim(resume_from, row["relative"])):
+            row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])
             continue
         try:
             if row["size"] > max_file_bytes:

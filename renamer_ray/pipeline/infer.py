@@ -29,7 +29,9 @@ class NameImages:
         from renamer_ray.model.namer import ImageContext
 
         rows = batch.to_pylist()
-        todo = [row for row in rows if row["error"] is None and not row["skipped"]]
+        todo = [row for row in rows if row["error"] is None and not row["skipped"] and not row["pinned"]]
+        if not todo:
+            return table(rows, ANSWERED)
         images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in todo]
         contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in todo]
         try:

@@ -19,7 +19,10 @@ from renamer_ray.pipeline.columns import RESULT, STEMMED, table
 def render_stems(batch: pa.Table, *, template: NameTemplate, index_width: int) -> pa.Table:
     rows = batch.to_pylist()
     for row in rows:
-        if row["error"] is None and not row["skipped"]:
+        if row["pinned"]:
+            row["stem"] = posixpath.splitext(row["pinned"])[0]
+            row["key"] = group_key(row["stem"])
+        elif row["error"] is None and not row["skipped"]:
             original = posixpath.splitext(posixpath.basename(row["relative"]))[0]
             row["stem"] = template.render(subject=row["raw"] or "", date=row["date"], camera=row["camera"],
                                           original=original, index=row["index"], index_width=index_width)
@@ -33,7 +36,8 @@ def dedupe_group(group: pa.Table, *, target: Location) -> pa.Table:
     """One group's rows → final names and targets (failed rows pass through)."""
     rows = group.to_pylist()
     named = [row for row in rows if row["error"] is None and not row["skipped"]]
-    unique = assign_unique([(row["source"], row["stem"]) for row in named])
+    unique = assign_unique([(row["source"], row["stem"]) for row in named],
+                           pinned={row["source"]: row["stem"] for row in named if row["pinned"]})
     results = []
     for row in rows:
         if row["skipped"]:
@@ -44,5 +48,5 @@ def dedupe_group(group: pa.Table, *, target: Location) -> pa.Table:
             continue
         name = file_name(unique[row["source"]], row["format"])
         results.append({"source": row["source"], "relative": row["relative"], "format": row["format"], "target": target.join(name).uri, "name": name,
-                        "status": "ok", "raw": row["raw"]})
+                        "status": "ok", "raw": row["raw"], "pinned": row["pinned"]})
     return table(results, RESULT)

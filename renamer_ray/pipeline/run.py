@@ -14,6 +14,7 @@ from renamer_ray.config import Settings
 from renamer_ray.io.storage import Location, make_dirs, open_location, read_lines, remove_folder, write_text
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 from renamer_ray.naming import NameTemplate
+from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch
 from renamer_ray.pipeline.infer import NameImages, skip_model
 from renamer_ray.pipeline.listing import SourceListing
@@ -45,6 +46,7 @@ class RunSummary:
     source_root: str = ""             # sources are shown relative to this
     ok: int = 0
     failed: int = 0
+    resumed: int = 0                  # named by an interrupted earlier attempt; kept, not asked again
 
     @classmethod
     def of(cls, records: list[FileRecord], **kwargs) -> "RunSummary":
@@ -83,12 +85,14 @@ def _shuffle_partitions() -> int:
 
 
 def build_dataset(listing: SourceListing, source: Location, target: Location, template: NameTemplate,
-                  settings: Settings, options: RunOptions) -> ray.data.Dataset:
+                  settings: Settings, options: RunOptions, resume: bool = False) -> ray.data.Dataset:
+    """``resume``: an earlier attempt into ``target`` was interrupted; keep the names it gave."""
     # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.
     ray.data.DataContext.get_current().shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     ds = ray.data.read_datasource(listing)
     ds = ds.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
-        source=source, max_pixels=settings.max_pixels, max_file_bytes=options.max_file_bytes), **DECODE_ARGS)
+        source=source, max_pixels=settings.max_pixels, max_file_bytes=options.max_file_bytes,
+        resume_from=target if resume else None), **DECODE_ARGS)
     if template.uses("subject"):
         stage, threads = _model_stage_args(settings, options.pool_size)
         ds = ds.map_batches(
@@ -126,6 +130,8 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     buffer: list[FileRecord] = []
     shown: list[FileRecord] = []
     counts = {"ok": 0, "error": 0, "skipped": 0}
+    resume = not options.dry_run and interrupted(target)
+    resumed = 0
 
     def flush() -> None:
         """Write the buffer as one sorted part: the driver never holds more than PART_ROWS records."""
@@ -136,8 +142,9 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         shown = sorted(shown + buffer, key=lambda r: r.source)[:SHOWN_RECORDS]
         buffer.clear()
 
-    for row in build_dataset(listing, source, target, template, settings, options).iter_rows():
+    for row in build_dataset(listing, source, target, template, settings, options, resume).iter_rows():
         counts[row["status"]] += 1
+        resumed += bool(row["pinned"])
         if row["status"] != "skipped":
             buffer.append(FileRecord.model_validate(row))
             if len(buffer) >= PART_ROWS:
@@ -148,5 +155,5 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         for line in merge_sorted(read_lines(part) for part in parts):
             out.write(line.encode("utf-8"))
     remove_folder(parts_folder)
-    return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"],
+    return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"], resumed=resumed,
                       seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)

@@ -7,6 +7,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from renamer_ray.io.storage import Location, TargetExists, copy
 from renamer_ray.naming import content_type_for
+from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT, table
 
 
@@ -26,6 +27,12 @@ def copy_batch(batch: pa.Table, *, source: Location, target: Location) -> pa.Tab
     for row in rows:
         if row["status"] != "ok":
             continue
+        if not row["pinned"]:  # claim the name before copying, so a re-run after a crash keeps it
+            holds = claim(target, row["relative"], row["name"], row["format"], row["raw"])
+            if holds != row["name"]:
+                row.update(status="error", target=None, name=None,
+                           error=f"another attempt of this run named it {holds!r} at the same time; run again to finish")
+                continue
         error = copy_one(source.join(row["relative"]), target.join(row["name"]), row["format"])
         if error:
             row.update(status="error", error=error, target=None, name=None)
