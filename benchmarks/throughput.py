@@ -106,15 +106,17 @@ def upload_images(s3, bucket: str, count: int, seed: int = 7) -> list[str]:
 def seed_worker_loop(s3, bucket: str, keys: list[str], settings) -> tuple[float, float]:
     """The seed's worker: sequential batches, preprocessing inline. Returns (load s, run s)."""
     from renamer_ray.images import decode
+    from renamer_ray.model.checkpoint import pixel_budget
     from renamer_ray.model.namer import ImageContext, Qwen2VLNamer
     from renamer_ray.naming import assign_unique, file_name, sanitize_stem
 
     started = time.perf_counter()
     namer = Qwen2VLNamer(settings.model_id, max_pixels=settings.max_pixels, max_new_tokens=settings.max_new_tokens)
     loaded = time.perf_counter()
+    budget = pixel_budget(settings.model_id, settings.max_pixels)  # as the pipeline's decode stage
     for start in range(0, len(keys), settings.batch_size):
         batch = keys[start:start + settings.batch_size]
-        decoded = [decode(s3.get_object(Bucket=bucket, Key=k)["Body"].read(), max_pixels=settings.max_pixels)
+        decoded = [decode(s3.get_object(Bucket=bucket, Key=k)["Body"].read(), max_pixels=budget)
                    for k in batch]
         answers = namer.name([d.to_pil() for d in decoded], [ImageContext(d.meta.date, d.meta.camera) for d in decoded])
         names = assign_unique([(k, sanitize_stem(a.raw or "")) for k, a in zip(batch, answers)])

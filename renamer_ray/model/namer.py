@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -17,20 +16,13 @@ from PIL import Image
 from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForConditionalGeneration
 
 from renamer_ray import prompts
+from renamer_ray.model.checkpoint import TOY_MODEL, resolve_checkpoint  # noqa: F401 (re-exported)
 from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
 
 log = logging.getLogger(__name__)
 
-TOY_MODEL = "toy-shapes"
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-def resolve_checkpoint(model_id: str) -> str:
-    """`toy-shapes` → the checkpoint shipped inside the package; anything else unchanged."""
-    if model_id == TOY_MODEL:
-        return str(Path(__file__).resolve().parent / "checkpoints" / TOY_MODEL)
-    return model_id
 
 
 def choose_device(requested: str = "auto") -> str:

@@ -13,6 +13,7 @@ import ray
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import Location, make_dirs, open_location, read_lines, remove_folder, write_text
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
+from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch
@@ -91,7 +92,7 @@ def build_dataset(listing: SourceListing, source: Location, target: Location, te
     ray.data.DataContext.get_current().shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     ds = ray.data.read_datasource(listing)
     ds = ds.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
-        source=source, max_pixels=settings.max_pixels, max_file_bytes=options.max_file_bytes,
+        source=source, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=options.max_file_bytes,
         resume_from=target if resume else None), **DECODE_ARGS)
     if template.uses("subject"):
         stage, threads = _model_stage_args(settings, options.pool_size)

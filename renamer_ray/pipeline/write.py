@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -22,18 +24,26 @@ def copy_one(source: Location, target: Location, fmt: str | None = None) -> str 
         return f"could not copy to {target.uri}: {exc}"
 
 
+def _finish(row: dict, source: Location, target: Location) -> dict:
+    """Claim the row's name (so a re-run after a crash keeps it), then copy."""
+    if row["status"] != "ok":
+        return row
+    if not row["pinned"]:
+        holds = claim(target, row["relative"], row["name"], row["format"], row["raw"])
+        if holds != row["name"]:
+            return {**row, "status": "error", "target": None, "name": None,
+                    "error": f"another attempt of this run named it {holds!r} at the same time; run again to finish"}
+    error = copy_one(source.join(row["relative"]), target.join(row["name"]), row["format"])
+    return {**row, "status": "error", "error": error, "target": None, "name": None} if error else row
+
+
+# Copies are a few small S3 requests each (HEAD, HEAD, CopyObject, claim PUT): latency-bound, so
+# each batch runs them on threads.
+COPY_THREADS = 16
+
+
 def copy_batch(batch: pa.Table, *, source: Location, target: Location) -> pa.Table:
     rows = batch.to_pylist()
-    for row in rows:
-        if row["status"] != "ok":
-            continue
-        if not row["pinned"]:  # claim the name before copying, so a re-run after a crash keeps it
-            holds = claim(target, row["relative"], row["name"], row["format"], row["raw"])
-            if holds != row["name"]:
-                row.update(status="error", target=None, name=None,
-                           error=f"another attempt of this run named it {holds!r} at the same time; run again to finish")
-                continue
-        error = copy_one(source.join(row["relative"]), target.join(row["name"]), row["format"])
-        if error:
-            row.update(status="error", error=error, target=None, name=None)
-    return table(rows, RESULT)
+    with ThreadPoolExecutor(max_workers=min(COPY_THREADS, max(1, len(rows)))) as pool:
+        done = list(pool.map(lambda row: _finish(row, source, target), rows))
+    return table(done, RESULT)
