@@ -16,13 +16,14 @@ PART_ROWS = 10_000
 class FileRecord(BaseModel):
     """What happened to one input file.
 
-    ``name`` is the final file name with its extension; ``error`` is a sentence a person can act
+    ``source`` is where the input is (URI or path); ``name`` is the final file name with its extension; ``error`` is a sentence a person can act
     on (only when ``status`` is ``error``); ``raw`` is the model's text before the rules applied.
     """
 
     model_config = ConfigDict(extra="ignore")
 
     source: str
+    original: str | None = None       # the name the user gave (uploads); absent for listed files
     target: str | None = None
     name: str | None = None
     status: Literal["ok", "error"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 
 from renamer_ray.io.storage import open_location
-from renamer_ray.pipeline.listing import ROWS_PER_BLOCK, read_shard, shards
+from renamer_ray.pipeline.listing import ROWS_PER_BLOCK, Wishes, read_shard, shards
 
 KEYS = ["a.jpg", "b.txt", "z.png", "2023/x.jpg", "2024/b.jpg", "2024/a.jpg", "2024/deep/c.heic",
         "2024/thumbs/t.jpg", "notes/readme.md"]
 
 
 def listed(root, include=(), exclude=()):
-    blocks = [b for shard in shards(root) for b in read_shard(root, shard, include, exclude)]
+    blocks = [b for shard in shards(root) for b in read_shard(root, shard, include, exclude, Wishes("out"))]
     return [row for block in blocks for row in block.to_pylist()]
 
 
@@ -57,6 +57,6 @@ def test_big_prefix_streams_in_blocks(s3, s3_endpoint):
     keys = [f"batch/{i:05d}.jpg" for i in range(2 * ROWS_PER_BLOCK + 345)]
     root = make_s3(s3, s3_endpoint, keys)
     assert shards(root) == ["", "batch/"], "the driver only sees top-level folders"
-    blocks = list(read_shard(root, "batch/", (), ()))
+    blocks = list(read_shard(root, "batch/", (), (), Wishes("out")))
     assert [b.num_rows for b in blocks] == [ROWS_PER_BLOCK, ROWS_PER_BLOCK, 345]
     assert blocks[-1].to_pylist()[-1]["index"] == len(keys)

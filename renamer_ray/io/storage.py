@@ -66,15 +66,21 @@ def open_location(uri: str, *, region: str | None = None, endpoint_url: str | No
     """A :class:`Location` for a local path or an ``s3://`` URI."""
     if uri.startswith("s3://"):
         bucket_and_key = uri[len("s3://"):].strip("/")
-        kwargs = {"region": region} if region else {}
-        if endpoint_url:
-            kwargs["endpoint_override"] = endpoint_url
-            kwargs["scheme"] = "https" if endpoint_url.startswith("https") else "http"
-        return Location(pafs.S3FileSystem(**kwargs), bucket_and_key, "s3://" + bucket_and_key, region, endpoint_url)
+        return Location(_s3_filesystem(region, endpoint_url), bucket_and_key, "s3://" + bucket_and_key, region, endpoint_url)
     if "://" in uri:
         raise ValueError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
     path = str(Path(uri).expanduser().resolve())
     return Location(pafs.LocalFileSystem(), path, path)
+
+
+@functools.cache
+def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileSystem:
+    """One filesystem per process and endpoint: opening a Location per row stays cheap."""
+    kwargs = {"region": region} if region else {}
+    if endpoint_url:
+        kwargs["endpoint_override"] = endpoint_url
+        kwargs["scheme"] = "https" if endpoint_url.startswith("https") else "http"
+    return pafs.S3FileSystem(**kwargs)
 
 
 def read_bytes(location: Location) -> bytes:

@@ -11,6 +11,12 @@ _LISTED = [
     ("mtime", pa.float64()),     # seconds since the epoch, or null
     ("index", pa.int64()),       # 1-based position in its folder, sorted by name ({index})
     ("skipped", pa.bool_()),     # not an image file (by extension): counted, not processed
+    ("original", pa.string()),   # the name the user gave (uploads), else null: the source's name
+    # What to do with it: one run may carry several jobs, each with its own output and wishes.
+    ("target_root", pa.string()),  # output folder / S3 prefix URI
+    ("prompt", pa.string()),     # the user's prompt, or null
+    ("template", pa.string()),   # name template, e.g. "{subject}"
+    ("resume", pa.bool_()),      # an earlier attempt into target_root was interrupted: look for claims
 ]
 _FACTS = [
     ("format", pa.string()),     # real format sniffed from the bytes (Pillow's name)
@@ -26,7 +32,8 @@ DECODED = pa.schema(_LISTED + _FACTS + [("width", pa.int32()), ("height", pa.int
 ANSWERED = pa.schema(_LISTED + _FACTS)
 STEMMED = pa.schema(_LISTED + _FACTS + [("stem", pa.string()), ("key", pa.string())])
 RESULT = pa.schema([
-    ("source", pa.string()), ("relative", pa.string()), ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
+    ("source", pa.string()), ("relative", pa.string()), ("original", pa.string()), ("target_root", pa.string()),
+    ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
     ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()), ("pinned", pa.string()),
 ])
 

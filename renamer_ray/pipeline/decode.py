@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from renamer_ray.images import ImageError, decode
-from renamer_ray.io.storage import Location, read_bytes
+from renamer_ray.io.storage import open_location, read_bytes
 from renamer_ray.pipeline.claims import read_claim
 from renamer_ray.pipeline.columns import DECODED, table
 
@@ -16,20 +16,20 @@ def _mtime_date(mtime: float | None) -> str | None:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d") if mtime else None
 
 
-def decode_batch(batch: pa.Table, *, source: Location, max_pixels: int, max_file_bytes: int,
-                 resume_from: Location | None = None) -> pa.Table:
-    """``resume_from``: the target of an interrupted attempt; files it already named are not read."""
+def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: int) -> pa.Table:
+    """``s3``: region and endpoint_url for s3:// rows. A row marked ``resume`` whose name an
+    interrupted attempt already claimed is not read at all."""
     rows = batch.to_pylist()
     for row in rows:
         if row["skipped"]:
             continue
-        if resume_from is not None and (claimed := read_claim(resume_from, row["relative"])):
+        if row["resume"] and (claimed := read_claim(open_location(row["target_root"], **s3), row["relative"])):
             row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])
             continue
         try:
             if row["size"] > max_file_bytes:
                 raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {max_file_bytes:,}-byte limit")
-            image = decode(read_bytes(source.join(row["relative"])), max_pixels=max_pixels)
+            image = decode(read_bytes(open_location(row["source"], **s3)), max_pixels=max_pixels)
         except ImageError as exc:
             row["error"] = str(exc)
             continue

@@ -14,7 +14,7 @@ class NameImages:
     """Ray Data callable class: loads the model once per actor, names each batch."""
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, device: str, dtype: str,
-                 user_prompt: str | None, threads: int | None = None):
+                 threads: int | None = None):
         import torch
 
         from renamer_ray.model.namer import Qwen2VLNamer
@@ -23,7 +23,6 @@ class NameImages:
             torch.set_num_threads(threads)
         self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
                                   device=device, dtype=dtype)
-        self.user_prompt = user_prompt
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from renamer_ray.model.namer import ImageContext
@@ -32,17 +31,21 @@ class NameImages:
         todo = [row for row in rows if row["error"] is None and not row["skipped"] and not row["pinned"]]
         if not todo:
             return table(rows, ANSWERED)
-        images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in todo]
-        contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in todo]
-        try:
-            answers = self.namer.name(images, contexts, self.user_prompt)
-        except RuntimeError as exc:
-            if "CUDA error" in str(exc):
-                # A broken CUDA context never recovers: leave so Ray restarts the actor (ray#59522).
-                os._exit(1)
-            raise
-        for row, answer in zip(todo, answers):
-            row["raw"], row["error"] = answer.raw, answer.error
+        by_prompt: dict[str | None, list[dict]] = {}
+        for row in todo:  # rows of several jobs may share a batch: one model call per prompt
+            by_prompt.setdefault(row["prompt"], []).append(row)
+        for prompt, group in by_prompt.items():
+            images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in group]
+            contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in group]
+            try:
+                answers = self.namer.name(images, contexts, prompt)
+            except RuntimeError as exc:
+                if "CUDA error" in str(exc):
+                    # A broken CUDA context never recovers: leave so Ray restarts the actor (ray#59522).
+                    os._exit(1)
+                raise
+            for row, answer in zip(group, answers):
+                row["raw"], row["error"] = answer.raw, answer.error
         return table(rows, ANSWERED)
 
 

@@ -13,6 +13,7 @@ import functools
 import os
 import posixpath
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import pyarrow as pa
@@ -75,7 +76,18 @@ def wanted(relative: str, include: tuple[str, ...], exclude: tuple[str, ...]) ->
     return not any(fnmatch.fnmatchcase(relative, p) for p in exclude)
 
 
-def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> Iterator[pa.Table]:
+@dataclass(frozen=True)
+class Wishes:
+    """Per-row job parameters every listed file carries (see ``columns.py``)."""
+
+    target_root: str
+    prompt: str | None = None
+    template: str = "{subject}"
+    resume: bool = False
+
+
+def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tuple[str, ...],
+               wishes: Wishes) -> Iterator[pa.Table]:
     counters: dict[str, int] = defaultdict(int)  # {index}: a file's position in its own folder
     rows: list[dict] = []
     for listed in iter_files(root, shard):
@@ -83,7 +95,7 @@ def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tu
             continue
         extension = posixpath.splitext(listed.relative)[1].lstrip(".").lower()
         row = {"source": root.join(listed.relative).uri, "relative": listed.relative, "size": listed.size,
-               "mtime": listed.mtime, "skipped": extension not in IMAGE_EXTENSIONS}
+               "mtime": listed.mtime, "skipped": extension not in IMAGE_EXTENSIONS, **asdict(wishes)}
         if not row["skipped"]:
             folder = posixpath.dirname(listed.relative)
             counters[folder] += 1
@@ -99,8 +111,8 @@ def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tu
 class SourceListing(Datasource):
     """Ray Data datasource over a local folder or an S3 prefix; one read task per shard."""
 
-    def __init__(self, root: Location, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()):
-        self.root, self.include, self.exclude = root, include, exclude
+    def __init__(self, root: Location, wishes: Wishes, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()):
+        self.root, self.wishes, self.include, self.exclude = root, wishes, include, exclude
         self.shards = shards(root)
 
     def estimate_inmemory_data_size(self) -> int | None:
@@ -109,7 +121,7 @@ class SourceListing(Datasource):
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
         return [
-            ReadTask(functools.partial(read_shard, self.root, shard, self.include, self.exclude),
+            ReadTask(functools.partial(read_shard, self.root, shard, self.include, self.exclude, self.wishes),
                      BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None), schema=LISTED,
                      per_task_row_limit=per_task_row_limit)
             for shard in self.shards

@@ -18,7 +18,7 @@ from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch
 from renamer_ray.pipeline.infer import NameImages, skip_model
-from renamer_ray.pipeline.listing import SourceListing
+from renamer_ray.pipeline.listing import SourceListing, Wishes
 from renamer_ray.pipeline.names import dedupe_group, render_stems
 from renamer_ray.pipeline.write import copy_batch
 
@@ -85,31 +85,33 @@ def _shuffle_partitions() -> int:
     return max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
 
 
-def build_dataset(listing: SourceListing, source: Location, target: Location, template: NameTemplate,
-                  settings: Settings, options: RunOptions, resume: bool = False) -> ray.data.Dataset:
-    """``resume``: an earlier attempt into ``target`` was interrupted; keep the names it gave."""
+def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: bool = True,
+                  pool_size: int | None = None, dry_run: bool = False,
+                  max_file_bytes: int = 200 * 1024 * 1024) -> ray.data.Dataset:
+    """decode → name → rules → de-duplicate → copy, over rows of ``columns.LISTED`` (each row says
+    where its output goes, so one run can carry several jobs). ``uses_model``: some row's template
+    asks for {subject}."""
     # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.
     ray.data.DataContext.get_current().shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    ds = ray.data.read_datasource(listing)
-    ds = ds.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
-        source=source, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=options.max_file_bytes,
-        resume_from=target if resume else None), **DECODE_ARGS)
-    if template.uses("subject"):
-        stage, threads = _model_stage_args(settings, options.pool_size)
+    s3 = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    ds = listed.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
+        s3=s3, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=max_file_bytes),
+        **DECODE_ARGS)
+    if uses_model:
+        stage, threads = _model_stage_args(settings, pool_size)
         ds = ds.map_batches(
             NameImages, batch_size=settings.batch_size, batch_format="pyarrow",
             fn_constructor_kwargs=dict(model_id=settings.model_id, max_pixels=settings.max_pixels,
                                        max_new_tokens=settings.max_new_tokens, device=settings.model_device,
-                                       dtype=settings.model_dtype, user_prompt=options.user_prompt,
-                                       threads=threads),
+                                       dtype=settings.model_dtype, threads=threads),
             **stage)
     else:
         ds = ds.map_batches(skip_model, batch_format="pyarrow")
-    ds = ds.map_batches(render_stems, batch_format="pyarrow", fn_kwargs=dict(template=template, index_width=3))
+    ds = ds.map_batches(render_stems, batch_format="pyarrow", fn_kwargs=dict(index_width=3))
     ds = ds.groupby("key", num_partitions=_shuffle_partitions()).map_groups(
-        dedupe_group, batch_format="pyarrow", fn_kwargs=dict(target=target))
-    if not options.dry_run:
-        ds = ds.map_batches(copy_batch, batch_format="pyarrow", fn_kwargs=dict(source=source, target=target))
+        dedupe_group, batch_format="pyarrow", fn_kwargs=dict(s3=s3))
+    if not dry_run:
+        ds = ds.map_batches(copy_batch, batch_format="pyarrow", fn_kwargs=dict(s3=s3))
     return ds
 
 
@@ -122,7 +124,6 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     exclude = options.exclude
     if target.uri.startswith(source.uri.rstrip("/") + "/"):  # never rename our own outputs on a re-run
         exclude += (target.uri[len(source.uri.rstrip("/")) + 1:].rstrip("/") + "/*",)
-    listing = SourceListing(source, options.include, exclude)
     ensure_ray()
     make_dirs(target)
     parts_folder = target.join(PARTS_FOLDER)
@@ -131,7 +132,9 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     buffer: list[FileRecord] = []
     shown: list[FileRecord] = []
     counts = {"ok": 0, "error": 0, "skipped": 0}
-    resume = not options.dry_run and interrupted(target)
+    wishes = Wishes(target_root=target.uri, prompt=options.user_prompt, template=options.template,
+                    resume=not options.dry_run and interrupted(target))
+    listed = ray.data.read_datasource(SourceListing(source, wishes, options.include, exclude))
     resumed = 0
 
     def flush() -> None:
@@ -143,7 +146,9 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         shown = sorted(shown + buffer, key=lambda r: r.source)[:SHOWN_RECORDS]
         buffer.clear()
 
-    for row in build_dataset(listing, source, target, template, settings, options, resume).iter_rows():
+    dataset = build_dataset(listed, settings, uses_model=template.uses("subject"), pool_size=options.pool_size,
+                            dry_run=options.dry_run, max_file_bytes=options.max_file_bytes)
+    for row in dataset.iter_rows():
         counts[row["status"]] += 1
         resumed += bool(row["pinned"])
         if row["status"] != "skipped":

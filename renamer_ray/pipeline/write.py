@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
-from renamer_ray.io.storage import Location, TargetExists, copy
+from renamer_ray.io.storage import Location, TargetExists, copy, open_location
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT, table
@@ -24,16 +24,17 @@ def copy_one(source: Location, target: Location, fmt: str | None = None) -> str 
         return f"could not copy to {target.uri}: {exc}"
 
 
-def _finish(row: dict, source: Location, target: Location) -> dict:
+def _finish(row: dict, s3: dict) -> dict:
     """Claim the row's name (so a re-run after a crash keeps it), then copy."""
     if row["status"] != "ok":
         return row
+    target = open_location(row["target_root"], **s3)
     if not row["pinned"]:
         holds = claim(target, row["relative"], row["name"], row["format"], row["raw"])
         if holds != row["name"]:
             return {**row, "status": "error", "target": None, "name": None,
                     "error": f"another attempt of this run named it {holds!r} at the same time; run again to finish"}
-    error = copy_one(source.join(row["relative"]), target.join(row["name"]), row["format"])
+    error = copy_one(open_location(row["source"], **s3), target.join(row["name"]), row["format"])
     return {**row, "status": "error", "error": error, "target": None, "name": None} if error else row
 
 
@@ -42,8 +43,8 @@ def _finish(row: dict, source: Location, target: Location) -> dict:
 COPY_THREADS = 16
 
 
-def copy_batch(batch: pa.Table, *, source: Location, target: Location) -> pa.Table:
+def copy_batch(batch: pa.Table, *, s3: dict) -> pa.Table:
     rows = batch.to_pylist()
     with ThreadPoolExecutor(max_workers=min(COPY_THREADS, max(1, len(rows)))) as pool:
-        done = list(pool.map(lambda row: _finish(row, source, target), rows))
+        done = list(pool.map(lambda row: _finish(row, s3), rows))
     return table(done, RESULT)
