@@ -42,6 +42,40 @@ def _apply(args: argparse.Namespace) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+def _service_settings(args: argparse.Namespace):
+    """Settings for the local stack: the toy model and port 8000 unless the environment says otherwise."""
+    import os
+
+    overrides = {"model_id": args.model} if args.model else {}
+    if "MODEL_ID" not in os.environ:
+        overrides.setdefault("model_id", "toy-shapes")
+    if "API_PORT" not in os.environ:
+        overrides["api_port"] = 8000
+    return load_settings(**overrides)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from renamer_ray.service.stack import up
+
+    return up(_service_settings(args), workdir=Path(args.workdir), dashboard_port=args.dashboard_port)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from renamer_ray.service.demo import demo
+
+    return demo(_service_settings(args), Path(args.samples), workdir=Path(args.workdir),
+                dashboard_port=args.dashboard_port)
+
+
+def _driver(args: argparse.Namespace) -> int:
+    from renamer_ray.service.driver import main as driver_main
+
+    settings = load_settings()
+    if not settings.sqs_queue_url:
+        raise ConfigError("SQS_QUEUE_URL is not set: the driver needs the job queue")
+    return driver_main(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="renamer-ray", description="Strict, meaningful image names from a VLM, on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -66,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("manifest", help="path or s3:// URI of a manifest.jsonl written by --dry-run")
     apply.add_argument("dst", help="output folder or s3:// prefix")
     apply.set_defaults(func=_apply)
+
+    for name, func, help_text in (
+            ("up", _up, "start the whole service locally: embedded S3/SQS, Ray head + dashboard, Serve API, driver"),
+            ("demo", _demo, "start the local stack, send the bundled samples through the HTTP API, print old -> new")):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--model", help="default: MODEL_ID if set, else toy-shapes")
+        command.add_argument("--dashboard-port", type=int, default=8265)
+        command.add_argument("--workdir", default=".renamer-ray", help="logs of the local stack")
+        command.set_defaults(func=func)
+    sub.choices["demo"].add_argument("samples", nargs="?", default=str(SAMPLES), help="folder of images to send")
+
+    driver = sub.add_parser("driver", help="drain SQS_QUEUE_URL and run the jobs (usually as a Ray job)")
+    driver.set_defaults(func=_driver)
     return parser
 
 

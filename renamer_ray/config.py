@@ -39,6 +39,32 @@ class Settings(BaseSettings):
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     name_template: str = Field("{subject}", min_length=1)
 
+    # The service (API + queue driver).
+    api_host: str = "0.0.0.0"
+    api_keys: str = Field("", description="comma-separated KEY or KEY:namespace; empty = open API")
+    default_namespace: str = Field("demo", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    max_files_per_job: int = Field(100, ge=1, le=9999)
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    max_job_bytes: int = Field(500 * 1024 * 1024, ge=1024)
+    max_prompt_chars: int = Field(400, ge=0, le=10_000)
+    url_expires_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    sqs_wait_seconds: int = Field(20, ge=0, le=20, description="long-poll wait per receive")
+    visibility_timeout: int = Field(120, ge=5, le=12 * 3600, description="seconds a received job stays hidden")
+    heartbeat_seconds: float = Field(40, gt=0, description="how often a running job's visibility is extended")
+    max_receives: int = Field(3, ge=1, le=1000, description="SQS maxReceiveCount before the DLQ")
+    max_jobs_per_run: int = Field(16, ge=1, le=1000, description="queued jobs taken into one pipeline run")
+
+    @property
+    def key_namespaces(self) -> dict[str, str]:
+        """API key → namespace. A key without ``:namespace`` gets one derived from its hash."""
+        import hashlib
+
+        out = {}
+        for item in filter(None, (part.strip() for part in self.api_keys.split(","))):
+            key, _, namespace = item.partition(":")
+            out[key] = namespace or "k-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+        return out
+
     @field_validator("aws_endpoint_url", "sqs_queue_url")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:

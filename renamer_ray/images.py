@@ -73,6 +73,10 @@ class ImageError(ValueError):
     """The bytes of one file are not a usable image; the message says why."""
 
 
+class NotAnImage(ImageError):
+    """Empty, or not in any supported image format (as opposed to a damaged or huge image)."""
+
+
 @dataclass(frozen=True)
 class ImageMeta:
     """What the file says about itself (dimensions are the original ones, upright)."""
@@ -126,7 +130,7 @@ def _bomb_error(exc: Exception) -> ImageError:
 def _open(data: bytes) -> ImageFile.ImageFile:
     """Identify ``data`` from its header (no pixel decode) with a supported plugin only."""
     if not data:
-        raise ImageError("empty file (0 bytes)")
+        raise NotAnImage("empty file (0 bytes)")
     try:
         return Image.open(BytesIO(data), formats=_OPEN_ORDER)
     except Image.DecompressionBombError as exc:
@@ -150,8 +154,8 @@ def _open(data: bytes) -> ImageFile.ImageFile:
     except Exception:
         other = None
     if other and other not in SUPPORTED_FORMATS:
-        raise ImageError(f"unsupported image format: {other}")
-    raise ImageError("not an image: the bytes are not in any supported format")
+        raise NotAnImage(f"unsupported image format: {other}")
+    raise NotAnImage("not an image: the bytes are not in any supported format")
 
 
 def _magic_format(data: bytes) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pyarrow as pa
 from PIL import Image
@@ -14,13 +15,15 @@ class NameImages:
     """Ray Data callable class: loads the model once per actor, names each batch."""
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, device: str, dtype: str,
-                 threads: int | None = None):
+                 threads: int | None = None, progress=None):
+        """``progress``: an optional ``ProgressBoard`` handle told how many rows each batch named."""
         import torch
 
         from renamer_ray.model.namer import Qwen2VLNamer
 
         if threads:
             torch.set_num_threads(threads)
+        self.progress = progress
         self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
                                   device=device, dtype=dtype)
 
@@ -30,7 +33,7 @@ class NameImages:
         rows = batch.to_pylist()
         todo = [row for row in rows if row["error"] is None and not row["skipped"] and not row["pinned"]]
         if not todo:
-            return table(rows, ANSWERED)
+            return self._done(rows)
         by_prompt: dict[str | None, list[dict]] = {}
         for row in todo:  # rows of several jobs may share a batch: one model call per prompt
             by_prompt.setdefault(row["prompt"], []).append(row)
@@ -46,6 +49,11 @@ class NameImages:
                 raise
             for row, answer in zip(group, answers):
                 row["raw"], row["error"] = answer.raw, answer.error
+        return self._done(rows)
+
+    def _done(self, rows: list[dict]) -> pa.Table:
+        if self.progress is not None:  # fire and forget: progress must never slow the model down
+            self.progress.add.remote(dict(Counter(row["target_root"] for row in rows if not row["skipped"])))
         return table(rows, ANSWERED)
 
 

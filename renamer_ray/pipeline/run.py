@@ -87,7 +87,7 @@ def _shuffle_partitions() -> int:
 
 def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: bool = True,
                   pool_size: int | None = None, dry_run: bool = False,
-                  max_file_bytes: int = 200 * 1024 * 1024) -> ray.data.Dataset:
+                  max_file_bytes: int = 200 * 1024 * 1024, progress=None) -> ray.data.Dataset:
     """decode → name → rules → de-duplicate → copy, over rows of ``columns.LISTED`` (each row says
     where its output goes, so one run can carry several jobs). ``uses_model``: some row's template
     asks for {subject}."""
@@ -103,7 +103,7 @@ def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: b
             NameImages, batch_size=settings.batch_size, batch_format="pyarrow",
             fn_constructor_kwargs=dict(model_id=settings.model_id, max_pixels=settings.max_pixels,
                                        max_new_tokens=settings.max_new_tokens, device=settings.model_device,
-                                       dtype=settings.model_dtype, threads=threads),
+                                       dtype=settings.model_dtype, threads=threads, progress=progress),
             **stage)
     else:
         ds = ds.map_batches(skip_model, batch_format="pyarrow")

@@ -1,0 +1,1 @@
+"""The service: HTTP ingress (Ray Serve + FastAPI), the SQS queue driver, and the local stack."""

@@ -1,0 +1,92 @@
+"""A rename job as the service records it (pure: no I/O).
+
+Layout, as in the seed: uploads in S3_IN_BUCKET under ``{namespace}/jobs/{job_id}/input/``; in
+S3_OUT_BUCKET the renamed files under ``{namespace}/jobs/{job_id}/output/``, the manifest at
+``{namespace}/jobs/{job_id}/manifest.jsonl`` and this record at ``{namespace}/jobs/{job_id}/job.json``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["queued", "running", "succeeded", "partial", "failed"]
+FINISHED = ("succeeded", "partial", "failed")
+JOB_ID = re.compile(r"^jr_[0-9a-f]{16}$")
+
+
+def new_job_id() -> str:
+    return "jr_" + secrets.token_hex(8)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class JobFile(BaseModel):
+    """One upload: the name the user gave (data, never a path) and the key we stored it under."""
+
+    original: str
+    key: str                          # relative to the job's input prefix, e.g. "0001.jpg"
+    size: int
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    namespace: str
+    status: Status = "queued"
+    count: int
+    done: int = 0                     # files finished (renamed or failed)
+    failed: int = 0
+    named: int = 0                    # files the model has named so far (progress before copies)
+    user_prompt: str | None = None
+    template: str = "{subject}"
+    files: list[JobFile] = Field(default_factory=list)
+    error: str | None = None          # why the whole job failed, or the last retried failure
+    attempts: int = 0
+    created_at: str = Field(default_factory=now)
+    updated_at: str = Field(default_factory=now)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}/jobs/{self.job_id}"
+
+    @property
+    def input_prefix(self) -> str:
+        return f"{self.prefix}/input"
+
+    @property
+    def output_prefix(self) -> str:
+        return f"{self.prefix}/output"
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.prefix}/manifest.jsonl"
+
+    @property
+    def record_key(self) -> str:
+        return record_key(self.namespace, self.job_id)
+
+    def progress(self) -> dict:
+        """What the events stream and the page show while it runs."""
+        return {"job_id": self.job_id, "status": self.status, "count": self.count, "named": self.named,
+                "done": self.done, "failed": self.failed, "error": self.error}
+
+
+def record_key(namespace: str, job_id: str) -> str:
+    return f"{namespace}/jobs/{job_id}/job.json"
+
+
+def final_status(ok: int, failed: int) -> Status:
+    """succeeded: every file renamed; partial: some failed; failed: none renamed."""
+    if failed == 0:
+        return "succeeded"
+    return "partial" if ok else "failed"

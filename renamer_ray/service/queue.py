@@ -1,0 +1,71 @@
+"""The job queue on SQS (boto3 over HTTP): one small message per job, at-least-once delivery."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+
+from renamer_ray.config import Settings
+
+
+@dataclass(frozen=True)
+class Message:
+    namespace: str | None
+    job_id: str | None
+    handle: str
+    receives: int                     # ApproximateReceiveCount: 1 on first delivery
+    body: str
+
+
+@functools.cache
+def sqs_client(region: str | None, endpoint_url: str | None):
+    return boto3.client("sqs", region_name=region, endpoint_url=endpoint_url,
+                        config=Config(retries={"mode": "standard", "max_attempts": 8}))
+
+
+class JobQueue:
+    def __init__(self, settings: Settings, url: str | None = None):
+        self.url = url or settings.sqs_queue_url
+        if not self.url:
+            raise ValueError("SQS_QUEUE_URL is not set")
+        self.sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url)
+
+    def send(self, namespace: str, job_id: str) -> None:
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps({"namespace": namespace, "job_id": job_id}))
+
+    def receive(self, *, max_messages: int, wait_seconds: int, visibility: int) -> list[Message]:
+        answer = self.sqs.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=max(1, min(10, max_messages)), WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=visibility, MessageSystemAttributeNames=["ApproximateReceiveCount"])
+        out = []
+        for raw in answer.get("Messages", []):
+            try:
+                body = json.loads(raw["Body"])
+                namespace, job_id = str(body["namespace"]), str(body["job_id"])
+            except (ValueError, KeyError, TypeError):
+                namespace = job_id = None  # a malformed message: the driver lets it reach the DLQ
+            out.append(Message(namespace, job_id, raw["ReceiptHandle"],
+                               int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)), raw["Body"]))
+        return out
+
+    def extend(self, handle: str, seconds: int) -> None:
+        self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=seconds)
+
+    def release(self, handle: str, delay: int = 0) -> None:
+        """Give a message back (visible again after ``delay`` seconds) for another attempt."""
+        self.extend(handle, delay)
+
+    def delete(self, handle: str) -> None:
+        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=handle)
+
+    def depth(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0))
+
+    def ping(self) -> None:
+        self.depth()

@@ -1,0 +1,251 @@
+"""`renamer-ray up`: the whole service on one machine — an embedded S3/SQS endpoint (moto's server
+mode) provisioned as Terraform would, a Ray head with its dashboard, the Serve app on API_PORT, and
+the queue driver as a Ray job — and a clean stop of all of it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from renamer_ray.config import Settings
+
+log = logging.getLogger("renamer_ray.stack")
+BIN = Path(sys.executable).parent
+DRIVER_ENTRYPOINT = f"{sys.executable} -m renamer_ray.cli driver"
+# Settings the Serve replicas and the driver job need, passed explicitly in their runtime_env.
+PASSED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports on 127.0.0.1 (held open together while choosing)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as the environment variables that reproduce them, plus AWS credentials."""
+    env = {name.upper(): str(value) for name, value in settings.model_dump().items() if value is not None}
+    env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+    return env
+
+
+def provision(settings: Settings) -> Settings:
+    """Create the buckets, the DLQ and the job queue (with its redrive policy) as terraform/ does;
+    returns the settings with SQS_QUEUE_URL filled in. Idempotent."""
+    from renamer_ray.io.storage import s3_client
+    from renamer_ray.service.queue import sqs_client
+
+    s3 = s3_client(settings.aws_region, settings.aws_endpoint_url)
+    for bucket in (settings.s3_in_bucket, settings.s3_out_bucket):
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+    sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url)
+    dlq = sqs.create_queue(QueueName="renamer-ray-jobs-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(QueueName="renamer-ray-jobs", Attributes={
+        "VisibilityTimeout": str(settings.visibility_timeout), "ReceiveMessageWaitTimeSeconds": "20",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receives})})["QueueUrl"]
+    return settings.model_copy(update={"sqs_queue_url": queue})
+
+
+@dataclass
+class RayHead:
+    """`ray start --head --block` in its own process group, on ports of its own."""
+
+    num_cpus: int
+    env: dict[str, str]
+    log_path: Path
+    dashboard_port: int = 8265
+    process: subprocess.Popen | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.ports['gcs']}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start(self, timeout: float = 180) -> None:
+        names = ("gcs", "client", "agent", "agent_grpc", "metrics", "runtime_env")
+        self.ports = dict(zip(names, free_ports(len(names))))
+        p = self.ports
+        self.process = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={self.num_cpus}", f"--port={p['gcs']}",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true",
+             f"--ray-client-server-port={p['client']}", "--disable-usage-stats",
+             # Agent ports of its own: another Ray on this machine may hold the defaults.
+             f"--dashboard-agent-listen-port={p['agent']}", f"--dashboard-agent-grpc-port={p['agent_grpc']}",
+             f"--metrics-export-port={p['metrics']}", f"--runtime-env-agent-port={p['runtime_env']}"],
+            env=self.env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_for_job_api(timeout)
+
+    def wait_for_job_api(self, timeout: float) -> None:
+        """The dashboard answers before its job agent does; ready when the job API lists jobs."""
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("ray start --head exited:\n" + self.log_path.read_text()[-3000:])
+            try:
+                JobSubmissionClient(self.dashboard).list_jobs()
+                return
+            except Exception:
+                time.sleep(0.5)  # polling a server that is starting, not synchronising on time
+        raise RuntimeError(f"the Ray dashboard's job API did not answer in {timeout:.0f}s (log: {self.log_path})")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)  # `ray start --block` stops everything it started
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+
+
+class LocalStack:
+    """Everything `renamer-ray up` starts, in order, and stops in reverse."""
+
+    def __init__(self, settings: Settings, *, workdir: Path, num_cpus: int | None = None,
+                 dashboard_port: int = 8265):
+        self.settings, self.workdir = settings, workdir
+        self.num_cpus = num_cpus or max(2, os.cpu_count() or 2)
+        self.dashboard_port = dashboard_port
+        self.moto = None
+        self.head: RayHead | None = None
+        self.driver_job: str | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.settings.api_port}"
+
+    def start(self) -> "LocalStack":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        if not self.settings.aws_endpoint_url:  # no AWS endpoint given: embed one on 127.0.0.1
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+            port = free_ports(1)[0]
+            self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self.moto.start()
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                os.environ.setdefault(key, "local")
+            self.settings = self.settings.model_copy(update={"aws_endpoint_url": f"http://127.0.0.1:{port}"})
+        self.settings = provision(self.settings)
+        env = {**os.environ, **settings_env(self.settings), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env.pop("RAY_ADDRESS", None)
+        self.head = RayHead(self.num_cpus, env, self.workdir / "ray-head.log", self.dashboard_port)
+        self.head.start()
+        self.start_serve()
+        self.submit_driver()
+        return self
+
+    def start_serve(self) -> None:
+        import ray
+        from ray import serve
+
+        from renamer_ray.service.ingress import RenamerApi
+
+        ray.init(address=self.head.address, logging_level=logging.WARNING, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1" if self.moto else self.settings.api_host,
+                                  "port": self.settings.api_port})
+        runtime_env = {"env_vars": settings_env(self.settings)}
+        serve.run(RenamerApi.options(ray_actor_options={"num_cpus": 0, "runtime_env": runtime_env}).bind(),
+                  name="renamer", route_prefix="/")
+
+    def submit_driver(self) -> str:
+        from ray.job_submission import JobSubmissionClient
+
+        self.driver_job = JobSubmissionClient(self.head.dashboard).submit_job(
+            entrypoint=DRIVER_ENTRYPOINT, runtime_env={"env_vars": settings_env(self.settings)},
+            metadata={"name": "renamer-ray driver"})
+        return self.driver_job
+
+    def supervise_once(self) -> bool:
+        """Restart the driver job if it died (as a cluster's job supervisor would); True if it did."""
+        from ray.job_submission import JobStatus, JobSubmissionClient
+
+        status = JobSubmissionClient(self.head.dashboard).get_job_status(self.driver_job)
+        if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.SUCCEEDED):
+            log.warning("the driver job %s ended (%s); starting a new one", self.driver_job, status)
+            self.submit_driver()
+            return True
+        return False
+
+    def urls(self) -> dict[str, str]:
+        return {"page": f"{self.api}/", "API docs": f"{self.api}/docs", "Ray dashboard": self.head.dashboard,
+                "S3/SQS endpoint": self.settings.aws_endpoint_url or "AWS"}
+
+    def stop(self) -> None:
+        import ray
+
+        if self.head and self.driver_job:
+            try:
+                from ray.job_submission import JobSubmissionClient
+
+                JobSubmissionClient(self.head.dashboard).stop_job(self.driver_job)
+            except Exception:
+                log.debug("could not stop the driver job", exc_info=True)
+        if ray.is_initialized():
+            try:
+                from ray import serve
+
+                serve.shutdown()
+            except Exception:
+                log.debug("serve.shutdown failed", exc_info=True)
+            ray.shutdown()
+        if self.head:
+            self.head.stop()
+        if self.moto:
+            self.moto.stop()
+
+
+def up(settings: Settings, *, workdir: Path, dashboard_port: int) -> int:
+    """Start the stack, print its URLs, keep the driver alive, stop everything on Ctrl-C."""
+    stack = LocalStack(settings, workdir=workdir, dashboard_port=dashboard_port)
+    stopping = False
+
+    def interrupt(signum, frame):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        print("starting: embedded S3/SQS, Ray head, Serve, driver …", flush=True)
+        stack.start()
+        for name, url in stack.urls().items():
+            print(f"  {name:<16} {url}", flush=True)
+        print("ready. Ctrl-C stops everything.", flush=True)
+        while True:
+            time.sleep(2)  # the supervision period, not a synchronisation
+            stack.supervise_once()
+    except KeyboardInterrupt:
+        print("\nstopping …", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        print("stopped.", flush=True)
+    return 0

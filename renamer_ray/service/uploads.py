@@ -1,0 +1,156 @@
+"""Streaming multipart parsing with limits: a request over a limit gets 413 while it is still
+arriving, before it is stored anywhere; a file that is not an image gets 415.
+
+FastAPI's ``UploadFile`` would spool the whole body to disk before our code runs, so the body is
+fed chunk by chunk to python-multipart's parser and every byte is counted on the way. Upload names
+are data: kept as ``original`` (cleaned of control characters), never used as a path.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import unicodedata
+from dataclasses import dataclass, field
+from typing import AsyncIterator, BinaryIO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from renamer_ray.images import NotAnImage, ImageError, sniff_format
+
+SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
+TEXT_FIELDS = ("user_prompt", "template")
+MAX_NAME_CHARS = 255
+
+
+class UploadError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class Upload:
+    original: str
+    body: BinaryIO
+    size: int = 0
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int
+    max_file_bytes: int
+    max_job_bytes: int
+    max_text_bytes: int
+
+
+@dataclass
+class _State:
+    limits: Limits
+    uploads: list[Upload] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, bytes] = field(default_factory=dict)
+    header_name: bytes = b""
+    current: Upload | None = None
+    text: bytearray | None = None
+    text_name: str = ""
+    total: int = 0
+
+
+def clean_name(name: str) -> str:
+    """The upload's name as something safe to show and store as data (NFC, no control or
+    bidi-override characters, at most 255 characters). It is never used as a path."""
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf"))
+    return name.strip()[:MAX_NAME_CHARS] or "unnamed"
+
+
+def _parser(boundary: bytes, state: _State) -> MultipartParser:
+    limits = state.limits
+
+    def on_part_begin() -> None:
+        state.headers, state.current, state.text = {}, None, None
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state.header_name += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        key = state.header_name.decode("latin-1").lower()
+        state.headers[key] = state.headers.get(key, b"") + data[start:end]
+
+    def on_header_end() -> None:
+        state.header_name = b""
+
+    def on_headers_finished() -> None:
+        _, options = parse_options_header(state.headers.get("content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        if name == "files" and filename is not None:
+            if len(state.uploads) >= limits.max_files:
+                raise UploadError(413, f"too many files: at most {limits.max_files} per job")
+            state.current = Upload(clean_name(filename.decode("utf-8", "replace")),
+                                   tempfile.SpooledTemporaryFile(max_size=2 * 1024 * 1024))
+            state.uploads.append(state.current)
+        elif name in TEXT_FIELDS:
+            state.text, state.text_name = bytearray(), name
+        # any other part is ignored (its bytes still count towards the job limit)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        size = end - start
+        state.total += size
+        if state.total > limits.max_job_bytes:
+            raise UploadError(413, f"the upload is too large: at most {limits.max_job_bytes:,} bytes per job")
+        if state.current is not None:
+            state.current.size += size
+            if state.current.size > limits.max_file_bytes:
+                raise UploadError(413, f"{state.current.original!r} is too large: at most "
+                                       f"{limits.max_file_bytes:,} bytes per file")
+            state.current.body.write(data[start:end])
+        elif state.text is not None:
+            state.text += data[start:end]
+            if len(state.text) > limits.max_text_bytes:
+                raise UploadError(413, f"the field {state.text_name!r} is too long")
+
+    def on_part_end() -> None:
+        if state.text is not None:
+            state.fields[state.text_name] = state.text.decode("utf-8", "replace")
+        state.current, state.text = None, None
+
+    return MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data, "on_part_end": on_part_end})
+
+
+async def read_uploads(content_type: str, content_length: str | None, chunks: AsyncIterator[bytes],
+                       limits: Limits) -> tuple[list[Upload], dict[str, str]]:
+    """Parse a multipart body within ``limits``; sniff every file's real format."""
+    kind, options = parse_options_header(content_type or "")
+    if kind != b"multipart/form-data" or b"boundary" not in options:
+        raise UploadError(415, "send the files as multipart/form-data (a form field named 'files')")
+    if content_length and content_length.isdigit() and int(content_length) > limits.max_job_bytes + 64 * 1024:
+        raise UploadError(413, f"the upload is too large: at most {limits.max_job_bytes:,} bytes per job")
+    state = _State(limits)
+    parser = _parser(options[b"boundary"], state)
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except UploadError:
+        for upload in state.uploads:
+            upload.body.close()
+        raise
+    if not state.uploads:
+        raise UploadError(400, "no files: attach one or more images in the form field 'files'")
+    for upload in state.uploads:
+        upload.body.seek(0)
+        head = upload.body.read(SNIFF_BYTES)
+        upload.body.seek(0)
+        try:
+            upload.format = sniff_format(head)
+        except NotAnImage as exc:
+            raise UploadError(415, f"{upload.original!r} is not a supported image ({exc}); accepted: "
+                                   "JPEG, PNG, WebP, TIFF, GIF, BMP, HEIC/HEIF") from None
+        except ImageError:
+            upload.format = None  # damaged or huge: accepted, and it fails alone with a reason
+    return state.uploads, state.fields
