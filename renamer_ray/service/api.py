@@ -133,8 +133,8 @@ def create_app(settings: Settings) -> FastAPI:
             record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(uploads), user_prompt=prompt,
                                template=template)
             for number, upload in enumerate(uploads, start=1):
-                extension = extension_for(upload.format) if upload.format else ".bin"
-                record.files.append(JobFile(original=upload.original, key=f"{number:04d}{extension}", size=upload.size))
+                extension = extension_for(upload.format) if upload.format else "bin"
+                record.files.append(JobFile(original=upload.original, key=f"{number:04d}.{extension}", size=upload.size))
                 await run_in_threadpool(store.put_input, record, record.files[-1], upload.body,
                                         content_type_for(upload.format) if upload.format else "application/octet-stream")
         finally:

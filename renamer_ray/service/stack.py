@@ -194,7 +194,9 @@ class LocalStack:
 
     def urls(self) -> dict[str, str]:
         return {"page": f"{self.api}/", "API docs": f"{self.api}/docs", "Ray dashboard": self.head.dashboard,
-                "S3/SQS endpoint": self.settings.aws_endpoint_url or "AWS"}
+                "metrics": f"http://127.0.0.1:{self.head.ports['metrics']}/metrics",
+                "S3/SQS endpoint": self.settings.aws_endpoint_url or "AWS",
+                "job queue": self.settings.sqs_queue_url}
 
     def stop(self) -> None:
         import ray

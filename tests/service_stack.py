@@ -1,0 +1,69 @@
+"""`renamer-ray up` as a subprocess, the way a user runs it, for the service tests."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen
+    urls: dict[str, str] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    _queue: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
+
+    @property
+    def api(self) -> str:
+        return self.urls["page"].rstrip("/")
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        """Read the stack's output until a line matches (it prints its URLs, then "ready.")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "".join(self.lines[-60:]))
+
+    def interrupt(self, timeout: float = 120) -> int:
+        """Ctrl-C, as a user would press it; returns the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+
+def start_stack(env: dict[str, str], workdir: Path, dashboard_port: int, timeout: float = 240) -> RunningStack:
+    process = subprocess.Popen(
+        [str(BIN / "renamer-ray"), "up", "--dashboard-port", str(dashboard_port), "--workdir", str(workdir)],
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    stack = RunningStack(process)
+
+    def pump() -> None:
+        for line in process.stdout:
+            stack.lines.append(line)
+            stack._queue.put(line)
+        stack._queue.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    stack.wait_for(r"^starting", timeout)
+    while True:
+        line = stack.wait_for(r"^(ready\.|  (\S.*?\S)\s{2,}(\S+)$)", timeout)
+        if line.group(0) == "ready.":
+            return stack
+        stack.urls[line.group(2)] = line.group(3)

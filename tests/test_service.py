@@ -1,0 +1,225 @@
+"""The service end to end over real HTTP: `renamer-ray up` (Ray head, Serve, driver as a Ray job)
+against moto's S3/SQS server on 127.0.0.1, with API keys configured."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import psutil
+import pytest
+
+from conftest import drawn_files
+from renamer_ray.service.demo import wait
+from renamer_ray.service.stack import free_ports
+from service_stack import start_stack
+
+KEY_A, KEY_B = "key-a-0123456789", "key-b-9876543210"
+A = {"X-API-Key": KEY_A}
+LIMITS = dict(MAX_FILES_PER_JOB=40, MAX_FILE_BYTES=3 * 1024 * 1024, MAX_JOB_BYTES=20 * 1024 * 1024)
+
+
+@pytest.fixture(scope="module")
+def stack(s3_endpoint, tmp_path_factory):
+    api_port, dashboard_port = free_ports(2)
+    tag = uuid.uuid4().hex[:6]
+    env = dict(AWS_ENDPOINT_URL=s3_endpoint, API_PORT=str(api_port), API_KEYS=f"{KEY_A}:team-a,{KEY_B}:team-b",
+               S3_IN_BUCKET=f"svc-in-{tag}", S3_OUT_BUCKET=f"svc-out-{tag}", MODEL_ID="toy-shapes", BATCH_SIZE="4",
+               VISIBILITY_TIMEOUT="8", HEARTBEAT_SECONDS="2", SQS_WAIT_SECONDS="1", MAX_RECEIVES="2",
+               **{k: str(v) for k, v in LIMITS.items()})
+    running = start_stack(env, tmp_path_factory.mktemp("stack"), dashboard_port)
+    running.env = env
+    yield running
+    assert running.interrupt() == 0
+
+
+def submit(stack, files, data=None, headers=A) -> httpx.Response:
+    return httpx.post(f"{stack.api}/v1/jobs/rename", files=files, data=data or {}, headers=headers, timeout=120)
+
+
+def images(seed: int, count: int):
+    """(form files, labels) of freshly drawn shapes in rotating formats."""
+    drawn = drawn_files(seed=seed, count=count, max_side=500)
+    return [("files", (f"photo-{i}.{fmt.lower()}", data)) for i, (data, fmt, _) in enumerate(drawn)], \
+        [label for _, _, label in drawn]
+
+
+def test_submit_follow_download(stack, s3):
+    files, labels = images(seed=401, count=6)
+    accepted = submit(stack, files, data={"user_prompt": "the main shape and its colour"})
+    assert accepted.status_code == 200, accepted.text
+    body = accepted.json()
+    assert body["status"] == "queued" and body["count"] == 6 and body["job_id"].startswith("jr_")
+
+    progress = []
+    final = wait(stack.api, body["job_id"], api_key=KEY_A, timeout=300, show=progress.append)
+    assert progress and progress[0]["count"] == 6  # live progress came before the final state
+    assert final["status"] == "succeeded" and final["done"] == 6 and final["failed"] == 0
+
+    job = httpx.get(f"{stack.api}/v1/jobs/{body['job_id']}", headers=A).json()
+    assert [r["original"] for r in job["results"]] == [name for _, (name, _) in files]
+    uploaded = {name: data for _, (name, data) in files}
+    for result, label in zip(job["results"], labels):
+        assert result["status"] == "ok" and result["name"].startswith(label), (result, label)
+        assert result["url"].startswith("http")
+        assert httpx.get(result["url"]).content == uploaded[result["original"]]  # byte-identical copy
+
+    archive = httpx.get(f"{stack.api}{job['archive_url']}", headers=A, timeout=60)
+    assert archive.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        assert sorted(zipped.namelist()) == sorted(r["name"] for r in job["results"])
+        for r in job["results"]:
+            assert zipped.read(r["name"]) == uploaded[r["original"]]
+
+    manifest = [json.loads(line) for line in httpx.get(job["manifest_url"]).text.splitlines()]
+    assert [m["original"] for m in manifest] == [r["original"] for r in job["results"]]
+    assert all(m["target"].endswith(f"/team-a/jobs/{body['job_id']}/output/{m['name']}") for m in manifest)
+
+    # A finished job's events replay the final state at once.
+    replay = wait(stack.api, body["job_id"], api_key=KEY_A, timeout=30)
+    assert replay["status"] == "succeeded" and len(replay["results"]) == 6
+
+
+def test_health_readiness_docs(stack):
+    assert httpx.get(f"{stack.api}/health").json() == {"ok": True}
+    ready = httpx.get(f"{stack.api}/ready")
+    assert ready.status_code == 200 and ready.json() == {"ok": True, "s3": "ok", "sqs": "ok"}
+    assert "/v1/jobs/rename" in httpx.get(f"{stack.api}/openapi.json").json()["paths"]
+    assert httpx.get(f"{stack.api}/docs").status_code == 200
+
+
+def test_bad_inputs_get_clear_errors(stack, s3):
+    png = images(seed=402, count=1)[0][0][1][1]
+    cases = {
+        "no files": (submit(stack, [("user_prompt", (None, "x"))]), 400, "no files"),
+        "not an image": (submit(stack, [("files", ("notes.jpg", b"hello, not an image"))]), 415, "notes.jpg"),
+        "too many files": (submit(stack, [("files", (f"{i}.png", png)) for i in range(41)]), 413, "at most 40"),
+        "file too large": (submit(stack, [("files", ("big.png", png + b"\0" * LIMITS["MAX_FILE_BYTES"]))]), 413,
+                           "big.png"),
+        "prompt too long": (submit(stack, [("files", ("a.png", png))], data={"user_prompt": "x" * 401}), 422,
+                            "400 characters"),
+        "no key": (submit(stack, [("files", ("a.png", png))], headers={}), 401, "API key"),
+        "wrong key": (submit(stack, [("files", ("a.png", png))], headers={"X-API-Key": "nope"}), 401, "API key"),
+    }
+    for case, (response, status, words) in cases.items():
+        assert response.status_code == status, (case, response.status_code, response.text)
+        assert words in response.json()["detail"], (case, response.text)
+
+
+def test_job_body_over_the_limit_is_refused_before_it_is_read(stack):
+    """A declared body over MAX_JOB_BYTES gets 413 from the headers alone: nothing is sent or stored."""
+    import socket
+
+    host, port = stack.api.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall((f"POST /v1/jobs/rename HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {KEY_A}\r\n"
+                      f"Content-Type: multipart/form-data; boundary=b\r\n"
+                      f"Content-Length: {LIMITS['MAX_JOB_BYTES'] * 4}\r\n\r\n").encode())
+        answer = conn.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+
+
+def test_odd_names_are_data_and_damaged_images_fail_alone(stack, s3):
+    files, labels = images(seed=403, count=2)
+    truncated = files[0][1][1][: len(files[0][1][1]) // 2]
+    sent = [("files", ("../../etc/passwd.png", files[0][1][1])), ("files", ("half.jpg", truncated)),
+            ("files", ("\u202eevil\u200f.png", files[1][1][1]))]
+    accepted = submit(stack, sent)
+    assert accepted.status_code == 200, accepted.text
+    job = wait(stack.api, accepted.json()["job_id"], api_key=KEY_A, timeout=300)
+    assert job["status"] == "partial" and job["failed"] == 1
+    by_original = {r["original"]: r for r in job["results"]}
+    assert by_original["../../etc/passwd.png"]["name"].startswith(labels[0])
+    assert by_original["evil.png"]["name"].startswith(labels[1])  # control and bidi characters removed
+    assert "truncated" in by_original["half.jpg"]["error"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.env["S3_IN_BUCKET"])["Contents"]]
+    assert keys and not [k for k in keys if ".." in k or "passwd" in k or "evil" in k]
+
+
+def test_other_keys_jobs_are_not_found(stack):
+    files, _ = images(seed=404, count=1)
+    job_id = submit(stack, files).json()["job_id"]
+    assert httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers={"X-API-Key": KEY_B}).status_code == 404
+    assert httpx.get(f"{stack.api}/v1/jobs/{job_id}/archive", headers={"X-API-Key": KEY_B}).status_code == 404
+    assert httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers=A).status_code == 200
+    assert httpx.get(f"{stack.api}/v1/jobs/jr_0000000000000000", headers=A).status_code == 404
+
+
+def test_twenty_concurrent_submissions_all_finish_right(stack):
+    batches = [images(seed=500 + i, count=2) for i in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        accepted = list(pool.map(lambda batch: submit(stack, batch[0]), batches))
+        assert all(a.status_code == 200 for a in accepted), [a.text for a in accepted if a.status_code != 200]
+        finals = list(pool.map(lambda a: wait(stack.api, a.json()["job_id"], api_key=KEY_A, timeout=600), accepted))
+    for (files, labels), job in zip(batches, finals):
+        assert job["status"] == "succeeded", job
+        for result, label in zip(job["results"], labels):
+            assert result["name"].startswith(label), (result, label)
+
+
+def driver_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and "renamer_ray.cli" in " ".join(p.info["cmdline"]) and "driver" in p.info["cmdline"]]
+
+
+def test_driver_killed_mid_job_finishes_exactly_once(stack, s3):
+    files, labels = images(seed=405, count=36)
+    job_id = submit(stack, files).json()["job_id"]
+    out_bucket, prefix = stack.env["S3_OUT_BUCKET"], f"team-a/jobs/{job_id}/output/"
+    deadline = time.monotonic() + 300
+    while not s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix + "_manifest/claims/").get("KeyCount"):
+        assert time.monotonic() < deadline, "the job never started copying"
+        time.sleep(0.1)  # polling S3 for the first claimed name, not synchronising on time
+    victims = driver_processes()
+    assert len(victims) == 1
+    victims[0].send_signal(signal.SIGKILL)
+
+    job = wait(stack.api, job_id, api_key=KEY_A, timeout=600)
+    assert job["status"] == "succeeded" and job["done"] == 36
+    record = json.loads(s3.get_object(Bucket=out_bucket, Key=f"team-a/jobs/{job_id}/job.json")["Body"].read())
+    assert record["attempts"] == 2  # the first driver died; the restarted one finished it
+    names = [r["name"] for r in job["results"]]
+    assert len(set(names)) == 36
+    for result, label in zip(job["results"], labels):
+        assert result["name"].startswith(label)
+    outputs = sorted(o["Key"].removeprefix(prefix) for o in s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix)["Contents"])
+    assert outputs == sorted(names)  # every file once, no stray second copy, no leftover claims
+
+
+def test_poison_job_lands_in_the_dlq_with_a_failed_status(stack, s3):
+    import boto3
+
+    from renamer_ray.service.jobs import JobRecord
+
+    sqs = boto3.client("sqs", endpoint_url=stack.env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    queue_url, dlq_url = (sqs.get_queue_url(QueueName=n)["QueueUrl"] for n in ("renamer-ray-jobs", "renamer-ray-jobs-dlq"))
+    # A record an older version might have written: its template names a field that does not exist.
+    poison = JobRecord(job_id="jr_" + uuid.uuid4().hex[:16], namespace="team-a", count=1, template="{nonsense}")
+    s3.put_object(Bucket=stack.env["S3_OUT_BUCKET"], Key=poison.record_key, Body=poison.model_dump_json())
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"namespace": "team-a", "job_id": poison.job_id}))
+
+    deadline, moved = time.monotonic() + 120, []
+    while not moved:
+        assert time.monotonic() < deadline, "the poison message never reached the DLQ"
+        moved = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1).get("Messages", [])
+    assert json.loads(moved[0]["Body"])["job_id"] == poison.job_id
+    status = httpx.get(f"{stack.api}/v1/jobs/{poison.job_id}", headers=A).json()
+    assert status["status"] == "failed" and "template" in status["error"] and "2 attempts" in status["error"]
+
+
+def test_custom_metrics_reach_ray_metrics(stack):
+    """The driver's counters are exported with Ray's own metrics (Prometheus format)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        text = httpx.get(stack.urls["metrics"], timeout=10).text
+        if "renamer_images_renamed" in text and "renamer_job_latency_seconds" in text:
+            return
+        time.sleep(1)  # Ray exports metrics every few seconds: polling the exporter
+    pytest.fail("renamer_* metrics never appeared at " + stack.urls["metrics"])
