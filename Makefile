@@ -1,10 +1,14 @@
-# Two commands a newcomer needs: `make demo` (rename the bundled samples with the toy model on a
-# local Ray) and `make test` (the whole suite). Both build the virtual environment from nothing.
+# Two commands a newcomer needs: `make demo` (bring the local stack up — embedded S3/SQS, Ray,
+# Serve, driver — send the bundled samples through the HTTP API with the toy model, print old -> new)
+# and `make test` (the whole suite). Both build the virtual environment from nothing; `make test`
+# also installs Debian's chromium + chromedriver for the browser test if they are missing.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test venv toy-checkpoint samples clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo up test venv browser toy-checkpoint samples clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,9 +20,16 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/renamer-ray rename --model toy-shapes
+	$(VENV)/bin/renamer-ray demo
 
-test: $(STAMP)
+up: $(STAMP)
+	$(VENV)/bin/renamer-ray up
+
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 # Regenerate the shipped toy checkpoint and the sample folder (deterministic; a few minutes on CPU).
@@ -29,4 +40,4 @@ samples: $(STAMP)
 	$(PY) scripts/make_samples.py
 
 clean:
-	rm -rf renamed .pytest_cache .hypothesis
+	rm -rf renamed .renamer-ray .pytest_cache .hypothesis

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import socket
@@ -66,6 +67,7 @@ def s3_endpoint():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not one log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -77,3 +79,23 @@ def s3(s3_endpoint):
     import boto3
 
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def stack(s3_endpoint, tmp_path_factory):
+    """`renamer-ray up` against the moto server above, with two API keys and small limits; stopped
+    with Ctrl-C at the end, and that stop must succeed."""
+    import uuid
+
+    from renamer_ray.service.stack import free_ports
+    from service_stack import KEY_A, KEY_B, LIMITS, start_stack
+
+    api_port, dashboard_port = free_ports(2)
+    tag = uuid.uuid4().hex[:6]
+    env = dict(AWS_ENDPOINT_URL=s3_endpoint, API_PORT=str(api_port), API_KEYS=f"{KEY_A}:team-a,{KEY_B}:team-b",
+               S3_IN_BUCKET=f"svc-in-{tag}", S3_OUT_BUCKET=f"svc-out-{tag}", MODEL_ID="toy-shapes", BATCH_SIZE="4",
+               VISIBILITY_TIMEOUT="8", HEARTBEAT_SECONDS="2", SQS_WAIT_SECONDS="1", MAX_RECEIVES="2",
+               **{k: str(v) for k, v in LIMITS.items()})
+    running = start_stack(env, tmp_path_factory.mktemp("stack"), dashboard_port)
+    yield running
+    assert running.interrupt() == 0

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+KEY_A, KEY_B = "key-a-0123456789", "key-b-9876543210"
+LIMITS = dict(MAX_FILES_PER_JOB=40, MAX_FILE_BYTES=3 * 1024 * 1024, MAX_JOB_BYTES=20 * 1024 * 1024)
 
 
 @dataclass
 class RunningStack:
     process: subprocess.Popen
     urls: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     _queue: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
 
@@ -52,7 +55,7 @@ def start_stack(env: dict[str, str], workdir: Path, dashboard_port: int, timeout
         [str(BIN / "renamer-ray"), "up", "--dashboard-port", str(dashboard_port), "--workdir", str(workdir)],
         env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True)
-    stack = RunningStack(process)
+    stack = RunningStack(process, env=env)
 
     def pump() -> None:
         for line in process.stdout:

@@ -4,63 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from renamer_ray.cli import SAMPLES
+from renamer_ray.service.stack import RayHead, free_ports
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports (all held open together while choosing, so none is handed out twice)."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """A separate Ray head, as an operator starts one; stopped (all its processes) at the end."""
-    dashboard, gcs, client, agent, agent_grpc, metrics, runtime_env = free_ports(7)
-    log = tmp_path_factory.mktemp("ray-head") / "ray-start.log"
+    """A separate Ray head, as an operator starts one (`ray start --head`); stopped at the end."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs}",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
-         f"--ray-client-server-port={client}", "--disable-usage-stats",
-         # Its own agent ports: another Ray on this machine (the suite's local one) holds the defaults.
-         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
-         f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}"],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{dashboard}"
-    # Ready when a trivial job is accepted: the dashboard answers before its job agent does
-    # ("No available agent to submit job"); each attempt blocks on the CLI's own connection retries.
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if subprocess.run([str(BIN / "ray"), "job", "submit", "--no-wait", "--address", address, "--",
-                           "python", "-c", "pass"], env=env, capture_output=True, timeout=60).returncode == 0:
-            break
-        if head.poll() is not None:
-            pytest.fail("ray start --head exited:\n" + log.read_text()[-3000:])
-    else:
-        pytest.fail("the Ray dashboard's job API never answered")
-    yield address, env
-    os.killpg(head.pid, signal.SIGINT)
-    head.wait(timeout=60)
+    head = RayHead(num_cpus=2, env=env, log_path=tmp_path_factory.mktemp("ray-head") / "ray-start.log",
+                   dashboard_port=free_ports(1)[0])
+    head.start()
+    yield head.dashboard, env
+    head.stop()
 
 
 def test_rename_as_a_ray_job(ray_head, s3, s3_endpoint):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import time
 import uuid
@@ -18,26 +17,9 @@ import pytest
 
 from conftest import drawn_files
 from renamer_ray.service.demo import wait
-from renamer_ray.service.stack import free_ports
-from service_stack import start_stack
+from service_stack import KEY_A, KEY_B, LIMITS
 
-KEY_A, KEY_B = "key-a-0123456789", "key-b-9876543210"
 A = {"X-API-Key": KEY_A}
-LIMITS = dict(MAX_FILES_PER_JOB=40, MAX_FILE_BYTES=3 * 1024 * 1024, MAX_JOB_BYTES=20 * 1024 * 1024)
-
-
-@pytest.fixture(scope="module")
-def stack(s3_endpoint, tmp_path_factory):
-    api_port, dashboard_port = free_ports(2)
-    tag = uuid.uuid4().hex[:6]
-    env = dict(AWS_ENDPOINT_URL=s3_endpoint, API_PORT=str(api_port), API_KEYS=f"{KEY_A}:team-a,{KEY_B}:team-b",
-               S3_IN_BUCKET=f"svc-in-{tag}", S3_OUT_BUCKET=f"svc-out-{tag}", MODEL_ID="toy-shapes", BATCH_SIZE="4",
-               VISIBILITY_TIMEOUT="8", HEARTBEAT_SECONDS="2", SQS_WAIT_SECONDS="1", MAX_RECEIVES="2",
-               **{k: str(v) for k, v in LIMITS.items()})
-    running = start_stack(env, tmp_path_factory.mktemp("stack"), dashboard_port)
-    running.env = env
-    yield running
-    assert running.interrupt() == 0
 
 
 def submit(stack, files, data=None, headers=A) -> httpx.Response:

@@ -194,6 +194,7 @@ class LocalStack:
 
     def urls(self) -> dict[str, str]:
         return {"page": f"{self.api}/", "API docs": f"{self.api}/docs", "Ray dashboard": self.head.dashboard,
+                "Ray address": self.head.address,
                 "metrics": f"http://127.0.0.1:{self.head.ports['metrics']}/metrics",
                 "S3/SQS endpoint": self.settings.aws_endpoint_url or "AWS",
                 "job queue": self.settings.sqs_queue_url}

@@ -1,0 +1,66 @@
+"""The one-command local stack: `renamer-ray demo` (the README's main command) and `renamer-ray up`
+with its embedded S3/SQS endpoint, stopped with Ctrl-C: nothing it started is left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from renamer_ray.service.stack import free_ports
+from service_stack import start_stack
+
+BIN = Path(sys.executable).parent
+EXPECTED = json.loads((Path(__file__).parent / "data" / "samples-expected.json").read_text())
+
+
+def closed(port: int, within: float = 20) -> bool:
+    """Whether nothing accepts connections on the port (allowing a few seconds to wind down)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        time.sleep(0.2)  # polling a port that is closing, not synchronising on time
+    return False
+
+
+def local_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "SQS_", "S3_", "API_"))}
+    return {**env, **extra}
+
+
+def test_demo_renames_the_samples_through_the_api_and_stops(tmp_path):
+    api_port, dashboard_port = free_ports(2)
+    result = subprocess.run([str(BIN / "renamer-ray"), "demo", "--dashboard-port", str(dashboard_port),
+                             "--workdir", str(tmp_path)], env=local_env(API_PORT=str(api_port)),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = {line.split("->")[0].strip(): line.split("->")[1].strip()
+             for line in result.stdout.splitlines() if "->" in line}
+    for relative, label in EXPECTED.items():
+        assert table[Path(relative).name].startswith(label), (relative, table)
+    assert "succeeded: 10 renamed, 0 failed" in result.stdout
+    assert closed(api_port) and closed(dashboard_port)
+
+
+def test_up_prints_its_urls_and_ctrl_c_stops_everything(tmp_path):
+    api_port, dashboard_port = free_ports(2)
+    stack = start_stack(local_env(API_PORT=str(api_port)), tmp_path, dashboard_port)
+    endpoint = stack.urls["S3/SQS endpoint"]
+    assert endpoint.startswith("http://127.0.0.1:")  # embedded: no AWS needed
+    assert httpx.get(stack.urls["page"]).text.startswith("<!doctype html>")
+    assert httpx.get(f"{stack.api}/ready").json()["ok"] is True
+    assert httpx.get(f"{stack.urls['Ray dashboard']}/api/jobs/").status_code == 200
+
+    assert stack.interrupt(timeout=120) == 0
+    assert "stopped." in "".join(stack.lines)
+    gcs = int(stack.urls["Ray address"].rsplit(":", 1)[1])
+    for port in (api_port, dashboard_port, gcs, int(endpoint.rsplit(":", 1)[1])):
+        assert closed(port), f"port {port} is still open after Ctrl-C"
