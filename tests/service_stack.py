@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,16 @@ class RunningStack:
         return self.process.wait(timeout=timeout)
 
 
+def own_ray_tmpdir() -> str:
+    """A Ray temp dir of its own for each head a test starts. A job's driver finds its cluster through
+    ``<ray temp dir>/ray_current_cluster`` (Ray's job supervisor resolves "auto"), which the last
+    `ray start` on the machine overwrites: with several heads on one machine, a job submitted to one
+    could attach to another. Short, under /tmp: Ray's unix socket paths must stay short."""
+    return tempfile.mkdtemp(prefix="ray", dir="/tmp")
+
+
 def start_stack(env: dict[str, str], workdir: Path, dashboard_port: int, timeout: float = 240) -> RunningStack:
+    env = {"RAY_TMPDIR": own_ray_tmpdir(), **env}
     process = subprocess.Popen(
         [str(BIN / "renamer-ray"), "up", "--dashboard-port", str(dashboard_port), "--workdir", str(workdir)],
         env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ import pytest
 
 from renamer_ray.cli import SAMPLES
 from renamer_ray.service.stack import RayHead, free_ports
+from service_stack import own_ray_tmpdir
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A separate Ray head, as an operator starts one (`ray start --head`); stopped at the end."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
+           "RAY_TMPDIR": own_ray_tmpdir()}
     head = RayHead(num_cpus=2, env=env, log_path=tmp_path_factory.mktemp("ray-head") / "ray-start.log",
                    dashboard_port=free_ports(1)[0])
     head.start()
