@@ -57,7 +57,8 @@ def _service_settings(args: argparse.Namespace):
 def _up(args: argparse.Namespace) -> int:
     from renamer_ray.service.stack import up
 
-    return up(_service_settings(args), workdir=Path(args.workdir), dashboard_port=args.dashboard_port)
+    return up(_service_settings(args), workdir=Path(args.workdir), dashboard_port=args.dashboard_port,
+              embedded=not args.aws)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--dashboard-port", type=int, default=8265)
         command.add_argument("--workdir", default=".renamer-ray", help="logs of the local stack")
         command.set_defaults(func=func)
+    sub.choices["up"].add_argument("--aws", action="store_true",
+                                   help="use real AWS (region, credentials, S3_*/SQS_* variables) instead of the embedded server")
     sub.choices["demo"].add_argument("samples", nargs="?", default=str(SAMPLES), help="folder of images to send")
 
     driver = sub.add_parser("driver", help="drain SQS_QUEUE_URL and run the jobs (usually as a Ray job)")

@@ -126,8 +126,10 @@ class LocalStack:
     """Everything `renamer-ray up` starts, in order, and stops in reverse."""
 
     def __init__(self, settings: Settings, *, workdir: Path, num_cpus: int | None = None,
-                 dashboard_port: int = 8265):
-        self.settings, self.workdir = settings, workdir
+                 dashboard_port: int = 8265, embedded: bool = True):
+        """``embedded``: start moto's S3/SQS server unless AWS_ENDPOINT_URL names an endpoint;
+        False: use AWS itself (credentials and region from the usual variables)."""
+        self.settings, self.workdir, self.embedded = settings, workdir, embedded
         self.num_cpus = num_cpus or max(2, os.cpu_count() or 2)
         self.dashboard_port = dashboard_port
         self.moto = None
@@ -141,7 +143,7 @@ class LocalStack:
     def start(self) -> "LocalStack":
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        if not self.settings.aws_endpoint_url:  # no AWS endpoint given: embed one on 127.0.0.1
+        if self.embedded and not self.settings.aws_endpoint_url:  # no endpoint given: embed one on 127.0.0.1
             from moto.server import ThreadedMotoServer
 
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
@@ -151,7 +153,8 @@ class LocalStack:
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
                 os.environ.setdefault(key, "local")
             self.settings = self.settings.model_copy(update={"aws_endpoint_url": f"http://127.0.0.1:{port}"})
-        self.settings = provision(self.settings)
+        if self.moto or not self.settings.sqs_queue_url:  # else: Terraform made them (--aws)
+            self.settings = provision(self.settings)
         env = {**os.environ, **settings_env(self.settings), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         env.pop("RAY_ADDRESS", None)
         self.head = RayHead(self.num_cpus, env, self.workdir / "ray-head.log", self.dashboard_port)
@@ -223,9 +226,9 @@ class LocalStack:
             self.moto.stop()
 
 
-def up(settings: Settings, *, workdir: Path, dashboard_port: int) -> int:
+def up(settings: Settings, *, workdir: Path, dashboard_port: int, embedded: bool = True) -> int:
     """Start the stack, print its URLs, keep the driver alive, stop everything on Ctrl-C."""
-    stack = LocalStack(settings, workdir=workdir, dashboard_port=dashboard_port)
+    stack = LocalStack(settings, workdir=workdir, dashboard_port=dashboard_port, embedded=embedded)
     stopping = False
 
     def interrupt(signum, frame):
