@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# checkov pins an old `packaging` that breaks pytest: it lives in a virtual environment of its own.
+CHECKOV := .venv-checkov/bin/checkov
+
 .PHONY: demo up test venv browser toy-checkpoint samples clean
 
 $(STAMP): pyproject.toml
@@ -29,7 +32,12 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
-test: $(STAMP) browser
+$(CHECKOV):
+	python3 -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q --upgrade pip
+	.venv-checkov/bin/pip install -q 'checkov>=3.2,<4'
+
+test: $(STAMP) browser $(CHECKOV)
 	$(PY) -m pytest
 
 # Regenerate the shipped toy checkpoint and the sample folder (deterministic; a few minutes on CPU).
@@ -40,4 +48,4 @@ samples: $(STAMP)
 	$(PY) scripts/make_samples.py
 
 clean:
-	rm -rf renamed .renamer-ray .pytest_cache .hypothesis
+	rm -rf renamed .renamer-ray .pytest_cache .hypothesis cluster/*.rendered.yaml cluster/service.env

@@ -8,7 +8,8 @@ and writes, next to this file:
 - ``aws.rendered.yaml``  for ``ray up``: every ``FROM_TERRAFORM:<output>`` replaced by that output;
 - ``service.env``        the service's variables (S3_IN_BUCKET, S3_OUT_BUCKET, SQS_QUEUE_URL, …), mounted
                          into the containers and passed to the driver job;
-- ``serve.rendered.yaml`` for ``serve deploy``, with the same variables in its runtime_env.
+- ``serve.rendered.yaml`` for ``serve deploy``, with the same variables in its runtime_env;
+- ``driver-runtime-env.yaml`` for ``ray job submit --runtime-env`` (the driver, bulk runs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MARK = "FROM_TERRAFORM:"
 # Terraform output → the service's environment variable (see renamer_ray/config.py).
 SERVICE_ENV = {"aws_region": "AWS_REGION", "s3_in_bucket": "S3_IN_BUCKET", "s3_out_bucket": "S3_OUT_BUCKET",
                "sqs_queue_url": "SQS_QUEUE_URL"}
-FIXED_ENV = {"API_PORT": "8000", "MODEL_ID": "Qwen/Qwen2-VL-2B-Instruct", "HF_HUB_OFFLINE": "0"}
+FIXED_ENV = {"API_PORT": "8000", "MODEL_ID": "Qwen/Qwen2-VL-2B-Instruct", "MODEL_DEVICE": "cuda"}
 
 
 def terraform_outputs(path: Path | None) -> dict:
@@ -55,12 +56,14 @@ def render(outputs: dict, *, image: str, max_gpu_workers: int, on_demand: bool) 
     cluster["max_workers"] = cluster["available_node_types"]["gpu"]["max_workers"] = max_gpu_workers
     if on_demand:
         del cluster["available_node_types"]["gpu"]["node_config"]["InstanceMarketOptions"]
-    env = {**FIXED_ENV, **{var: str(outputs[name]) for name, var in SERVICE_ENV.items()}}
+    env = {**FIXED_ENV, **{var: str(outputs[name]) for name, var in SERVICE_ENV.items()},
+           "MAX_MODEL_ACTORS": str(max_gpu_workers)}  # runs ask the autoscaler for up to this many GPU nodes
     serve = yaml.safe_load((HERE / "serve.yaml").read_text())
     serve["applications"][0]["runtime_env"]["env_vars"] = env
     return {"aws.rendered.yaml": yaml.safe_dump(cluster, sort_keys=False),
             "serve.rendered.yaml": yaml.safe_dump(serve, sort_keys=False),
-            "service.env": "".join(f"{k}={v}\n" for k, v in env.items())}
+            "service.env": "".join(f"{k}={v}\n" for k, v in env.items()),
+            "driver-runtime-env.yaml": yaml.safe_dump({"env_vars": env}, sort_keys=False)}
 
 
 def main() -> None:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(12, ge=1, le=1024)
     api_port: int = Field(80, ge=1, le=65535)
     model_device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_model_actors: int | None = Field(None, ge=1, le=4096, description=(
+        "GPU model actors a run may scale to (default: the GPUs the cluster has now); set it on an "
+        "autoscaling cluster so that runs ask the autoscaler for GPU nodes"))
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     name_template: str = Field("{subject}", min_length=1)
 

@@ -66,13 +66,13 @@ def ensure_ray() -> None:
 
 
 def _model_stage_args(settings: Settings, pool_size: int | None) -> tuple[dict, int | None]:
-    """Actor pool for the namer, and torch threads per actor: GPU actors when the cluster has GPUs,
-    else CPU actors that leave one CPU free for listing and decoding (actors holding every CPU
-    starve the reads: ray#44687)."""
+    """Actor pool for the namer, and torch threads per actor: GPU actors when the cluster has GPUs
+    (or MODEL_DEVICE=cuda: an autoscaling cluster may have none until asked), else CPU actors that
+    leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    if gpus and settings.model_device != "cpu":
-        size = pool_size or gpus
+    if settings.model_device == "cuda" or (gpus and settings.model_device != "cpu"):
+        size = pool_size or settings.max_model_actors or max(gpus, 1)
         return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1), None
     cpus = max(1, int(resources.get("CPU", 1)) - 1)
     size = pool_size or 1
