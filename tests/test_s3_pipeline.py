@@ -104,3 +104,27 @@ def test_resumed_s3_run_keeps_the_names_an_interrupted_attempt_gave(ray_local, s
     assert names.pop("IMG_0001.JPG") == "kept-from-before.jpg"
     for relative, name in names.items():  # the rest named by the model as usual
         assert name.startswith(EXPECTED[relative]), (relative, name)
+
+
+def test_s3_answering_slow_down_loses_nothing(ray_local, s3, buckets, s3_endpoint):
+    """Every 5th request to S3 answered 503 SlowDown (through a proxy, real HTTP): the retries in
+    boto3 ("standard" mode) and pyarrow absorb it, and the result equals a run without faults."""
+    from faulty_proxy import FaultyProxy
+
+    src, dst = buckets
+    upload_samples(s3, src, "in")
+    proxy = FaultyProxy(s3_endpoint, every=5)
+    try:
+        slow = load_settings(model_id="toy-shapes", batch_size=4, aws_endpoint_url=proxy.url)
+        summary = run(RunOptions(source=f"s3://{src}/in", target=f"s3://{dst}/slow"), slow)
+    finally:
+        proxy.close()
+    assert proxy.refused >= 10, f"only {proxy.refused} of {proxy.requests} requests were refused"
+    clean = run(RunOptions(source=f"s3://{src}/in", target=f"s3://{dst}/clean"),
+                load_settings(model_id="toy-shapes", batch_size=4, aws_endpoint_url=s3_endpoint))
+    assert summary.ok == clean.ok == len(EXPECTED) and summary.failed == clean.failed == 1
+    assert [k.removeprefix("slow/") for k in keys(s3, dst, "slow/")] == \
+        [k.removeprefix("clean/") for k in keys(s3, dst, "clean/")]
+    manifest = s3.get_object(Bucket=dst, Key="slow/manifest.jsonl")["Body"].read().decode()
+    assert manifest.replace("/slow/", "/X/") == \
+        s3.get_object(Bucket=dst, Key="clean/manifest.jsonl")["Body"].read().decode().replace("/clean/", "/X/")
