@@ -42,14 +42,12 @@ def wait(api: str, job_id: str, *, api_key: str | None = None, timeout: float = 
     raise RuntimeError(f"the event stream of {job_id} ended without a final state")
 
 
-def print_table(job: dict, api: str = "") -> None:
+def print_table(job: dict) -> None:
     rows = job.get("results") or []
     width = max([len(r["original"]) for r in rows] + [8])
     for r in rows:
         print(f"  {r['original']:<{width}}  ->  {r['name'] if r['status'] == 'ok' else 'FAILED: ' + r['error']}")
     print(f"\njob {job['job_id']} {job['status']}: {job['done'] - job['failed']} renamed, {job['failed']} failed")
-    if job.get("archive_url"):
-        print(f"ZIP of the renamed files: {api}{job['archive_url']}")
 
 
 def demo(settings: Settings, samples: Path, *, workdir: Path, dashboard_port: int) -> int:
@@ -68,7 +66,8 @@ def demo(settings: Settings, samples: Path, *, workdir: Path, dashboard_port: in
         job = wait(stack.api, accepted["job_id"], show=lambda p: print(
             f"  {p['status']}: named {p['named']}/{p['count']}, done {p['done']}", flush=True))
         print(f"finished in {time.monotonic() - submitted:.1f}s after submission\n")
-        print_table(job, stack.api)
+        print_table(job)
+        print("\nThe demo stack stops now. `renamer-ray up` keeps it running: web page, API, dashboard.")
         return 0 if job["status"] == "succeeded" else 1
     finally:
         stack.stop()

@@ -213,13 +213,7 @@ class LocalStack:
             except Exception:
                 log.debug("could not stop the driver job", exc_info=True)
         if ray.is_initialized():
-            try:
-                from ray import serve
-
-                serve.shutdown()
-            except Exception:
-                log.debug("serve.shutdown failed", exc_info=True)
-            ray.shutdown()
+            ray.shutdown()  # Serve goes with the head below (shutting it down first only adds noise)
         if self.head:
             self.head.stop()
         if self.moto:
