@@ -52,8 +52,13 @@ def test_upload_wait_read_table_download_zip(stack, browser, tmp_path):
     browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
     browser.find_element(By.ID, "prompt").send_keys("the shape and its colour")
     browser.find_element(By.ID, "submit").click()
+    # Per-file progress: one line per chosen file as soon as the job is accepted.
+    WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#file-progress li")) == 3)
+    assert browser.find_elements(By.CSS_SELECTOR, "#file-progress li")[0].text.startswith(paths[0].name)
 
     WebDriverWait(browser, 300).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#table tbody tr")))
+    states = [li.get_attribute("data-state") for li in browser.find_elements(By.CSS_SELECTOR, "#file-progress li")]
+    assert states == ["renamed"] * 3  # the last progress shown: every file done
     rows = browser.find_elements(By.CSS_SELECTOR, "#table tbody tr")
     table = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
     assert [old for _, old, _, _ in table] == [p.name for p in paths]

@@ -44,6 +44,13 @@ def test_submit_follow_download(stack, s3):
     final = wait(stack.api, body["job_id"], api_key=KEY_A, timeout=300, show=progress.append)
     assert progress and progress[0]["count"] == 6  # live progress came before the final state
     assert final["status"] == "succeeded" and final["done"] == 6 and final["failed"] == 0
+    # Per-file progress: upload order, and a file's state only ever moves forward.
+    order = ["waiting", "named", "renamed"]
+    for earlier, later in zip(progress, progress[1:] + [final]):
+        assert [f["original"] for f in later["files"]] == [name for _, (name, _) in files]
+        for before, after in zip(earlier["files"], later["files"]):
+            assert order.index(before["state"]) <= order.index(after["state"])
+    assert {f["state"] for f in final["files"]} == {"renamed"}
 
     job = httpx.get(f"{stack.api}/v1/jobs/{body['job_id']}", headers=A).json()
     assert [r["original"] for r in job["results"]] == [name for _, (name, _) in files]

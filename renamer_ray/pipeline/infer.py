@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import pyarrow as pa
 from PIL import Image
@@ -16,7 +15,7 @@ class NameImages:
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, device: str, dtype: str,
                  threads: int | None = None, progress=None):
-        """``progress``: an optional ``ProgressBoard`` handle told how many rows each batch named."""
+        """``progress``: an optional ``ProgressBoard`` handle told which rows each batch named."""
         import torch
 
         from renamer_ray.model.namer import Qwen2VLNamer
@@ -53,7 +52,11 @@ class NameImages:
 
     def _done(self, rows: list[dict]) -> pa.Table:
         if self.progress is not None:  # fire and forget: progress must never slow the model down
-            self.progress.add.remote(dict(Counter(row["target_root"] for row in rows if not row["skipped"])))
+            named: dict[str, list[str]] = {}
+            for row in rows:
+                if not row["skipped"]:
+                    named.setdefault(row["target_root"], []).append(row["relative"])
+            self.progress.add.remote(named)
         return table(rows, ANSWERED)
 
 

@@ -43,6 +43,11 @@ class FileResult(BaseModel):
     url: str | None = None
 
 
+class FileProgress(BaseModel):
+    original: str
+    state: str                        # waiting, named, renamed, failed
+
+
 class JobView(BaseModel):
     job_id: str
     status: str
@@ -51,6 +56,7 @@ class JobView(BaseModel):
     done: int
     failed: int
     error: str | None = None
+    files: list[FileProgress]         # per-file progress, in upload order
     created_at: str
     updated_at: str
     results: list[FileResult] | None = None

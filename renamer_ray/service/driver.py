@@ -22,7 +22,7 @@ from renamer_ray.config import Settings
 from renamer_ray.io.storage import open_location, remove_folder
 from renamer_ray.manifest import PARTS_FOLDER, FileRecord
 from renamer_ray.naming import NameTemplate, TemplateError
-from renamer_ray.service.jobs import JobRecord, final_status
+from renamer_ray.service.jobs import JobFile, JobRecord, final_status
 from renamer_ray.service.queue import JobQueue, Message
 from renamer_ray.service.store import JobStore
 
@@ -40,6 +40,11 @@ class Running:
     record: JobRecord
     records: list[FileRecord] = field(default_factory=list)
     dirty: bool = False
+
+    def file(self, relative: str) -> JobFile:
+        if not hasattr(self, "_by_key"):
+            self._by_key = {f.key: f for f in self.record.files}
+        return self._by_key[relative]
 
 
 class Metrics:
@@ -121,6 +126,8 @@ class Driver:
             return None
         record.status, record.attempts, record.error = "running", record.attempts + 1, None
         record.named = record.done = record.failed = 0
+        for file in record.files:
+            file.state = "waiting"
         self.store.save(record)
         return Running(message, record)
 
@@ -172,6 +179,7 @@ class Driver:
             job.records.append(FileRecord.model_validate(row))
             job.record.done += 1
             job.record.failed += row["status"] == "error"
+            job.file(row["relative"]).state = "renamed" if row["status"] == "ok" else "failed"
             job.dirty = True
 
     def heartbeat(self, jobs: list[Running], stop: threading.Event) -> None:
@@ -192,10 +200,14 @@ class Driver:
             except Exception:
                 named = {}
             for job in jobs:
-                count = named.get(self.store.output_uri(job.record), 0)
-                if count != job.record.named or job.dirty:
-                    job.record.named, job.dirty = max(count, job.record.done), False
-                    self.store.save(job.record.model_copy())
+                for relative in named.get(self.store.output_uri(job.record), []):
+                    file = job.file(relative)
+                    if file.state == "waiting":
+                        file.state, job.dirty = "named", True
+                if job.dirty:
+                    job.record.named = sum(f.state != "waiting" for f in job.record.files)
+                    job.dirty = False
+                    self.store.save(job.record.model_copy(deep=True))
 
     def finish(self, job: Running) -> None:
         record = job.record
@@ -208,8 +220,10 @@ class Driver:
         self.store.save(record)
         self.queue.delete(job.message.handle)  # only now: outputs, manifest and status are written
         if self.metrics:
-            self.metrics.renamed.inc(ok) if ok else None
-            self.metrics.failed.inc(record.failed) if record.failed else None
+            if ok:  # Ray's counters refuse increments of zero
+                self.metrics.renamed.inc(ok)
+            if record.failed:
+                self.metrics.failed.inc(record.failed)
             self.metrics.jobs.inc(tags={"status": record.status})
             self.metrics.latency.observe((datetime.fromisoformat(record.updated_at)
                                           - datetime.fromisoformat(record.created_at)).total_seconds())

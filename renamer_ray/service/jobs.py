@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Status = Literal["queued", "running", "succeeded", "partial", "failed"]
+FileState = Literal["waiting", "named", "renamed", "failed"]
 FINISHED = ("succeeded", "partial", "failed")
 JOB_ID = re.compile(r"^jr_[0-9a-f]{16}$")
 
@@ -33,6 +34,7 @@ class JobFile(BaseModel):
     original: str
     key: str                          # relative to the job's input prefix, e.g. "0001.jpg"
     size: int
+    state: FileState = "waiting"      # waiting → named (by the model) → renamed (copied) or failed
 
 
 class JobRecord(BaseModel):
@@ -78,7 +80,8 @@ class JobRecord(BaseModel):
     def progress(self) -> dict:
         """What the events stream and the page show while it runs."""
         return {"job_id": self.job_id, "status": self.status, "count": self.count, "named": self.named,
-                "done": self.done, "failed": self.failed, "error": self.error}
+                "done": self.done, "failed": self.failed, "error": self.error,
+                "files": [{"original": f.original, "state": f.state} for f in self.files]}
 
 
 def record_key(namespace: str, job_id: str) -> str:
