@@ -89,7 +89,8 @@ def test_bad_inputs_get_clear_errors(stack, s3):
     cases = {
         "no files": (submit(stack, [("user_prompt", (None, "x"))]), 400, "no files"),
         "not an image": (submit(stack, [("files", ("notes.jpg", b"hello, not an image"))]), 415, "notes.jpg"),
-        "too many files": (submit(stack, [("files", (f"{i}.png", png)) for i in range(41)]), 413, "at most 40"),
+        "too many files": (submit(stack, [("files", (f"{i}.png", png)) for i in range(LIMITS["MAX_FILES_PER_JOB"] + 1)]),
+                           413, f"at most {LIMITS['MAX_FILES_PER_JOB']}"),
         "file too large": (submit(stack, [("files", ("big.png", png + b"\0" * LIMITS["MAX_FILE_BYTES"]))]), 413,
                            "big.png"),
         "prompt too long": (submit(stack, [("files", ("a.png", png))], data={"user_prompt": "x" * 401}), 422,
@@ -159,7 +160,7 @@ def driver_processes() -> list[psutil.Process]:
 
 
 def test_driver_killed_mid_job_finishes_exactly_once(stack, s3):
-    files, labels = images(seed=405, count=36)
+    files, labels = images(seed=405, count=48)
     job_id = submit(stack, files).json()["job_id"]
     out_bucket, prefix = stack.env["S3_OUT_BUCKET"], f"team-a/jobs/{job_id}/output/"
     deadline = time.monotonic() + 300
@@ -171,11 +172,11 @@ def test_driver_killed_mid_job_finishes_exactly_once(stack, s3):
     victims[0].send_signal(signal.SIGKILL)
 
     job = wait(stack.api, job_id, api_key=KEY_A, timeout=600)
-    assert job["status"] == "succeeded" and job["done"] == 36
+    assert job["status"] == "succeeded" and job["done"] == 48
     record = json.loads(s3.get_object(Bucket=out_bucket, Key=f"team-a/jobs/{job_id}/job.json")["Body"].read())
     assert record["attempts"] == 2  # the first driver died; the restarted one finished it
     names = [r["name"] for r in job["results"]]
-    assert len(set(names)) == 36
+    assert len(set(names)) == 48
     for result, label in zip(job["results"], labels):
         assert result["name"].startswith(label)
     outputs = sorted(o["Key"].removeprefix(prefix) for o in s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix)["Contents"])
