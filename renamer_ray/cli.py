@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: not found: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from renamer_ray.service.stack import PortInUse
+
+        if not isinstance(exc, PortInUse):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -64,3 +64,14 @@ def test_up_prints_its_urls_and_ctrl_c_stops_everything(tmp_path):
     gcs = int(stack.urls["Ray address"].rsplit(":", 1)[1])
     for port in (api_port, dashboard_port, gcs, int(endpoint.rsplit(":", 1)[1])):
         assert closed(port), f"port {port} is still open after Ctrl-C"
+
+
+def test_a_taken_port_is_named_with_the_setting_that_moves_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([str(BIN / "renamer-ray"), "up", "--workdir", str(tmp_path)],
+                                env=local_env(API_PORT=str(port)), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"port {port} (the HTTP API) is already in use" in result.stderr and "API_PORT" in result.stderr

@@ -36,6 +36,18 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
+class PortInUse(RuntimeError):
+    """A port the stack needs is taken; the message says which setting moves it."""
+
+
+def require_free(port: int, what: str, how: str) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUse(f"port {port} ({what}) is already in use: stop what uses it, or {how}") from None
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as the environment variables that reproduce them, plus AWS credentials."""
     env = {name.upper(): str(value) for name, value in settings.model_dump().items() if value is not None}
@@ -141,6 +153,8 @@ class LocalStack:
         return f"http://127.0.0.1:{self.settings.api_port}"
 
     def start(self) -> "LocalStack":
+        require_free(self.settings.api_port, "the HTTP API", "set API_PORT=<another port>")
+        require_free(self.dashboard_port, "the Ray dashboard", "pass --dashboard-port <another port>")
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         if self.embedded and not self.settings.aws_endpoint_url:  # no endpoint given: embed one on 127.0.0.1
