@@ -152,7 +152,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def view(record: JobRecord) -> JobView:
         out = JobView(**record.progress(), created_at=record.created_at, updated_at=record.updated_at)
-        if record.finished and record.done:
+        if record.has_manifest:
             results = []
             for r in store.manifest(record):
                 url = store.download_url(store.output_key(record, r.name), r.name) if r.status == "ok" else None
@@ -201,7 +201,8 @@ def create_app(settings: Settings) -> FastAPI:
         record = await job_for(job_id, ns)
         if not record.finished:
             raise HTTPException(409, f"job {job_id} is still {record.status}; the archive is ready when it finishes")
-        renamed = [r for r in await run_in_threadpool(store.manifest, record) if r.status == "ok"] if record.done else []
+        renamed = ([r for r in await run_in_threadpool(store.manifest, record) if r.status == "ok"]
+                   if record.has_manifest else [])
         zs = ZipStream(compress_type=ZIP_STORED, sized=False)  # images are compressed already
         for r in renamed:
             zs.add(store.stream(store.output_key(record, r.name)), r.name)

@@ -125,19 +125,20 @@ class Driver:
             self.fail(Running(message, record), f"the job's template is invalid: {exc}")
             return None
         record.status, record.attempts, record.error = "running", record.attempts + 1, None
-        record.named = record.done = record.failed = 0
-        for file in record.files:
-            file.state = "waiting"
+        record.restart()
         self.store.save(record)
         return Running(message, record)
 
     # Running a batch --------------------------------------------------------------------------
     def run_batch(self, jobs: list[Running]) -> None:
+        from renamer_ray.pipeline.progress import ProgressBoard
+
+        board = ProgressBoard.remote()  # this run's own: an earlier run's names never leak in
         stop = threading.Event()
-        heart = threading.Thread(target=self.heartbeat, args=(jobs, stop), daemon=True, name="heartbeat")
+        heart = threading.Thread(target=self.heartbeat, args=(jobs, board, stop), daemon=True, name="heartbeat")
         heart.start()
         try:
-            self.pipeline(jobs)
+            self.pipeline(jobs, board)
         except Exception as exc:  # the whole run failed: every job in it goes back to the queue
             log.exception("pipeline run of %d job(s) failed", len(jobs))
             stop.set()
@@ -151,38 +152,33 @@ class Driver:
             self.finish(job)
 
     def rows(self, job: JobRecord) -> list[dict]:
-        from renamer_ray.pipeline.claims import interrupted
-
-        output = open_location(self.store.output_uri(job), **self.s3)
-        resume = job.attempts > 1 or interrupted(output)
-        source = self.store.input_uri(job)
+        # Claims are only written by an accepted attempt, and accepting counts it: a first attempt
+        # has none to look for.
+        resume = job.attempts > 1
+        source, output = self.store.input_uri(job), self.store.output_uri(job)
         return [dict(source=f"{source}/{f.key}", relative=f.key, size=f.size, mtime=None, index=number,
-                     skipped=False, original=f.original, target_root=output.uri, prompt=job.user_prompt,
+                     skipped=False, original=f.original, target_root=output, prompt=job.user_prompt,
                      template=job.template, resume=resume)
                 for number, f in enumerate(job.files, start=1)]
 
-    def pipeline(self, jobs: list[Running]) -> None:
+    def pipeline(self, jobs: list[Running], board) -> None:
         import ray
 
         from renamer_ray.pipeline.columns import LISTED, table
-        from renamer_ray.pipeline.progress import ProgressBoard
         from renamer_ray.pipeline.run import build_dataset
 
         by_output = {self.store.output_uri(job.record): job for job in jobs}
-        self.board = ProgressBoard.remote()
         listed = ray.data.from_arrow(table([row for job in jobs for row in self.rows(job.record)], LISTED))
         uses_model = any(NameTemplate.parse(job.record.template).uses("subject") for job in jobs)
         dataset = build_dataset(listed, self.settings, uses_model=uses_model,
-                                max_file_bytes=self.settings.max_file_bytes, progress=self.board)
+                                max_file_bytes=self.settings.max_file_bytes, progress=board)
         for row in dataset.iter_rows():
             job = by_output[row["target_root"]]
             job.records.append(FileRecord.model_validate(row))
-            job.record.done += 1
-            job.record.failed += row["status"] == "error"
             job.file(row["relative"]).state = "renamed" if row["status"] == "ok" else "failed"
             job.dirty = True
 
-    def heartbeat(self, jobs: list[Running], stop: threading.Event) -> None:
+    def heartbeat(self, jobs: list[Running], board, stop: threading.Event) -> None:
         """Keep the messages invisible while they run, and publish progress about once a second."""
         import ray
 
@@ -196,7 +192,7 @@ class Driver:
                         log.exception("could not extend the visibility of job %s", job.record.job_id)
                 last_beat = time.monotonic()
             try:
-                named = ray.get(self.board.snapshot.remote(), timeout=5) if getattr(self, "board", None) else {}
+                named = ray.get(board.snapshot.remote(), timeout=5)
             except Exception:
                 named = {}
             for job in jobs:
@@ -205,7 +201,6 @@ class Driver:
                     if file.state == "waiting":
                         file.state, job.dirty = "named", True
                 if job.dirty:
-                    job.record.named = sum(f.state != "waiting" for f in job.record.files)
                     job.dirty = False
                     self.store.save(job.record.model_copy(deep=True))
 
@@ -214,8 +209,7 @@ class Driver:
         job.records.sort(key=lambda r: r.source)
         self.store.write_manifest(record, job.records)
         remove_folder(open_location(self.store.output_uri(record), **self.s3).join(PARTS_FOLDER))
-        ok = sum(r.status == "ok" for r in job.records)
-        record.done, record.failed, record.named = len(job.records), len(job.records) - ok, len(job.records)
+        ok = record.done - record.failed
         record.status = final_status(ok, record.failed)
         self.store.save(record)
         self.queue.delete(job.message.handle)  # only now: outputs, manifest and status are written
@@ -233,6 +227,7 @@ class Driver:
         """Give the job back for another attempt, or on its last receive mark it failed (SQS then
         moves the message to the DLQ)."""
         record = job.record
+        record.restart()
         if job.message.receives >= self.settings.max_receives:
             record.status, record.error = "failed", f"{reason} (gave up after {job.message.receives} attempts)"
             self.store.save(record)

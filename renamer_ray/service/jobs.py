@@ -42,9 +42,6 @@ class JobRecord(BaseModel):
     namespace: str
     status: Status = "queued"
     count: int
-    done: int = 0                     # files finished (renamed or failed)
-    failed: int = 0
-    named: int = 0                    # files the model has named so far (progress before copies)
     user_prompt: str | None = None
     template: str = "{subject}"
     files: list[JobFile] = Field(default_factory=list)
@@ -56,6 +53,32 @@ class JobRecord(BaseModel):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    # Progress counts are derived from the files' states, never kept beside them.
+    @property
+    def named(self) -> int:
+        """Files the model has named so far (progress before the copies)."""
+        return sum(f.state != "waiting" for f in self.files)
+
+    @property
+    def done(self) -> int:
+        """Files finished: renamed or failed."""
+        return sum(f.state in ("renamed", "failed") for f in self.files)
+
+    @property
+    def failed(self) -> int:
+        return sum(f.state == "failed" for f in self.files)
+
+    @property
+    def has_manifest(self) -> bool:
+        """Finished with its files processed, so its manifest was written (a job given up on before
+        any attempt completed has none)."""
+        return self.finished and self.done > 0
+
+    def restart(self) -> None:
+        """Forget an attempt's progress: a new attempt starts, or an abandoned one is not the job's."""
+        for file in self.files:
+            file.state = "waiting"
 
     @property
     def prefix(self) -> str:
