@@ -124,18 +124,41 @@ def copy(source: Location, target: Location, *, content_type: str | None = None)
         if read_bytes(target) == read_bytes(source):
             return
         raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten")
-    # Write a temporary file, then hard-link it into place: the link is atomic and fails if the
-    # name exists, so a crash never leaves a half-written file under a final name.
-    folder, name = os.path.split(target.path)
-    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.partial")
-    pafs.copy_files(source.path, temporary, source_filesystem=source.filesystem,
-                    destination_filesystem=target.filesystem)
-    try:
-        os.link(temporary, target.path)
-    except FileExistsError:
+    if not _create_local(target.path, lambda temporary: pafs.copy_files(
+            source.path, temporary, source_filesystem=source.filesystem, destination_filesystem=target.filesystem)):
         copy(source, target, content_type=content_type)  # raced with another writer: compare
+
+
+def _create_local(path: str, fill) -> bool:
+    """Create ``path`` only if it does not exist; False if it does. ``fill(temporary)`` writes a
+    temporary file beside it, which is then hard-linked into place: the link is atomic and fails if
+    the name exists, so a crash never leaves a half-written file under a final name."""
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.partial")
+    fill(temporary)
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
     finally:
         os.unlink(temporary)
+
+
+# What S3 answers a conditional write (If-None-Match: *) when the key exists (412), or when another
+# conditional write to it is in flight (409).
+_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+def _put_if_absent(client, bucket: str, key: str, body: bytes, **extra) -> bool:
+    """A conditional PutObject (If-None-Match: *); False if the key was already taken."""
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _TAKEN:
+            return False
+        raise
 
 
 @functools.cache
@@ -160,16 +183,11 @@ def _s3_upload(source: Location, target: Location, content_type: str | None) -> 
     bucket, key = target.bucket_and_key
     data = read_bytes(source)
     fingerprint = f"{source.uri}@{hashlib.sha256(data).hexdigest()[:32]}"
-    try:
-        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
-                          ContentType=content_type or "application/octet-stream",
-                          Metadata={FINGERPRINT_KEY: fingerprint})
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
-            raise
+    if not _put_if_absent(client, bucket, key, data, ContentType=content_type or "application/octet-stream",
+                          Metadata={FINGERPRINT_KEY: fingerprint}):
         existing = _head(client, bucket, key) or {}
         if existing.get("Metadata", {}).get(FINGERPRINT_KEY) != fingerprint:
-            raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten") from None
+            raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten")
 
 
 def _s3_copy(source: Location, target: Location, content_type: str | None) -> None:
@@ -202,7 +220,7 @@ def _s3_copy(source: Location, target: Location, content_type: str | None) -> No
         else:  # multipart copy (UploadPartCopy), still server-side
             client.copy(copy_source, dst_bucket, dst_key, ExtraArgs=extra)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+        if exc.response.get("Error", {}).get("Code") in _TAKEN:
             if already_done():
                 return
         raise
@@ -227,25 +245,9 @@ def write_once(location: Location, text: str) -> bool:
     data = text.encode("utf-8")
     if location.is_s3:
         bucket, key = location.bucket_and_key
-        try:
-            s3_client(location.region, location.endpoint_url).put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            raise
-    folder, name = os.path.split(location.path)
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.partial")
-    with open(temporary, "wb") as out:
-        out.write(data)
-    try:
-        os.link(temporary, location.path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(temporary)
+        return _put_if_absent(s3_client(location.region, location.endpoint_url), bucket, key, data)
+    os.makedirs(os.path.dirname(location.path), exist_ok=True)
+    return _create_local(location.path, lambda temporary: Path(temporary).write_bytes(data))
 
 
 def read_text_if_exists(location: Location) -> str | None:
