@@ -25,7 +25,6 @@ import io
 import os
 import platform
 import random
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -64,7 +63,7 @@ def build_random_qwen2vl_2b(folder: Path, max_pixels: int) -> str:
     import torch
     from transformers import AutoProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    from renamer_ray.model.namer import resolve_checkpoint
+    from renamer_ray.model.checkpoint import resolve_checkpoint
 
     processor = AutoProcessor.from_pretrained(resolve_checkpoint("toy-shapes"))
     processor.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": max_pixels}
@@ -93,14 +92,10 @@ def build_random_qwen2vl_2b(folder: Path, max_pixels: int) -> str:
 def start_s3() -> str:
     if os.environ.get("AWS_ENDPOINT_URL"):
         return os.environ["AWS_ENDPOINT_URL"]
-    from moto.server import ThreadedMotoServer
+    from renamer_ray.service.stack import start_moto
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-    ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
-    return f"http://127.0.0.1:{port}"
+    return start_moto()[1]
 
 
 def upload_images(s3, bucket: str, count: int, seed: int = 7) -> list[str]:

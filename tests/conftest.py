@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import random
-import socket
 
 import pillow_heif
 import pytest
@@ -62,15 +60,10 @@ def toy_namer():
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's server mode on 127.0.0.1: real HTTP, real boto3 and pyarrow clients."""
-    from moto.server import ThreadedMotoServer
+    from renamer_ray.service.stack import start_moto
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not one log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    server, endpoint = start_moto()
+    yield endpoint
     server.stop()
 
 

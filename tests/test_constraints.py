@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
-from renamer_ray.model.namer import resolve_checkpoint
+from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.naming import is_valid_stem
 
 TOKENIZER = AutoTokenizer.from_pretrained(resolve_checkpoint("toy-shapes"))

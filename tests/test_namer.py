@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 
 from conftest import drawn_files
 from renamer_ray.images import decode
-from renamer_ray.model.namer import (
-    TOY_MODEL,
-    ImageContext,
-    choose_dtype,
-    resolve_checkpoint,
-)
+from renamer_ray.model.checkpoint import TOY_MODEL, resolve_checkpoint
+from renamer_ray.model.namer import ImageContext, choose_dtype
 from renamer_ray.naming import sanitize_stem
 
 

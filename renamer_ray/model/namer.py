@@ -16,7 +16,7 @@ from PIL import Image
 from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForConditionalGeneration
 
 from renamer_ray import prompts
-from renamer_ray.model.checkpoint import TOY_MODEL, resolve_checkpoint  # noqa: F401 (re-exported)
+from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
 

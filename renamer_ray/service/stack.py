@@ -48,6 +48,17 @@ def require_free(port: int, what: str, how: str) -> None:
             raise PortInUse(f"port {port} ({what}) is already in use: stop what uses it, or {how}") from None
 
 
+def start_moto():
+    """moto's S3/SQS server mode on a free 127.0.0.1 port, quiet; returns (server, endpoint URL)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    port = free_ports(1)[0]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as the environment variables that reproduce them, plus AWS credentials."""
     env = {name.upper(): str(value) for name, value in settings.model_dump().items() if value is not None}
@@ -158,15 +169,10 @@ class LocalStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         if self.embedded and not self.settings.aws_endpoint_url:  # no endpoint given: embed one on 127.0.0.1
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-            port = free_ports(1)[0]
-            self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            self.moto.start()
+            self.moto, endpoint = start_moto()
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
                 os.environ.setdefault(key, "local")
-            self.settings = self.settings.model_copy(update={"aws_endpoint_url": f"http://127.0.0.1:{port}"})
+            self.settings = self.settings.model_copy(update={"aws_endpoint_url": endpoint})
         if self.moto or not self.settings.sqs_queue_url:  # else: Terraform made them (--aws)
             self.settings = provision(self.settings)
         env = {**os.environ, **settings_env(self.settings), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
