@@ -1,4 +1,4 @@
-"""`renamer-ray` command line: rename | apply."""
+"""`renamer-ray` command line: rename | apply | up | demo."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
 
 
 def _rename(args: argparse.Namespace) -> int:
-    from renamer_ray.pipeline.run import RunOptions, run
+    from renamer_ray.pipeline.run import NamerRef, RunOptions, run
     from renamer_ray.report import print_summary
 
     overrides = {k: v for k, v in dict(model_id=args.model, batch_size=args.batch_size).items() if v is not None}
     settings = load_settings(**overrides)
     options = RunOptions(source=args.src, target=args.dst, user_prompt=args.prompt,
                          template=args.template or settings.name_template, dry_run=args.dry_run,
-                         pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude))
+                         pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude),
+                         namer=NamerRef() if args.namer_service else None)
     summary = run(options, settings)
     print_summary(summary, dry_run=args.dry_run)
     return 0 if summary.failed == 0 else 1
@@ -51,6 +52,8 @@ def _service_settings(args: argparse.Namespace):
         overrides.setdefault("model_id", "toy-shapes")
     if "API_PORT" not in os.environ:
         overrides["api_port"] = 8000
+    if "CALLBACK_ALLOW_PRIVATE" not in os.environ:  # on one machine, receivers are usually local
+        overrides["callback_allow_private"] = True
     return load_settings(**overrides)
 
 
@@ -68,15 +71,6 @@ def _demo(args: argparse.Namespace) -> int:
                 dashboard_port=args.dashboard_port)
 
 
-def _driver(args: argparse.Namespace) -> int:
-    from renamer_ray.service.driver import main as driver_main
-
-    settings = load_settings()
-    if not settings.sqs_queue_url:
-        raise ConfigError("SQS_QUEUE_URL is not set: the driver needs the job queue")
-    return driver_main(settings)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="renamer-ray", description="Strict, meaningful image names from a VLM, on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -91,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     rename.add_argument("--dry-run", action="store_true", help="write only DST/manifest.jsonl: the plan")
     rename.add_argument("--batch-size", type=int, help="images per model call (default: BATCH_SIZE)")
     rename.add_argument("--workers", type=int, help="model actors (default: one per GPU, else 1)")
+    rename.add_argument("--namer-service", action="store_true",
+                        help="name with the running service's warm namer deployment (on RAY_ADDRESS) "
+                             "instead of starting model actors for this run")
     rename.add_argument("--include", action="append", default=[], metavar="GLOB",
                         help="only paths (relative to SRC) matching this glob; repeatable, e.g. '2024/*'")
     rename.add_argument("--exclude", action="append", default=[], metavar="GLOB",
@@ -113,9 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["up"].add_argument("--aws", action="store_true",
                                    help="use real AWS (region, credentials, S3_*/SQS_* variables) instead of the embedded server")
     sub.choices["demo"].add_argument("samples", nargs="?", default=str(SAMPLES), help="folder of images to send")
-
-    driver = sub.add_parser("driver", help="drain SQS_QUEUE_URL and run the jobs (usually as a Ray job)")
-    driver.set_defaults(func=_driver)
     return parser
 
 

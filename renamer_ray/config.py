@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # 15 tokens (the seed's value) cannot hold a 60-character name: Qwen2's BPE spends ~3-4
@@ -55,7 +55,16 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(120, ge=5, le=12 * 3600, description="seconds a received job stays hidden")
     heartbeat_seconds: float = Field(40, gt=0, description="how often a running job's visibility is extended")
     max_receives: int = Field(3, ge=1, le=1000, description="SQS maxReceiveCount before the DLQ")
-    max_jobs_per_run: int = Field(16, ge=1, le=1000, description="queued jobs taken into one pipeline run")
+    max_jobs_per_run: int = Field(16, ge=1, le=1000, description="small waiting jobs taken into one pipeline run")
+    max_running: int = Field(4, ge=1, le=256, description="pipeline runs the driver keeps going at once")
+    run_stall_seconds: float = Field(600, gt=0, description=(
+        "a run that makes no progress this long is given up (its jobs retried, then failed)"))
+    namer_min_replicas: int = Field(1, ge=0, le=1024, description="warm namer replicas kept (0: scale to zero)")
+    namer_max_replicas: int = Field(1, ge=1, le=1024, description="namer replicas the service may scale to")
+    namer_num_cpus: float = Field(1, ge=0, le=256, description="CPUs each namer replica reserves")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key that signs job callbacks")
+    callback_allow_private: bool = Field(False, description=(
+        "allow callback_url to reach loopback/private addresses (the local stack sets it)"))
 
     @property
     def key_namespaces(self) -> dict[str, str]:
@@ -68,7 +77,13 @@ class Settings(BaseSettings):
             out[key] = namespace or "k-" + hashlib.sha256(key.encode()).hexdigest()[:12]
         return out
 
-    @field_validator("aws_endpoint_url", "sqs_queue_url")
+    @model_validator(mode="after")
+    def _replicas_in_order(self) -> "Settings":
+        if self.namer_min_replicas > self.namer_max_replicas:
+            raise ValueError("NAMER_MIN_REPLICAS must not exceed NAMER_MAX_REPLICAS")
+        return self
+
+    @field_validator("aws_endpoint_url", "sqs_queue_url", "webhook_secret")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -80,7 +95,8 @@ def load_settings(**overrides) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}={err.get('input')!r}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']).upper()}={err.get('input')!r}: {err['msg']}" if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None

@@ -150,7 +150,7 @@ def _create_local(path: str, fill) -> bool:
 _TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
 
 
-def _put_if_absent(client, bucket: str, key: str, body: bytes, **extra) -> bool:
+def put_if_absent(client, bucket: str, key: str, body: bytes, **extra) -> bool:
     """A conditional PutObject (If-None-Match: *); False if the key was already taken."""
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
@@ -183,7 +183,7 @@ def _s3_upload(source: Location, target: Location, content_type: str | None) -> 
     bucket, key = target.bucket_and_key
     data = read_bytes(source)
     fingerprint = f"{source.uri}@{hashlib.sha256(data).hexdigest()[:32]}"
-    if not _put_if_absent(client, bucket, key, data, ContentType=content_type or "application/octet-stream",
+    if not put_if_absent(client, bucket, key, data, ContentType=content_type or "application/octet-stream",
                           Metadata={FINGERPRINT_KEY: fingerprint}):
         existing = _head(client, bucket, key) or {}
         if existing.get("Metadata", {}).get(FINGERPRINT_KEY) != fingerprint:
@@ -245,7 +245,7 @@ def write_once(location: Location, text: str) -> bool:
     data = text.encode("utf-8")
     if location.is_s3:
         bucket, key = location.bucket_and_key
-        return _put_if_absent(s3_client(location.region, location.endpoint_url), bucket, key, data)
+        return put_if_absent(s3_client(location.region, location.endpoint_url), bucket, key, data)
     os.makedirs(os.path.dirname(location.path), exist_ok=True)
     return _create_local(location.path, lambda temporary: Path(temporary).write_bytes(data))
 

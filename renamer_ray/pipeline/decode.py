@@ -10,18 +10,24 @@ from renamer_ray.images import ImageError, decode
 from renamer_ray.io.storage import open_location, read_bytes
 from renamer_ray.pipeline.claims import read_claim
 from renamer_ray.pipeline.columns import DECODED, table
+from renamer_ray.pipeline.progress import stopped_reasons
 
 
 def _mtime_date(mtime: float | None) -> str | None:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d") if mtime else None
 
 
-def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: int) -> pa.Table:
+def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: int, progress=None) -> pa.Table:
     """``s3``: region and endpoint_url for s3:// rows. A row marked ``resume`` whose name an
-    interrupted attempt already claimed is not read at all."""
+    interrupted attempt already claimed is not read at all, nor is a row of a stopped job
+    (``progress``: the run's ProgressBoard, if any)."""
     rows = batch.to_pylist()
+    stopped = stopped_reasons(progress)
     for row in rows:
         if row["skipped"]:
+            continue
+        if row["target_root"] in stopped:
+            row["error"] = stopped[row["target_root"]]
             continue
         if row["resume"] and (claimed := read_claim(open_location(row["target_root"], **s3), row["relative"])):
             row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])

@@ -1,13 +1,67 @@
-"""Stage: the namer on an actor pool (one model per actor; GPU actors when the cluster has GPUs)."""
+"""Stage: name the decoded images. Two ways to reach a model, same rows in and out:
+
+- :class:`NameImages` — an actor pool owned by the run (one model per actor): right for one big
+  bulk run, which pays the model's start once and keeps it busy.
+- :func:`ask_namer` — tasks that send each image to the service's warm ``namer`` Serve deployment
+  (``service/namer.py``): no model start per run, and images of concurrent runs share model batches.
+  A run keeps at most ``ASK_CONCURRENCY`` batches in flight, so runs share the namer fairly.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pyarrow as pa
-from PIL import Image
 
 from renamer_ray.pipeline.columns import ANSWERED, table
+from renamer_ray.pipeline.progress import stopped_reasons
+
+# What the namer needs of a decoded row (see ``columns.DECODED``).
+IMAGE_KEYS = ("width", "height", "rgb", "date", "camera", "prompt")
+ASK_CONCURRENCY = 2               # batches one run may have in flight at the namer
+ASK_POLL_SECONDS = 1.0            # how often a waiting batch checks whether its run was stopped
+
+
+def needs_model(row: dict) -> bool:
+    return row["error"] is None and not row["skipped"] and not row["pinned"]
+
+
+def name_rows(namer, rows: list[dict]) -> list[dict]:
+    """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order; one model call per prompt
+    (rows of several jobs may share a batch)."""
+    from PIL import Image
+
+    from renamer_ray.model.namer import ImageContext
+
+    answers: list[dict | None] = [None] * len(rows)
+    by_prompt: dict[str | None, list[int]] = {}
+    for number, row in enumerate(rows):
+        by_prompt.setdefault(row["prompt"], []).append(number)
+    for prompt, numbers in by_prompt.items():
+        images = [Image.frombytes("RGB", (rows[n]["width"], rows[n]["height"]), rows[n]["rgb"]) for n in numbers]
+        contexts = [ImageContext(date=rows[n]["date"], camera=rows[n]["camera"]) for n in numbers]
+        try:
+            named = namer.name(images, contexts, prompt)
+        except RuntimeError as exc:
+            if "CUDA error" in str(exc):
+                # A broken CUDA context never recovers: leave so Ray restarts the actor (ray#59522).
+                os._exit(1)
+            raise
+        for n, answer in zip(numbers, named):
+            answers[n] = {"raw": answer.raw, "error": answer.error}
+    return answers
+
+
+def _report(progress, rows: list[dict]) -> None:
+    """Tell the run's ProgressBoard which rows were named (fire and forget)."""
+    if progress is None:
+        return
+    named: dict[str, list[str]] = {}
+    for row in rows:
+        if not row["skipped"]:
+            named.setdefault(row["target_root"], []).append(row["relative"])
+    progress.add.remote(named)
 
 
 class NameImages:
@@ -27,39 +81,52 @@ class NameImages:
                                   device=device, dtype=dtype)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from renamer_ray.model.namer import ImageContext
-
         rows = batch.to_pylist()
-        todo = [row for row in rows if row["error"] is None and not row["skipped"] and not row["pinned"]]
-        if not todo:
-            return self._done(rows)
-        by_prompt: dict[str | None, list[dict]] = {}
-        for row in todo:  # rows of several jobs may share a batch: one model call per prompt
-            by_prompt.setdefault(row["prompt"], []).append(row)
-        for prompt, group in by_prompt.items():
-            images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in group]
-            contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in group]
-            try:
-                answers = self.namer.name(images, contexts, prompt)
-            except RuntimeError as exc:
-                if "CUDA error" in str(exc):
-                    # A broken CUDA context never recovers: leave so Ray restarts the actor (ray#59522).
-                    os._exit(1)
-                raise
-            for row, answer in zip(group, answers):
-                row["raw"], row["error"] = answer.raw, answer.error
-        return self._done(rows)
-
-    def _done(self, rows: list[dict]) -> pa.Table:
-        if self.progress is not None:  # fire and forget: progress must never slow the model down
-            named: dict[str, list[str]] = {}
-            for row in rows:
-                if not row["skipped"]:
-                    named.setdefault(row["target_root"], []).append(row["relative"])
-            self.progress.add.remote(named)
+        todo = [row for row in rows if needs_model(row)]
+        if todo:
+            for row, answer in zip(todo, name_rows(self.namer, todo)):
+                row.update(answer)
+        _report(self.progress, rows)
         return table(rows, ANSWERED)
 
 
+@functools.cache
+def namer_handle(app: str, deployment: str):
+    """This worker's handle to the warm namer (one per process: handles are long-lived)."""
+    from ray import serve
+
+    return serve.get_deployment_handle(deployment, app_name=app)
+
+
+def ask_namer(batch: pa.Table, *, app: str, deployment: str, progress=None) -> pa.Table:
+    """Send every image of the batch to the namer deployment and wait for the answers. Rows whose
+    job was stopped (cancelled, or its run given up by the watchdog) stop waiting within
+    ``ASK_POLL_SECONDS`` and carry the reason as their error."""
+    rows = batch.to_pylist()
+    stopped = stopped_reasons(progress)
+    for row in rows:
+        if needs_model(row) and row["target_root"] in stopped:
+            row["error"] = stopped[row["target_root"]]
+    todo = [row for row in rows if needs_model(row)]
+    handle = namer_handle(app, deployment)
+    pending = [(row, handle.name.remote({k: row[k] for k in IMAGE_KEYS})) for row in todo]
+    while pending:
+        row, response = pending[0]
+        try:
+            row.update(response.result(timeout_s=ASK_POLL_SECONDS))
+            pending.pop(0)
+            continue
+        except TimeoutError:
+            pass
+        stopped = stopped_reasons(progress)
+        for row, response in [p for p in pending if p[0]["target_root"] in stopped]:
+            response.cancel()
+            row["error"] = stopped[row["target_root"]]
+        pending = [p for p in pending if p[0]["target_root"] not in stopped]
+    _report(progress, rows)
+    return table(rows, ANSWERED)
+
+
 def skip_model(batch: pa.Table) -> pa.Table:
-    """Used instead of :class:`NameImages` when the template never asks for {subject}."""
+    """Used instead of a model stage when no row's template asks for {subject}."""
     return table(batch.to_pylist(), ANSWERED)

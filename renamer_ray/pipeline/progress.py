@@ -1,5 +1,7 @@
-"""A tiny Ray actor the model stage reports to, so a driver can show per-job progress before the
-de-duplication shuffle lets the first finished rows out."""
+"""A tiny Ray actor per pipeline run, shared by its stages and the driver: the stages report which
+files they named (so the driver can show per-job progress before the de-duplication shuffle lets
+the first finished rows out), and the driver tells the stages which jobs to stop (cancelled, or
+given up by the watchdog), so a stopped job's remaining rows skip the work and drain quickly."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import ray
 
 @ray.remote(num_cpus=0)
 class ProgressBoard:
-    """Files named so far (their ``relative`` paths), per output folder (``target_root``)."""
+    """Per output folder (``target_root``): files named so far, and why it was stopped, if it was."""
 
     def __init__(self) -> None:
         self.named: defaultdict[str, set[str]] = defaultdict(set)
+        self.stops: dict[str, str] = {}
 
     def add(self, named: dict[str, list[str]]) -> None:
         for target_root, relatives in named.items():
@@ -21,3 +24,14 @@ class ProgressBoard:
 
     def snapshot(self) -> dict[str, list[str]]:
         return {target_root: sorted(relatives) for target_root, relatives in self.named.items()}
+
+    def stop(self, target_root: str, reason: str) -> None:
+        self.stops.setdefault(target_root, reason)
+
+    def stopped(self) -> dict[str, str]:
+        return dict(self.stops)
+
+
+def stopped_reasons(board) -> dict[str, str]:
+    """``target_root`` → reason, for the jobs of this run that must stop (none without a board)."""
+    return ray.get(board.stopped.remote()) if board is not None else {}

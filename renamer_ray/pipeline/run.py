@@ -17,7 +17,7 @@ from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch
-from renamer_ray.pipeline.infer import NameImages, skip_model
+from renamer_ray.pipeline.infer import ASK_CONCURRENCY, NameImages, ask_namer, skip_model
 from renamer_ray.pipeline.listing import SourceListing, Wishes
 from renamer_ray.pipeline.names import dedupe_group, render_stems
 from renamer_ray.pipeline.write import copy_batch
@@ -33,6 +33,15 @@ class RunOptions:
     max_file_bytes: int = 200 * 1024 * 1024
     include: tuple[str, ...] = ()     # globs on the path relative to the source
     exclude: tuple[str, ...] = ()
+    namer: "NamerRef | None" = None   # name with a running namer deployment instead of own actors
+
+
+@dataclass(frozen=True)
+class NamerRef:
+    """Where a run finds the warm namer: a Serve application and deployment name."""
+
+    app: str = "renamer"
+    deployment: str = "namer"
 
 
 SHOWN_RECORDS = 1000
@@ -87,17 +96,24 @@ def _shuffle_partitions() -> int:
 
 def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: bool = True,
                   pool_size: int | None = None, dry_run: bool = False,
-                  max_file_bytes: int = 200 * 1024 * 1024, progress=None) -> ray.data.Dataset:
+                  max_file_bytes: int = 200 * 1024 * 1024, progress=None,
+                  namer: NamerRef | None = None) -> ray.data.Dataset:
     """decode → name → rules → de-duplicate → copy, over rows of ``columns.LISTED`` (each row says
     where its output goes, so one run can carry several jobs). ``uses_model``: some row's template
-    asks for {subject}."""
+    asks for {subject}. ``namer``: ask this running deployment instead of starting model actors.
+    ``progress``: a ``ProgressBoard`` the stages report to and take stop orders from."""
     # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.
     ray.data.DataContext.get_current().shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     s3 = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
     ds = listed.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
-        s3=s3, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=max_file_bytes),
-        **DECODE_ARGS)
-    if uses_model:
+        s3=s3, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=max_file_bytes,
+        progress=progress), **DECODE_ARGS)
+    if uses_model and namer is not None:
+        # Tasks that wait on the warm deployment: no CPU of their own, a few batches in flight.
+        ds = ds.map_batches(ask_namer, batch_size=settings.batch_size, batch_format="pyarrow", num_cpus=0,
+                            concurrency=ASK_CONCURRENCY,
+                            fn_kwargs=dict(app=namer.app, deployment=namer.deployment, progress=progress))
+    elif uses_model:
         stage, threads = _model_stage_args(settings, pool_size)
         ds = ds.map_batches(
             NameImages, batch_size=settings.batch_size, batch_format="pyarrow",
@@ -111,7 +127,7 @@ def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: b
     ds = ds.groupby("key", num_partitions=_shuffle_partitions()).map_groups(
         dedupe_group, batch_format="pyarrow", fn_kwargs=dict(s3=s3))
     if not dry_run:
-        ds = ds.map_batches(copy_batch, batch_format="pyarrow", fn_kwargs=dict(s3=s3))
+        ds = ds.map_batches(copy_batch, batch_format="pyarrow", fn_kwargs=dict(s3=s3, progress=progress))
     return ds
 
 
@@ -147,7 +163,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         buffer.clear()
 
     dataset = build_dataset(listed, settings, uses_model=template.uses("subject"), pool_size=options.pool_size,
-                            dry_run=options.dry_run, max_file_bytes=options.max_file_bytes)
+                            dry_run=options.dry_run, max_file_bytes=options.max_file_bytes, namer=options.namer)
     for row in dataset.iter_rows():
         counts[row["status"]] += 1
         resumed += bool(row["pinned"])

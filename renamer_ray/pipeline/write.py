@@ -11,6 +11,7 @@ from renamer_ray.io.storage import Location, TargetExists, copy, open_location
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT, table
+from renamer_ray.pipeline.progress import stopped_reasons
 
 
 def copy_one(source: Location, target: Location, fmt: str | None = None) -> str | None:
@@ -43,8 +44,13 @@ def _finish(row: dict, s3: dict) -> dict:
 COPY_THREADS = 16
 
 
-def copy_batch(batch: pa.Table, *, s3: dict) -> pa.Table:
+def copy_batch(batch: pa.Table, *, s3: dict, progress=None) -> pa.Table:
+    """``progress``: the run's ProgressBoard; rows of a job it says to stop are not copied."""
     rows = batch.to_pylist()
+    stopped = stopped_reasons(progress)
+    for row in rows:
+        if row["status"] == "ok" and row["target_root"] in stopped:
+            row.update(status="error", error=stopped[row["target_root"]], target=None, name=None)
     with ThreadPoolExecutor(max_workers=min(COPY_THREADS, max(1, len(rows)))) as pool:
         done = list(pool.map(lambda row: _finish(row, s3), rows))
     return table(done, RESULT)

@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["queued", "running", "succeeded", "partial", "failed"]
-FileState = Literal["waiting", "named", "renamed", "failed"]
-FINISHED = ("succeeded", "partial", "failed")
+Status = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
+FileState = Literal["waiting", "named", "renamed", "failed", "cancelled"]
+FINISHED = ("succeeded", "partial", "failed", "cancelled")
 JOB_ID = re.compile(r"^jr_[0-9a-f]{16}$")
 
 
@@ -34,7 +34,8 @@ class JobFile(BaseModel):
     original: str
     key: str                          # relative to the job's input prefix, e.g. "0001.jpg"
     size: int
-    state: FileState = "waiting"      # waiting → named (by the model) → renamed (copied) or failed
+    state: FileState = "waiting"      # waiting → named (by the model) → renamed (copied) or failed;
+                                      # cancelled: the job was cancelled before this file was renamed
 
 
 class JobRecord(BaseModel):
@@ -44,6 +45,7 @@ class JobRecord(BaseModel):
     count: int
     user_prompt: str | None = None
     template: str = "{subject}"
+    callback_url: str | None = None   # POSTed the final view, signed (service/webhooks.py)
     files: list[JobFile] = Field(default_factory=list)
     error: str | None = None          # why the whole job failed, or the last retried failure
     attempts: int = 0
@@ -70,10 +72,14 @@ class JobRecord(BaseModel):
         return sum(f.state == "failed" for f in self.files)
 
     @property
+    def cancelled(self) -> int:
+        return sum(f.state == "cancelled" for f in self.files)
+
+    @property
     def has_manifest(self) -> bool:
-        """Finished with its files processed, so its manifest was written (a job given up on before
-        any attempt completed has none)."""
-        return self.finished and self.done > 0
+        """Finished with its files processed, so its manifest was written (a job given up on, or
+        cancelled, before any attempt completed has none)."""
+        return self.finished and (self.done + self.cancelled) > 0
 
     def restart(self) -> None:
         """Forget an attempt's progress: a new attempt starts, or an abandoned one is not the job's."""
@@ -100,15 +106,38 @@ class JobRecord(BaseModel):
     def record_key(self) -> str:
         return record_key(self.namespace, self.job_id)
 
+    @property
+    def cancel_key(self) -> str:
+        """Exists once someone asked to cancel the job (written by the API, read by the driver)."""
+        return f"{self.prefix}/cancel"
+
+    @property
+    def index_key(self) -> str:
+        """An empty object per job whose keys list newest first (``GET /v1/jobs``)."""
+        return f"{index_prefix(self.namespace)}{newest_first(self.created_at)}-{self.job_id}"
+
     def progress(self) -> dict:
         """What the events stream and the page show while it runs."""
         return {"job_id": self.job_id, "status": self.status, "count": self.count, "named": self.named,
-                "done": self.done, "failed": self.failed, "error": self.error,
+                "done": self.done, "failed": self.failed, "cancelled": self.cancelled, "error": self.error,
                 "files": [{"original": f.original, "state": f.state} for f in self.files]}
 
 
 def record_key(namespace: str, job_id: str) -> str:
     return f"{namespace}/jobs/{job_id}/job.json"
+
+
+def index_prefix(namespace: str) -> str:
+    return f"{namespace}/index/"
+
+
+def newest_first(created_at: str) -> str:
+    """A fixed-width sort key that is smaller for later times (S3 lists keys in ascending order)."""
+    millis = int(datetime.fromisoformat(created_at).timestamp() * 1000)
+    return f"{10 ** 14 - millis:014d}"
+
+
+CANCEL_REASON = "the job was cancelled before this file was renamed"
 
 
 def final_status(ok: int, failed: int) -> Status:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from renamer_ray.config import Settings
 
@@ -19,6 +20,17 @@ class Message:
     handle: str
     receives: int                     # ApproximateReceiveCount: 1 on first delivery
     body: str
+    message_id: str = ""              # the same for every delivery of one sent message
+
+
+# What SQS answers when a receipt handle no longer holds the message (its visibility ran out and it
+# was received again, or it was deleted): someone else has it now.
+GONE = ("MessageNotInflight", "ReceiptHandleIsInvalid", "AWS.SimpleQueueService.MessageNotInflight",
+        "InvalidParameterValue")
+
+
+def is_gone(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in GONE
 
 
 @functools.cache
@@ -49,7 +61,8 @@ class JobQueue:
             except (ValueError, KeyError, TypeError):
                 namespace = job_id = None  # a malformed message: the driver lets it reach the DLQ
             out.append(Message(namespace, job_id, raw["ReceiptHandle"],
-                               int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)), raw["Body"]))
+                               int(raw.get("Attributes", {}).get("ApproximateReceiveCount", 1)), raw["Body"],
+                               raw.get("MessageId", "")))
         return out
 
     def extend(self, handle: str, seconds: int) -> None:

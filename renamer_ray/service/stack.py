@@ -1,12 +1,13 @@
 """`renamer-ray up`: the whole service on one machine — an embedded S3/SQS endpoint (moto's server
-mode) provisioned as Terraform would, a Ray head with its dashboard, the Serve app on API_PORT, and
-the queue driver as a Ray job — and a clean stop of all of it."""
+mode) provisioned as Terraform would, a Ray head with its dashboard, and the Serve application on
+API_PORT (HTTP ingress, warm namer, queue driver) — and a clean stop of all of it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,8 +20,7 @@ from renamer_ray.config import Settings
 
 log = logging.getLogger("renamer_ray.stack")
 BIN = Path(sys.executable).parent
-DRIVER_ENTRYPOINT = f"{sys.executable} -m renamer_ray.cli driver"
-# Settings the Serve replicas and the driver job need, passed explicitly in their runtime_env.
+# Settings the Serve replicas need, passed explicitly in their runtime_env.
 PASSED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
 
 
@@ -146,7 +146,8 @@ class RayHead:
 
 
 class LocalStack:
-    """Everything `renamer-ray up` starts, in order, and stops in reverse."""
+    """Everything `renamer-ray up` starts, in order, and stops in reverse: the S3/SQS endpoint, the
+    Ray head, and the Serve application (ingress, namer, driver; Serve keeps them alive)."""
 
     def __init__(self, settings: Settings, *, workdir: Path, num_cpus: int | None = None,
                  dashboard_port: int = 8265, embedded: bool = True):
@@ -157,7 +158,7 @@ class LocalStack:
         self.dashboard_port = dashboard_port
         self.moto = None
         self.head: RayHead | None = None
-        self.driver_job: str | None = None
+        self.secret_file: Path | None = None
 
     @property
     def api(self) -> str:
@@ -175,63 +176,44 @@ class LocalStack:
             self.settings = self.settings.model_copy(update={"aws_endpoint_url": endpoint})
         if self.moto or not self.settings.sqs_queue_url:  # else: Terraform made them (--aws)
             self.settings = provision(self.settings)
+        if not self.settings.webhook_secret:  # a secret of this stack's own, readable by its owner only
+            secret_file = self.workdir / "webhook-secret"
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(secrets.token_hex(32))
+            self.secret_file = secret_file
+            self.settings = self.settings.model_copy(update={"webhook_secret": secret_file.read_text()})
         env = {**os.environ, **settings_env(self.settings), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         env.pop("RAY_ADDRESS", None)
         self.head = RayHead(self.num_cpus, env, self.workdir / "ray-head.log", self.dashboard_port)
         self.head.start()
         self.start_serve()
-        self.submit_driver()
         return self
 
     def start_serve(self) -> None:
+        """Deploy the application and wait until every deployment is running (the namer has loaded
+        its model: the first job finds it warm)."""
         import ray
         from ray import serve
 
-        from renamer_ray.service.ingress import RenamerApi
+        from renamer_ray.service.ingress import build_app
 
         ray.init(address=self.head.address, logging_level=logging.WARNING, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1" if self.moto else self.settings.api_host,
                                   "port": self.settings.api_port})
-        runtime_env = {"env_vars": settings_env(self.settings)}
-        serve.run(RenamerApi.options(ray_actor_options={"num_cpus": 0, "runtime_env": runtime_env}).bind(),
+        serve.run(build_app(self.settings, runtime_env={"env_vars": settings_env(self.settings)}),
                   name="renamer", route_prefix="/")
-
-    def submit_driver(self) -> str:
-        from ray.job_submission import JobSubmissionClient
-
-        self.driver_job = JobSubmissionClient(self.head.dashboard).submit_job(
-            entrypoint=DRIVER_ENTRYPOINT, runtime_env={"env_vars": settings_env(self.settings)},
-            metadata={"name": "renamer-ray driver"})
-        return self.driver_job
-
-    def supervise_once(self) -> bool:
-        """Restart the driver job if it died (as a cluster's job supervisor would); True if it did."""
-        from ray.job_submission import JobStatus, JobSubmissionClient
-
-        status = JobSubmissionClient(self.head.dashboard).get_job_status(self.driver_job)
-        if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.SUCCEEDED):
-            log.warning("the driver job %s ended (%s); starting a new one", self.driver_job, status)
-            self.submit_driver()
-            return True
-        return False
 
     def urls(self) -> dict[str, str]:
         return {"page": f"{self.api}/", "API docs": f"{self.api}/docs", "Ray dashboard": self.head.dashboard,
                 "Ray address": self.head.address,
                 "metrics": f"http://127.0.0.1:{self.head.ports['metrics']}/metrics",
                 "S3/SQS endpoint": self.settings.aws_endpoint_url or "AWS",
-                "job queue": self.settings.sqs_queue_url}
+                "job queue": self.settings.sqs_queue_url,
+                **({"webhook secret": str(self.secret_file)} if self.secret_file else {})}
 
     def stop(self) -> None:
         import ray
 
-        if self.head and self.driver_job:
-            try:
-                from ray.job_submission import JobSubmissionClient
-
-                JobSubmissionClient(self.head.dashboard).stop_job(self.driver_job)
-            except Exception:
-                log.debug("could not stop the driver job", exc_info=True)
         if ray.is_initialized():
             ray.shutdown()  # Serve goes with the head below (shutting it down first only adds noise)
         if self.head:
@@ -241,7 +223,7 @@ class LocalStack:
 
 
 def up(settings: Settings, *, workdir: Path, dashboard_port: int, embedded: bool = True) -> int:
-    """Start the stack, print its URLs, keep the driver alive, stop everything on Ctrl-C."""
+    """Start the stack, print its URLs, stop everything on Ctrl-C (Serve keeps the driver alive)."""
     stack = LocalStack(settings, workdir=workdir, dashboard_port=dashboard_port, embedded=embedded)
     stopping = False
 
@@ -260,8 +242,7 @@ def up(settings: Settings, *, workdir: Path, dashboard_port: int, embedded: bool
             print(f"  {name:<16} {url}", flush=True)
         print("ready. Ctrl-C stops everything.", flush=True)
         while True:
-            time.sleep(2)  # the supervision period, not a synchronisation
-            stack.supervise_once()
+            signal.pause()
     except KeyboardInterrupt:
         print("\nstopping …", flush=True)
     finally:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Iterator
 
 from botocore.exceptions import ClientError
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import s3_client
+from renamer_ray.io.storage import put_if_absent, s3_client
 from renamer_ray.manifest import FileRecord, parse_lines
-from renamer_ray.service.jobs import JobFile, JobRecord, now, record_key
+from renamer_ray.service.jobs import JOB_ID, JobFile, JobRecord, index_prefix, now, record_key
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class JobStore:
@@ -33,6 +39,71 @@ class JobStore:
                 return None
             raise
         return JobRecord.model_validate_json(body)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.out_bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def remove(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.out_bucket, Key=key)
+
+    # Listing, newest first ----------------------------------------------------------------------
+    def add_to_index(self, record: JobRecord) -> None:
+        self.s3.put_object(Bucket=self.out_bucket, Key=record.index_key, Body=b"")
+
+    def list_jobs(self, namespace: str, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
+        """Up to ``limit`` of the namespace's jobs, newest first, and the cursor of the next page."""
+        prefix = index_prefix(namespace)
+        extra = {"StartAfter": prefix + cursor} if cursor else {}
+        page = self.s3.list_objects_v2(Bucket=self.out_bucket, Prefix=prefix, MaxKeys=limit, **extra)
+        names = [item["Key"][len(prefix):] for item in page.get("Contents", [])]
+        ids = [name.rsplit("-", 1)[-1] for name in names]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            records = list(pool.map(lambda job_id: self.load(namespace, job_id) if JOB_ID.match(job_id) else None, ids))
+        more = page.get("IsTruncated") and names
+        return [r for r in records if r is not None], (names[-1] if more else None)
+
+    # Cancellation -------------------------------------------------------------------------------
+    def request_cancel(self, record: JobRecord) -> None:
+        put_if_absent(self.s3, self.out_bucket, record.cancel_key, now().encode())
+
+    def cancel_requested(self, record: JobRecord) -> bool:
+        return self.exists(record.cancel_key)
+
+    # Idempotency keys ---------------------------------------------------------------------------
+    @staticmethod
+    def _idempotency_key(namespace: str, key: str) -> str:
+        return f"{namespace}/idempotency/{hashlib.sha256(key.encode('utf-8')).hexdigest()}.json"
+
+    def idempotent_job(self, namespace: str, key: str) -> str | None:
+        """The job id a request with this Idempotency-Key made in the last 24 h, if any."""
+        try:
+            body = self.s3.get_object(Bucket=self.out_bucket, Key=self._idempotency_key(namespace, key))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        entry = json.loads(body)
+        if datetime.now(timezone.utc) - datetime.fromisoformat(entry["created_at"]) > IDEMPOTENCY_WINDOW:
+            return None
+        return entry["job_id"]
+
+    def claim_idempotency(self, namespace: str, key: str, job_id: str) -> str:
+        """Bind the key to ``job_id`` unless a live binding exists; returns the job id that holds."""
+        object_key = self._idempotency_key(namespace, key)
+        body = json.dumps({"job_id": job_id, "created_at": now()}).encode()
+        if put_if_absent(self.s3, self.out_bucket, object_key, body):
+            return job_id
+        held = self.idempotent_job(namespace, key)
+        if held is not None:
+            return held
+        self.s3.put_object(Bucket=self.out_bucket, Key=object_key, Body=body)  # an expired binding
+        return job_id
 
     # Files ------------------------------------------------------------------------------------
     def put_input(self, record: JobRecord, file: JobFile, body: BinaryIO, content_type: str) -> None:

@@ -18,7 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from renamer_ray.images import NotAnImage, ImageError, sniff_format
 
 SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
-TEXT_FIELDS = ("user_prompt", "template")
+TEXT_FIELDS = ("user_prompt", "template", "callback_url")
 MAX_NAME_CHARS = 255
 
 

@@ -1,0 +1,34 @@
+"""Build the FastAPI app: the services it needs go on ``app.state``; routes reach them through the
+dependencies in ``deps.py`` (which tests replace with ``app.dependency_overrides``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from renamer_ray.config import Settings
+from renamer_ray.service.api.deps import DriverStatus, Services
+from renamer_ray.service.api.routes import events, jobs, ops, page
+from renamer_ray.service.queue import JobQueue
+from renamer_ray.service.store import JobStore
+from renamer_ray.service.uploads import Limits, UploadError
+
+
+def create_app(settings: Settings, *, driver_status: DriverStatus | None = None) -> FastAPI:
+    """``driver_status``: an async callable returning the queue driver's status (``/ready`` needs it)."""
+    app = FastAPI(title="renamer_ray", version="0.2.0",
+                  description="Strict, meaningful image file names from a vision-language model.")
+    app.state.services = Services(
+        settings=settings, store=JobStore(settings),
+        queue=JobQueue(settings) if settings.sqs_queue_url else None, keys=settings.key_namespaces,
+        limits=Limits(max_files=settings.max_files_per_job, max_file_bytes=settings.max_file_bytes,
+                      max_job_bytes=settings.max_job_bytes, max_text_bytes=settings.max_prompt_chars * 4 + 4096),
+        driver_status=driver_status)
+
+    @app.exception_handler(UploadError)
+    async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    for router in (ops.router, page.router, jobs.router, events.router):
+        app.include_router(router)
+    return app

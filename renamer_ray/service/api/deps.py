@@ -1,0 +1,83 @@
+"""Dependencies the routes declare: settings, the job store and queue, the caller's namespace, the
+job a path names, the driver's status. Built once per app (``app.state.services``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Awaitable, Callable
+
+from fastapi import Depends, Header, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from renamer_ray.config import Settings
+from renamer_ray.service.jobs import JOB_ID, JobRecord
+from renamer_ray.service.queue import JobQueue
+from renamer_ray.service.store import JobStore
+from renamer_ray.service.uploads import Limits
+
+DriverStatus = Callable[[], Awaitable[dict]]
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: JobStore
+    queue: JobQueue | None
+    keys: dict[str, str]              # API key → namespace
+    limits: Limits
+    driver_status: DriverStatus | None
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
+    return services.settings
+
+
+def get_store(services: Annotated[Services, Depends(get_services)]) -> JobStore:
+    return services.store
+
+
+def get_queue(services: Annotated[Services, Depends(get_services)]) -> JobQueue:
+    if services.queue is None:
+        raise HTTPException(503, "the job queue is not configured (SQS_QUEUE_URL)")
+    return services.queue
+
+
+def get_namespace(services: Annotated[Services, Depends(get_services)],
+                  x_api_key: Annotated[str | None, Header()] = None) -> str:
+    """No keys configured: one open namespace. With keys: X-API-Key picks the namespace."""
+    if not services.keys:
+        return services.settings.default_namespace
+    if x_api_key not in services.keys:
+        raise HTTPException(401, "missing or unknown API key: send it in the X-API-Key header")
+    return services.keys[x_api_key]
+
+
+async def get_driver_status(services: Annotated[Services, Depends(get_services)]) -> dict | str:
+    """The queue driver's own account of itself (``Driver.status``), or why it cannot be had."""
+    if services.driver_status is None:
+        return "no queue driver is connected to this API"
+    try:
+        return await services.driver_status()
+    except Exception as exc:  # a dead, restarting or unreachable driver: say so, never raise
+        return f"not answering: {type(exc).__name__}: {exc}"[:300]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+NamespaceDep = Annotated[str, Depends(get_namespace)]
+
+
+async def get_job(job_id: str, ns: NamespaceDep, store: StoreDep) -> JobRecord:
+    """The caller's job named in the path; another namespace's job looks exactly like a missing one."""
+    record = await run_in_threadpool(store.load, ns, job_id) if JOB_ID.match(job_id) else None
+    if record is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return record
+
+
+JobDep = Annotated[JobRecord, Depends(get_job)]

@@ -1,0 +1,1 @@
+"""One router per concern: jobs, events + archive, ops, page."""

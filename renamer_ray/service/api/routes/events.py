@@ -1,0 +1,59 @@
+"""Following a job: Server-Sent Events while it runs, and a ZIP of its renamed files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import AsyncIterator
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from zipstream import ZIP_STORED, ZipStream
+
+from renamer_ray.service.api.deps import JobDep, StoreDep
+from renamer_ray.service.views import job_view
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+EVENTS_POLL_SECONDS = 0.25
+EVENTS_KEEPALIVE_SECONDS = 15
+
+
+@router.get("/{job_id}/events")
+async def events(record: JobDep, request: Request, store: StoreDep) -> StreamingResponse:
+    """Server-Sent Events: `progress` whenever the counts change, then one `done` with the full
+    status (as GET /v1/jobs/{id}) and the stream ends. A finished job replays `done` at once."""
+
+    async def stream() -> AsyncIterator[str]:
+        current, last, quiet = record, None, 0.0
+        while not current.finished:
+            if (now := current.progress()) != last:
+                yield f"event: progress\ndata: {json.dumps(now)}\n\n"
+                last, quiet = now, 0.0
+            elif quiet >= EVENTS_KEEPALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                quiet = 0.0
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(EVENTS_POLL_SECONDS)
+            quiet += EVENTS_POLL_SECONDS
+            current = await run_in_threadpool(store.load, current.namespace, current.job_id) or current
+        final = await run_in_threadpool(job_view, store, current)
+        yield f"event: done\ndata: {final.model_dump_json(exclude_none=True)}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{job_id}/archive")
+async def archive(record: JobDep, store: StoreDep) -> StreamingResponse:
+    """A ZIP of every renamed file, streamed as it is read from S3 (never built in memory)."""
+    if not record.finished:
+        raise HTTPException(409, f"job {record.job_id} is still {record.status}; the archive is ready when it finishes")
+    renamed = ([r for r in await run_in_threadpool(store.manifest, record) if r.status == "ok"]
+               if record.has_manifest else [])
+    zs = ZipStream(compress_type=ZIP_STORED, sized=False)  # images are compressed already
+    for r in renamed:
+        zs.add(store.stream(store.output_key(record, r.name)), r.name)
+    return StreamingResponse(iterate_in_threadpool(iter(zs)), media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="{record.job_id}.zip"'})

@@ -1,0 +1,130 @@
+"""Jobs: submit (with Idempotency-Key and callback_url), list, status, cancel."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from renamer_ray.naming import NameTemplate, TemplateError, content_type_for, extension_for
+from renamer_ray.service.api.deps import (JobDep, NamespaceDep, QueueDep, Services, SettingsDep, StoreDep,
+                                         get_services)
+from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
+from renamer_ray.service.uploads import read_uploads
+from renamer_ray.service.views import Accepted, JobList, JobView, job_summary, job_view
+from renamer_ray.service.webhooks import CallbackRefused, check_url
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+CURSOR = re.compile(r"^\d{14}-jr_[0-9a-f]{16}$")
+MAX_IDEMPOTENCY_KEY = 255
+
+FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "user_prompt": {"type": "string"},
+        "template": {"type": "string", "example": "{date}-{subject}"},
+        "callback_url": {"type": "string", "format": "uri",
+                         "description": "POSTed the final job view, signed (X-Renamer-Signature)"}}}}}}}
+
+
+def _check_fields(fields: dict[str, str], settings) -> tuple[str | None, str, str | None]:
+    """(prompt, template, callback_url) from the form, or 422 saying what is wrong."""
+    prompt = (fields.get("user_prompt") or "").strip() or None
+    if prompt and len(prompt) > settings.max_prompt_chars:
+        raise HTTPException(422, f"user_prompt is too long: at most {settings.max_prompt_chars} characters")
+    template = (fields.get("template") or "").strip() or settings.name_template
+    try:
+        NameTemplate.parse(template)
+    except TemplateError as exc:
+        raise HTTPException(422, f"template: {exc}") from None
+    callback = (fields.get("callback_url") or "").strip() or None
+    if callback:
+        if not settings.webhook_secret:
+            raise HTTPException(422, "callback_url: callbacks are not configured on this deployment (WEBHOOK_SECRET)")
+        try:
+            check_url(callback, allow_private=settings.callback_allow_private)
+        except CallbackRefused as exc:
+            raise HTTPException(422, str(exc)) from None
+    return prompt, template, callback
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY or not value.isprintable():
+        raise HTTPException(422, f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+    return value
+
+
+def _replay(response: Response, record: JobRecord) -> Accepted:
+    response.headers["Idempotent-Replayed"] = "true"
+    return Accepted(job_id=record.job_id, status=record.status, count=record.count)
+
+
+@router.post("/rename", response_model=Accepted, openapi_extra=FORM)
+async def submit(request: Request, response: Response, ns: NamespaceDep, settings: SettingsDep, store: StoreDep,
+                 queue: QueueDep, services: Annotated[Services, Depends(get_services)],
+                 idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
+    """Upload images (form field `files`, repeatable) with an optional `user_prompt`, `template` and
+    `callback_url`; answers at once with the queued job. With an `Idempotency-Key` header, a repeat
+    of the request by the same caller within 24 h returns the first job instead of making another."""
+    key = _idempotency_key(idempotency_key)
+    if key and (first := await run_in_threadpool(store.idempotent_job, ns, key)):
+        if (record := await run_in_threadpool(store.load, ns, first)) is not None:
+            return _replay(response, record)
+    uploads, fields = await read_uploads(request.headers.get("content-type", ""),
+                                         request.headers.get("content-length"), request.stream(), services.limits)
+    try:
+        prompt, template, callback = _check_fields(fields, settings)
+        record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(uploads), user_prompt=prompt,
+                           template=template, callback_url=callback)
+        for number, upload in enumerate(uploads, start=1):
+            extension = extension_for(upload.format) if upload.format else "bin"
+            record.files.append(JobFile(original=upload.original, key=f"{number:04d}.{extension}", size=upload.size))
+            await run_in_threadpool(store.put_input, record, record.files[-1], upload.body,
+                                    content_type_for(upload.format) if upload.format else "application/octet-stream")
+    finally:
+        for upload in uploads:
+            upload.body.close()
+    await run_in_threadpool(store.save, record)
+    if key and (holder := await run_in_threadpool(store.claim_idempotency, ns, key, record.job_id)) != record.job_id:
+        # A concurrent request with the same key won: this copy is dropped before it is queued.
+        await run_in_threadpool(store.remove, record.record_key)
+        if (first := await run_in_threadpool(store.load, ns, holder)) is not None:
+            return _replay(response, first)
+    await run_in_threadpool(store.add_to_index, record)
+    await run_in_threadpool(queue.send, ns, record.job_id)
+    return Accepted(job_id=record.job_id, status=record.status, count=record.count)
+
+
+@router.get("", response_model=JobList, response_model_exclude_none=True)
+async def list_jobs(ns: NamespaceDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                    cursor: Annotated[str | None, Query(max_length=64)] = None) -> JobList:
+    """The caller's jobs, newest first; follow `next_cursor` for older ones."""
+    if cursor is not None and not CURSOR.match(cursor):
+        raise HTTPException(422, "cursor: pass back the next_cursor of a previous page")
+    records, next_cursor = await run_in_threadpool(store.list_jobs, ns, limit, cursor)
+    return JobList(jobs=[job_summary(r) for r in records], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobView, response_model_exclude_none=True)
+async def status(record: JobDep, store: StoreDep) -> JobView:
+    """Status and counts; when finished, one result per file with a download URL."""
+    return await run_in_threadpool(job_view, store, record)
+
+
+@router.delete("/{job_id}", response_model=JobView, response_model_exclude_none=True, status_code=202,
+               responses={409: {"description": "the job has already finished"}})
+async def cancel(record: JobDep, store: StoreDep) -> JobView:
+    """Cancel: a queued job never runs (status `cancelled` at once); a running job stops at its
+    next batch (status `cancelled` within seconds; files renamed before stay in the manifest)."""
+    if record.finished:
+        raise HTTPException(409, f"job {record.job_id} has already finished ({record.status})")
+    await run_in_threadpool(store.request_cancel, record)
+    if record.status == "queued":
+        record.status, record.error = "cancelled", None
+        record.restart()
+        await run_in_threadpool(store.save, record)
+    return await run_in_threadpool(job_view, store, record)

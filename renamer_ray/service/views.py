@@ -1,0 +1,86 @@
+"""What the API returns about jobs (and what callbacks carry): declared once, they drive OpenAPI."""
+
+from __future__ import annotations
+
+import posixpath
+
+from pydantic import BaseModel
+
+from renamer_ray.service.jobs import JobRecord
+from renamer_ray.service.store import JobStore
+
+
+class Accepted(BaseModel):
+    job_id: str
+    status: str
+    count: int
+
+
+class FileResult(BaseModel):
+    """One file of a finished job: the manifest's record, minus storage URIs, plus a download URL."""
+
+    original: str
+    name: str | None = None
+    status: str
+    error: str | None = None
+    raw: str | None = None
+    url: str | None = None
+
+
+class FileProgress(BaseModel):
+    original: str
+    state: str                        # waiting, named, renamed, failed, cancelled
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: str
+    count: int
+    named: int
+    done: int
+    failed: int
+    cancelled: int = 0
+    error: str | None = None
+    files: list[FileProgress]         # per-file progress, in upload order
+    created_at: str
+    updated_at: str
+    results: list[FileResult] | None = None
+    manifest_url: str | None = None
+    archive_url: str | None = None
+
+
+class JobSummary(BaseModel):
+    """One line of ``GET /v1/jobs``."""
+
+    job_id: str
+    status: str
+    count: int
+    done: int
+    failed: int
+    created_at: str
+    updated_at: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+    next_cursor: str | None = None    # pass as ?cursor= for the next page; absent on the last page
+
+
+def job_view(store: JobStore, record: JobRecord) -> JobView:
+    """Status and per-file progress; when finished, one result per file with a download URL."""
+    out = JobView(**record.progress(), created_at=record.created_at, updated_at=record.updated_at)
+    if record.has_manifest:
+        results = []
+        for r in store.manifest(record):
+            url = store.download_url(store.output_key(record, r.name), r.name) if r.status == "ok" else None
+            results.append(FileResult(original=r.original or posixpath.basename(r.source), name=r.name,
+                                      status=r.status, error=r.error, raw=r.raw, url=url))
+        out.results = results
+        out.manifest_url = store.download_url(record.manifest_key, "manifest.jsonl")
+        out.archive_url = f"/v1/jobs/{record.job_id}/archive"
+    return out
+
+
+def job_summary(record: JobRecord) -> JobSummary:
+    return JobSummary(job_id=record.job_id, status=record.status, count=record.count, done=record.done,
+                      failed=record.failed, created_at=record.created_at, updated_at=record.updated_at)
