@@ -79,6 +79,7 @@ def main() -> None:
         burst_s = time.monotonic() - burst_start
     finally:
         stack.stop()
+    print(burst)
     assert all(j["status"] == "succeeded" for j in singles + burst)
     med = lambda key, jobs: statistics.median(j[key] for j in jobs)  # noqa: E731
     lines = [

@@ -1,4 +1,5 @@
-"""A tiny Ray actor per pipeline run, shared by its stages and the driver: the stages report which
+"""A tiny Ray actor shared by pipeline runs' stages and the driver (one per driver, keyed by output
+folder, so no run waits for an actor to start): the stages report which
 files they named (so the driver can show per-job progress before the de-duplication shuffle lets
 the first finished rows out), and the driver tells the stages which jobs to stop (cancelled, or
 given up by the watchdog), so a stopped job's remaining rows skip the work and drain quickly."""
@@ -27,6 +28,12 @@ class ProgressBoard:
 
     def stop(self, target_root: str, reason: str) -> None:
         self.stops.setdefault(target_root, reason)
+
+    def forget(self, target_roots: list[str]) -> None:
+        """A new attempt of these jobs starts (or an attempt ended): nothing of the old one counts."""
+        for target_root in target_roots:
+            self.named.pop(target_root, None)
+            self.stops.pop(target_root, None)
 
     def stopped(self) -> dict[str, str]:
         return dict(self.stops)

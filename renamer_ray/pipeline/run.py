@@ -17,7 +17,7 @@ from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch
-from renamer_ray.pipeline.infer import ASK_CONCURRENCY, NameImages, ask_namer, skip_model
+from renamer_ray.pipeline.infer import ASK_CONCURRENCY, ASK_CPUS, NameImages, ask_namer, skip_model
 from renamer_ray.pipeline.listing import SourceListing, Wishes
 from renamer_ray.pipeline.names import dedupe_group, render_stems
 from renamer_ray.pipeline.write import copy_batch
@@ -110,7 +110,7 @@ def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: b
         progress=progress), **DECODE_ARGS)
     if uses_model and namer is not None:
         # Tasks that wait on the warm deployment: no CPU of their own, a few batches in flight.
-        ds = ds.map_batches(ask_namer, batch_size=settings.batch_size, batch_format="pyarrow", num_cpus=0,
+        ds = ds.map_batches(ask_namer, batch_size=settings.batch_size, batch_format="pyarrow", num_cpus=ASK_CPUS,
                             concurrency=ASK_CONCURRENCY,
                             fn_kwargs=dict(app=namer.app, deployment=namer.deployment, progress=progress))
     elif uses_model:

@@ -118,14 +118,18 @@ class Driver:
         self.last_beat = time.monotonic()
         self.upkeep_alive = False
         self.runs_started = 0
+        self.board = None
 
     # The loop ---------------------------------------------------------------------------------
     def serve_forever(self, stop: threading.Event | None = None) -> None:
         from renamer_ray.pipeline.run import ensure_ray
 
+        from renamer_ray.pipeline.progress import ProgressBoard
+
         stop = stop or threading.Event()
         ensure_ray()
         self.metrics = Metrics()
+        self.board = ProgressBoard.remote()  # one for all runs: a run never waits for an actor to start
         upkeep = threading.Thread(target=self.upkeep_forever, args=(stop,), daemon=True, name="upkeep")
         upkeep.start()
         log.info("driver: polling %s, up to %d runs at once", self.queue.url, self.settings.max_running)
@@ -257,10 +261,9 @@ class Driver:
     # One run ----------------------------------------------------------------------------------
     def execute(self, run: Run) -> None:
         """Run the jobs' pipeline, then finish each job; any failure stays with its jobs."""
-        from renamer_ray.pipeline.progress import ProgressBoard
-
         try:
-            run.board = ProgressBoard.remote()  # this run's own: an earlier run's names never leak in
+            run.board = self.board
+            run.board.forget.remote(self.outputs(run))  # an earlier attempt's progress never leaks in
             for job in run.jobs:
                 record = job.record
                 record.status, record.attempts, record.error = "running", record.attempts + 1, None
@@ -282,18 +285,16 @@ class Driver:
             self.end(run)
 
     def end(self, run: Run) -> None:
-        import ray
-
         with self.lock:
             self.runs.pop(run.number, None)
             if self.metrics:
                 self.metrics.running.set(len(self.runs))
         self.slot_freed.set()
-        if run.board is not None:
-            try:
-                ray.kill(run.board)
-            except Exception:
-                log.debug("could not remove the progress board of %s", run.describe(), exc_info=True)
+        if run.board is not None and not run.abandoned:
+            run.board.forget.remote(self.outputs(run))
+
+    def outputs(self, run: Run) -> list[str]:
+        return [self.store.output_uri(job.record) for job in run.jobs]
 
     def rows(self, job: JobRecord) -> list[dict]:
         # Claims are only written by a started attempt, and starting counts it: a first attempt
