@@ -16,6 +16,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 KEY_A, KEY_B = "key-a-0123456789", "key-b-9876543210"
+STACK_SECRET = "stack-webhook-secret"
 LIMITS = dict(MAX_FILES_PER_JOB=50, MAX_FILE_BYTES=3 * 1024 * 1024, MAX_JOB_BYTES=20 * 1024 * 1024)
 
 

@@ -16,8 +16,10 @@ import psutil
 import pytest
 
 from conftest import drawn_files
+from http_receiver import Receiver
 from renamer_ray.service.demo import wait
-from service_stack import KEY_A, KEY_B, LIMITS
+from renamer_ray.service.webhooks import SIGNATURE_HEADER, verify
+from service_stack import KEY_A, KEY_B, LIMITS, STACK_SECRET
 
 A = {"X-API-Key": KEY_A}
 
@@ -79,7 +81,7 @@ def test_submit_follow_download(stack, s3):
 def test_health_readiness_docs(stack):
     assert httpx.get(f"{stack.api}/health").json() == {"ok": True}
     ready = httpx.get(f"{stack.api}/ready")
-    assert ready.status_code == 200 and ready.json() == {"ok": True, "s3": "ok", "sqs": "ok"}
+    assert ready.status_code == 200 and ready.json() == {"ok": True, "s3": "ok", "sqs": "ok", "driver": "ok"}
     assert "/v1/jobs/rename" in httpx.get(f"{stack.api}/openapi.json").json()["paths"]
     assert httpx.get(f"{stack.api}/docs").status_code == 200
 
@@ -142,7 +144,9 @@ def test_other_keys_jobs_are_not_found(stack):
     assert httpx.get(f"{stack.api}/v1/jobs/jr_0000000000000000", headers=A).status_code == 404
 
 
-def test_twenty_concurrent_submissions_all_finish_right(stack):
+def test_twenty_concurrent_submissions_all_finish_right_on_one_warm_namer(stack):
+    namers = [p.pid for p in replica_processes("namer")]
+    assert len(namers) == 1
     batches = [images(seed=500 + i, count=2) for i in range(20)]
     with ThreadPoolExecutor(max_workers=20) as pool:
         accepted = list(pool.map(lambda batch: submit(stack, batch[0]), batches))
@@ -152,14 +156,81 @@ def test_twenty_concurrent_submissions_all_finish_right(stack):
         assert job["status"] == "succeeded", job
         for result, label in zip(job["results"], labels):
             assert result["name"].startswith(label), (result, label)
+    assert [p.pid for p in replica_processes("namer")] == namers  # the model was loaded once, not per run
 
 
-def driver_processes() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"] and "renamer_ray.cli" in " ".join(p.info["cmdline"]) and "driver" in p.info["cmdline"]]
+def status_of(stack, job_id: str) -> dict:
+    return httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers=A).json()
 
 
-def test_driver_killed_mid_job_finishes_exactly_once(stack, s3):
+def wait_until(check, what: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)  # polling the API, not synchronising on time
+    return result
+
+
+def test_a_small_job_finishes_before_a_running_big_one(stack):
+    big = submit(stack, images(seed=410, count=LIMITS["MAX_FILES_PER_JOB"])[0]).json()["job_id"]
+    wait_until(lambda: status_of(stack, big)["status"] == "running", "the big job runs")
+    files, labels = images(seed=411, count=1)
+    small = submit(stack, files).json()["job_id"]
+    small_final = wait(stack.api, small, api_key=KEY_A, timeout=300)
+    big_then = status_of(stack, big)
+    assert small_final["status"] == "succeeded" and small_final["results"][0]["name"].startswith(labels[0])
+    assert big_then["status"] == "running", "the small job waited for the big one"
+    assert wait(stack.api, big, api_key=KEY_A, timeout=600)["status"] == "succeeded"
+
+
+def test_cancel_a_running_job_keeps_what_was_renamed(stack, s3):
+    job_id = submit(stack, images(seed=412, count=LIMITS["MAX_FILES_PER_JOB"])[0]).json()["job_id"]
+    wait_until(lambda: status_of(stack, job_id)["named"] > 0, "the job has named a file")
+    answer = httpx.delete(f"{stack.api}/v1/jobs/{job_id}", headers=A)
+    assert answer.status_code == 202, answer.text
+    final = wait(stack.api, job_id, api_key=KEY_A, timeout=120)
+    assert final["status"] == "cancelled"
+    assert {f["state"] for f in final["files"]} <= {"renamed", "cancelled"}
+    renamed = sorted(r["name"] for r in final["results"] if r["status"] == "ok")
+    stopped = [r for r in final["results"] if r["status"] != "ok"]
+    assert len(renamed) + len(stopped) == final["count"] == final["done"] + final["cancelled"]
+    assert all("cancelled" in r["error"] for r in stopped)
+    prefix = f"team-a/jobs/{job_id}/output/"
+    listed = s3.list_objects_v2(Bucket=stack.env["S3_OUT_BUCKET"], Prefix=prefix).get("Contents", [])
+    assert sorted(o["Key"].removeprefix(prefix) for o in listed) == renamed  # the manifest lists every copy
+    assert httpx.delete(f"{stack.api}/v1/jobs/{job_id}", headers=A).status_code == 409
+
+
+def test_callback_is_delivered_once_signed_after_a_500(stack):
+    receiver = Receiver([500])
+    try:
+        files, _ = images(seed=413, count=1)
+        job_id = submit(stack, files, data={"callback_url": receiver.url}).json()["job_id"]
+        assert wait(stack.api, job_id, api_key=KEY_A, timeout=300)["status"] == "succeeded"
+        wait_until(lambda: len(receiver.posts) >= 2, "the callback is retried and delivered", timeout=60)
+        headers, body = receiver.posts[-1]
+        assert verify(STACK_SECRET, body, headers[SIGNATURE_HEADER])
+        delivered = json.loads(body)
+        assert delivered["job_id"] == job_id and delivered["status"] == "succeeded" and delivered["results"]
+        assert len(receiver.posts) == 2 and receiver.posts[0][1] == body  # the failed try, then one delivery
+    finally:
+        receiver.close()
+
+
+def test_list_shows_the_callers_jobs_newest_first(stack):
+    mine = [submit(stack, images(seed=414 + i, count=1)[0]).json()["job_id"] for i in range(2)]
+    listed = httpx.get(f"{stack.api}/v1/jobs?limit=2", headers=A).json()
+    assert [j["job_id"] for j in listed["jobs"]] == mine[::-1] and listed["next_cursor"]
+    assert not set(mine) & {j["job_id"] for j in httpx.get(f"{stack.api}/v1/jobs", headers={"X-API-Key": KEY_B}).json()["jobs"]}
+
+
+def replica_processes(deployment: str) -> list[psutil.Process]:
+    """The processes of a Serve deployment's replicas (Ray titles them ray::ServeReplica:APP:NAME)."""
+    title = f"ServeReplica:renamer:{deployment}"
+    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and title in " ".join(p.info["cmdline"])]
+
+
+def test_driver_killed_mid_job_comes_back_by_itself_and_finishes_exactly_once(stack, s3):
     files, labels = images(seed=405, count=48)
     job_id = submit(stack, files).json()["job_id"]
     out_bucket, prefix = stack.env["S3_OUT_BUCKET"], f"team-a/jobs/{job_id}/output/"
@@ -167,7 +238,7 @@ def test_driver_killed_mid_job_finishes_exactly_once(stack, s3):
     while not s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix + "_manifest/claims/").get("KeyCount"):
         assert time.monotonic() < deadline, "the job never started copying"
         time.sleep(0.1)  # polling S3 for the first claimed name, not synchronising on time
-    victims = driver_processes()
+    victims = replica_processes("driver")
     assert len(victims) == 1
     victims[0].send_signal(signal.SIGKILL)
 
@@ -179,8 +250,15 @@ def test_driver_killed_mid_job_finishes_exactly_once(stack, s3):
     assert len(set(names)) == 48
     for result, label in zip(job["results"], labels):
         assert result["name"].startswith(label)
+    deadline = time.monotonic() + 30
+    while s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix + "_manifest/").get("KeyCount"):
+        assert time.monotonic() < deadline, "the claims were never removed"
+        time.sleep(0.1)  # claims go last, after the final status: polling S3 for that
     outputs = sorted(o["Key"].removeprefix(prefix) for o in s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix)["Contents"])
     assert outputs == sorted(names)  # every file once, no stray second copy, no leftover claims
+    # Serve replaced the killed driver without anyone running a command; the namer stayed warm.
+    assert [p.pid for p in replica_processes("driver")] != [victims[0].pid]
+    assert httpx.get(f"{stack.api}/ready").json()["driver"] == "ok"
 
 
 def test_poison_job_lands_in_the_dlq_with_a_failed_status(stack, s3):

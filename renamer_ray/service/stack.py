@@ -66,9 +66,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def provision(settings: Settings) -> Settings:
-    """Create the buckets, the DLQ and the job queue (with its redrive policy) as terraform/ does;
-    returns the settings with SQS_QUEUE_URL filled in. Idempotent."""
+def provision(settings: Settings, queue_name: str = "renamer-ray-jobs") -> Settings:
+    """Create the buckets, the DLQ (``<queue_name>-dlq``) and the job queue (with its redrive policy)
+    as terraform/ does; returns the settings with SQS_QUEUE_URL filled in. Idempotent."""
     from renamer_ray.io.storage import s3_client
     from renamer_ray.service.queue import sqs_client
 
@@ -79,9 +79,9 @@ def provision(settings: Settings) -> Settings:
         except s3.exceptions.BucketAlreadyOwnedByYou:
             pass
     sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url)
-    dlq = sqs.create_queue(QueueName="renamer-ray-jobs-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq = sqs.create_queue(QueueName=f"{queue_name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = sqs.create_queue(QueueName="renamer-ray-jobs", Attributes={
+    queue = sqs.create_queue(QueueName=queue_name, Attributes={
         "VisibilityTimeout": str(settings.visibility_timeout), "ReceiveMessageWaitTimeSeconds": "20",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receives})})["QueueUrl"]
     return settings.model_copy(update={"sqs_queue_url": queue})

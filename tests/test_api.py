@@ -1,0 +1,152 @@
+"""The HTTP API in-process (FastAPI's TestClient), against moto's S3/SQS server on 127.0.0.1: every
+4xx path in milliseconds, readiness, listing, cancelling a queued job, idempotency keys. The paths
+that need the whole stack (runs, events, ZIP) are in test_service.py."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import drawn_files
+from renamer_ray.config import load_settings
+from renamer_ray.service.api import create_app
+from renamer_ray.service.api.deps import get_driver_status
+from renamer_ray.service.stack import provision
+
+KEY_A, KEY_B = "api-key-a", "api-key-b"
+A, B = {"X-API-Key": KEY_A}, {"X-API-Key": KEY_B}
+
+
+@pytest.fixture(scope="module")
+def settings(s3_endpoint):
+    tag = uuid.uuid4().hex[:6]
+    return provision(load_settings(
+        aws_endpoint_url=s3_endpoint, s3_in_bucket=f"api-in-{tag}", s3_out_bucket=f"api-out-{tag}",
+        api_keys=f"{KEY_A}:team-a,{KEY_B}:team-b", max_files_per_job=3, max_file_bytes=200_000,
+        max_job_bytes=400_000, max_prompt_chars=20, webhook_secret="s3cret"), queue_name=f"api-jobs-{tag}")
+
+
+@pytest.fixture(scope="module")
+def app(settings):
+    async def fresh_driver() -> dict:
+        return {"last_poll_age_s": 0.5}
+
+    app = create_app(settings, driver_status=fresh_driver)
+    return app
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as client:
+        yield client
+    app.dependency_overrides.clear()
+
+
+@pytest.fixture(scope="module")
+def png():
+    return drawn_files(seed=901, count=1, max_side=200)[0][0]
+
+
+def submit(client, files, data=None, headers=A):
+    return client.post("/v1/jobs/rename", files=files, data=data or {}, headers=headers)
+
+
+def queued_jobs(settings) -> list[str]:
+    sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
+    out = []
+    while batch := sqs.receive_message(QueueUrl=settings.sqs_queue_url, MaxNumberOfMessages=10,
+                                       VisibilityTimeout=0, WaitTimeSeconds=0).get("Messages", []):
+        for message in batch:
+            out.append(message["Body"])
+            sqs.delete_message(QueueUrl=settings.sqs_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return out
+
+
+def test_bad_requests_get_the_right_status_and_a_sentence(client, png):
+    one = [("files", ("a.png", png))]
+    cases = {
+        "no files": (submit(client, [("user_prompt", (None, "x"))]), 400, "no files"),
+        "not multipart": (client.post("/v1/jobs/rename", content=b"x", headers=A), 415, "multipart"),
+        "not an image": (submit(client, [("files", ("notes.jpg", b"hello, not an image"))]), 415, "notes.jpg"),
+        "too many files": (submit(client, one * 4), 413, "at most 3"),
+        "file too large": (submit(client, [("files", ("big.png", png + b"\0" * 200_000))]), 413, "big.png"),
+        "prompt too long": (submit(client, one, {"user_prompt": "x" * 21}), 422, "20 characters"),
+        "bad template": (submit(client, one, {"template": "{nonsense}"}), 422, "template"),
+        "callback not http": (submit(client, one, {"callback_url": "ftp://example.com/x"}), 422, "http"),
+        "callback private": (submit(client, one, {"callback_url": "http://169.254.169.254/x"}), 422, "private"),
+        "bad idempotency key": (submit(client, one, headers={**A, "Idempotency-Key": "x" * 300}), 422, "Idempotency-Key"),
+        "no key": (submit(client, one, headers={}), 401, "API key"),
+        "wrong key": (submit(client, one, headers={"X-API-Key": "nope"}), 401, "API key"),
+        "unknown job": (client.get("/v1/jobs/jr_0000000000000000", headers=A), 404, "no job"),
+        "malformed job id": (client.get("/v1/jobs/../../etc", headers=A), 404, ""),
+        "bad cursor": (client.get("/v1/jobs?cursor=zzz", headers=A), 422, "cursor"),
+        "limit too large": (client.get("/v1/jobs?limit=1000", headers=A), 422, ""),
+        "cancel unknown": (client.delete("/v1/jobs/jr_0000000000000000", headers=A), 404, "no job"),
+    }
+    for case, (response, status, words) in cases.items():
+        assert response.status_code == status, (case, response.status_code, response.text)
+        if words:
+            assert words in str(response.json()["detail"]), (case, response.text)
+
+
+def test_callbacks_need_a_secret(settings, png):
+    app = create_app(settings.model_copy(update={"webhook_secret": None}))
+    with TestClient(app) as client:
+        response = submit(client, [("files", ("a.png", png))], {"callback_url": "https://example.com/hook"})
+    assert response.status_code == 422 and "WEBHOOK_SECRET" in response.json()["detail"]
+
+
+def test_ready_needs_a_driver_that_polls(app, client):
+    assert client.get("/ready").json() == {"ok": True, "s3": "ok", "sqs": "ok", "driver": "ok"}
+    app.dependency_overrides[get_driver_status] = lambda: {"last_poll_age_s": 400.0}
+    stale = client.get("/ready")
+    assert stale.status_code == 503 and "400 s ago" in stale.json()["driver"]
+    app.dependency_overrides[get_driver_status] = lambda: "not answering: TimeoutError"
+    assert client.get("/ready").status_code == 503
+
+
+def test_ready_without_a_driver_is_503(settings):
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/ready")
+    assert answer.status_code == 503 and "no queue driver" in answer.json()["driver"]
+
+
+def test_list_is_the_callers_own_newest_first_and_pages(client, settings, png):
+    made = [submit(client, [("files", (f"{i}.png", png))]).json()["job_id"] for i in range(3)]
+    other = submit(client, [("files", ("b.png", png))], headers=B).json()["job_id"]
+    first = client.get("/v1/jobs?limit=2", headers=A).json()
+    second = client.get(f"/v1/jobs?limit=2&cursor={first['next_cursor']}", headers=A).json()
+    listed = [j["job_id"] for j in first["jobs"] + second["jobs"]]
+    assert listed[:3] == made[::-1] and other not in listed
+    assert first["jobs"][0]["status"] == "queued" and first["jobs"][0]["count"] == 1
+    everything = client.get("/v1/jobs?limit=100", headers=A).json()
+    assert "next_cursor" not in everything
+    assert [j["job_id"] for j in client.get("/v1/jobs", headers=B).json()["jobs"]] == [other]
+    queued_jobs(settings)
+
+
+def test_cancel_a_queued_job_and_another_keys_job_is_not_found(client, settings, png):
+    job_id = submit(client, [("files", ("a.png", png))]).json()["job_id"]
+    assert client.delete(f"/v1/jobs/{job_id}", headers=B).status_code == 404
+    cancelled = client.delete(f"/v1/jobs/{job_id}", headers=A)
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert client.get(f"/v1/jobs/{job_id}", headers=A).json()["status"] == "cancelled"
+    again = client.delete(f"/v1/jobs/{job_id}", headers=A)
+    assert again.status_code == 409 and "already finished" in again.json()["detail"]
+    queued_jobs(settings)
+
+
+def test_idempotency_key_returns_the_first_job(client, settings, png):
+    queued_jobs(settings)
+    key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+    first = submit(client, [("files", ("a.png", png))], headers={**A, **key})
+    repeat = submit(client, [("files", ("a.png", png))], headers={**A, **key})
+    assert first.status_code == repeat.status_code == 200
+    assert repeat.json()["job_id"] == first.json()["job_id"] and repeat.headers["Idempotent-Replayed"] == "true"
+    other_caller = submit(client, [("files", ("a.png", png))], headers={**B, **key})
+    other_key = submit(client, [("files", ("a.png", png))], headers={**A, "Idempotency-Key": "another"})
+    assert len({first.json()["job_id"], other_caller.json()["job_id"], other_key.json()["job_id"]}) == 3
+    assert len(queued_jobs(settings)) == 3  # the repeat queued nothing

@@ -1,0 +1,205 @@
+"""The queue driver in this process, on real Ray (local), moto's S3/SQS server and the warm namer
+deployed with Ray Serve: failures injected into each driver step, duplicated messages, a queued job
+cancelled before it runs, and a namer that cannot be scheduled (the watchdog)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+
+import boto3
+import pytest
+
+from conftest import drawn_files
+from renamer_ray.config import load_settings
+from renamer_ray.naming import content_type_for, extension_for
+from renamer_ray.pipeline.run import NamerRef
+from renamer_ray.service.driver import Driver
+from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
+from renamer_ray.service.stack import provision
+
+TENANT = "tenant-1"
+
+
+@pytest.fixture(scope="module")
+def serve_namer(ray_local):
+    """The namer deployment in the test's Ray, holding no CPU so that other tests' pipelines run."""
+    from ray import serve
+
+    from renamer_ray.service.namer import bind_namer
+
+    serve.start(proxy_location="Disabled")
+    settings = load_settings(model_id="toy-shapes", batch_size=4, namer_num_cpus=0)
+    serve.run(bind_namer(settings), name="renamer", route_prefix=None)
+    yield
+    serve.delete("renamer")
+
+
+def make_settings(s3_endpoint, **overrides):
+    tag = uuid.uuid4().hex[:8]
+    base = dict(aws_endpoint_url=s3_endpoint, s3_in_bucket=f"drv-in-{tag}", s3_out_bucket=f"drv-out-{tag}",
+                model_id="toy-shapes", batch_size=4, visibility_timeout=6, heartbeat_seconds=2, sqs_wait_seconds=1,
+                max_receives=3, max_running=2)
+    return provision(load_settings(**{**base, **overrides}), queue_name=f"drv-jobs-{tag}")
+
+
+@pytest.fixture
+def settings(s3_endpoint, serve_namer):
+    return make_settings(s3_endpoint)
+
+
+def enqueue(driver: Driver, seed: int, count: int, *, send: bool = True) -> tuple[JobRecord, list[str]]:
+    """A job as the API makes it: inputs in S3, its record, one SQS message."""
+    record = JobRecord(job_id=new_job_id(), namespace=TENANT, count=count)
+    labels = []
+    for number, (data, fmt, label) in enumerate(drawn_files(seed=seed, count=count, max_side=300), start=1):
+        file = JobFile(original=f"photo-{number}.{fmt.lower()}", key=f"{number:04d}.{extension_for(fmt)}", size=len(data))
+        record.files.append(file)
+        driver.store.put_input(record, file, io.BytesIO(data), content_type_for(fmt))
+        labels.append(label)
+    driver.store.save(record)
+    if send:
+        driver.queue.send(TENANT, record.job_id)
+    return record, labels
+
+
+@contextmanager
+def serving(driver: Driver):
+    stop = threading.Event()
+    thread = threading.Thread(target=driver.serve_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield driver
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def final(driver: Driver, record: JobRecord, timeout: float = 180) -> JobRecord:
+    deadline = time.monotonic() + timeout
+    while not (now := driver.store.load(record.namespace, record.job_id)).finished:
+        assert time.monotonic() < deadline, f"job {record.job_id} still {now.status}: {now.error}"
+        time.sleep(0.2)  # polling the job record, not synchronising on time
+    return now
+
+
+def queue_is_empty(settings) -> bool:
+    sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
+    attributes = sqs.get_queue_attributes(QueueUrl=settings.sqs_queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
+
+
+def assert_done_exactly_once(driver: Driver, record: JobRecord, labels: list[str]) -> JobRecord:
+    """Succeeded, one correct name per input, every output exactly once, nothing left over."""
+    done = final(driver, record)
+    assert done.status == "succeeded", done.error
+    manifest = driver.store.manifest(done)
+    assert [m.original for m in manifest] == [f.original for f in done.files]
+    for entry, label in zip(manifest, labels):
+        assert entry.status == "ok" and entry.name.startswith(label), (entry, label)
+    s3, prefix = driver.store.s3, done.output_prefix + "/"
+    deadline = time.monotonic() + 30
+    while s3.list_objects_v2(Bucket=driver.store.out_bucket, Prefix=prefix + "_manifest/").get("KeyCount"):
+        assert time.monotonic() < deadline, "the claims were never removed"
+        time.sleep(0.1)  # claims go last, after the final status: polling S3 for that
+    listed = s3.list_objects_v2(Bucket=driver.store.out_bucket, Prefix=prefix).get("Contents", [])
+    assert sorted(o["Key"].removeprefix(prefix) for o in listed) == sorted(m.name for m in manifest)
+    return done
+
+
+class FailOnce:
+    """Wraps one of the driver's own steps: the first call raises, later calls go through."""
+
+    def __init__(self, step):
+        self.step, self.calls = step, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("injected failure")
+        return self.step(*args, **kwargs)
+
+
+def inject(driver: Driver, step: str) -> FailOnce:
+    owner, name = {"receive": (driver.queue, "receive"), "accept": (driver, "accept"), "run": (driver, "pipeline"),
+                   "finish": (driver.store, "write_manifest"), "release": (driver.queue, "release")}[step]
+    wrapper = FailOnce(getattr(owner, name))
+    setattr(owner, name, wrapper)
+    if step == "release":  # a release happens after a failure: make the run fail once too
+        driver.pipeline = FailOnce(driver.pipeline)
+    return wrapper
+
+
+@pytest.mark.parametrize("step", ["receive", "accept", "run", "finish", "release"])
+def test_a_failure_in_any_step_is_contained_and_every_job_ends_exactly_once(settings, step):
+    driver = Driver(settings, namer=NamerRef())
+    jobs = [enqueue(driver, seed=700 + n, count=3) for n in range(2)]
+    injected = inject(driver, step)
+    with serving(driver):
+        for record, labels in jobs:
+            assert_done_exactly_once(driver, record, labels)
+        assert injected.calls >= 2  # it failed once and the driver went on to call it again
+    assert queue_is_empty(settings)
+
+
+def test_a_duplicated_message_runs_once_and_harms_no_other_job(settings):
+    driver = Driver(settings, namer=NamerRef())
+    twice, labels = enqueue(driver, seed=720, count=4)
+    driver.queue.send(TENANT, twice.job_id)  # the same job queued twice (a client or SQS duplicate)
+    other, other_labels = enqueue(driver, seed=721, count=2)
+    with serving(driver):
+        first = assert_done_exactly_once(driver, twice, labels)
+        assert_done_exactly_once(driver, other, other_labels)
+        assert first.attempts == 1
+    assert queue_is_empty(settings)
+
+
+def test_a_job_cancelled_while_queued_never_runs(settings):
+    driver = Driver(settings, namer=NamerRef())
+    record, _ = enqueue(driver, seed=730, count=2)
+    driver.store.request_cancel(record)
+    kept, labels = enqueue(driver, seed=731, count=1)
+    with serving(driver):
+        assert_done_exactly_once(driver, kept, labels)
+        cancelled = final(driver, record)
+    assert cancelled.status == "cancelled" and cancelled.attempts == 0
+    assert not driver.store.s3.list_objects_v2(Bucket=driver.store.out_bucket,
+                                               Prefix=record.output_prefix + "/").get("KeyCount")
+    assert queue_is_empty(settings)
+
+
+def test_a_namer_that_cannot_be_scheduled_fails_the_job_with_the_watchdogs_reason(s3_endpoint, serve_namer):
+    """A namer replica that needs an accelerator the cluster does not have (as a GPU deployment does
+    when no GPU node can be started): the watchdog gives the run up, the job ends failed with a
+    reason a person understands, and the message reaches the DLQ."""
+    from ray import serve
+
+    from renamer_ray.service.namer import Namer, namer_problem
+
+    serve.run(Namer.options(ray_actor_options={"num_cpus": 0, "resources": {"absent-accelerator": 1}},
+                            autoscaling_config={"min_replicas": 0, "max_replicas": 1, "initial_replicas": 0})
+              .bind("toy-shapes", max_pixels=786_432, max_new_tokens=60, batch_size=4),
+              name="unschedulable", route_prefix=None)
+    try:
+        settings = make_settings(s3_endpoint, run_stall_seconds=4, max_receives=1)
+        driver = Driver(settings, namer=NamerRef(app="unschedulable"),
+                        namer_status=lambda: namer_problem("unschedulable"))
+        record, _ = enqueue(driver, seed=740, count=2)
+        with serving(driver):
+            failed = final(driver, record, timeout=120)
+            sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
+            dlq = sqs.get_queue_url(QueueName=settings.sqs_queue_url.rsplit("/", 1)[1] + "-dlq")["QueueUrl"]
+            deadline, moved = time.monotonic() + 60, []
+            while not moved:  # the driver's next receive lets SQS move it
+                assert time.monotonic() < deadline, "the message never reached the DLQ"
+                moved = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", [])
+        assert failed.status == "failed"
+        assert "no namer replica could be scheduled" in failed.error and "gave up after 1 attempts" in failed.error
+        assert json.loads(moved[0]["Body"])["job_id"] == record.job_id
+    finally:
+        serve.delete("unschedulable")
