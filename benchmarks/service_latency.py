@@ -1,19 +1,21 @@
-"""Latency of small jobs through the whole local stack, and what batching waiting jobs buys.
+"""The job engine's targets, measured through the whole local stack over HTTP.
 
-Starts `renamer-ray up`'s stack in this process (embedded S3/SQS, Ray head, Serve, driver job),
-then over HTTP:
-(1) ``--singles`` one-image jobs, one after another: submit → accepted, → running (driver took it),
-    → finished, read from the job's events;
-(2) a burst of ``--burst`` one-image jobs submitted at once: how many pipeline runs they needed and
-    the time until the last one finished.
+Starts `renamer-ray up`'s stack in this process (embedded S3/SQS, Ray head, the Serve application:
+ingress, warm namer, driver) with 10 API keys, then:
+(1) ``--singles`` one-image jobs, one after another: POST → ``succeeded`` p50 / p95 (model warm);
+(2) a ``--big``-image job, then 2 s later a one-image job: when each finished;
+(3) ``--tenants`` × ``--per-tenant`` one-image jobs submitted at once (one thread per tenant): all
+    correct, and each tenant's last finish against every other's;
+(4) namer replica starts (one log file per replica start) and pipeline runs, per 100 jobs.
 Prints the figures and appends them to docs/benchmarks.md (``--no-write`` to skip)::
 
-    .venv/bin/python benchmarks/service_latency.py --singles 3 --burst 16
+    .venv/bin/python benchmarks/service_latency.py            # defaults: 20 singles, 300 big, 10 x 10
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import io
 import json
 import os
@@ -28,74 +30,132 @@ from pathlib import Path
 import httpx
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+FINISHED = ("succeeded", "partial", "failed", "cancelled")
 
 
-def image(seed: int) -> bytes:
+def image(seed: int, side: tuple[int, int] = (800, 1600)) -> tuple[bytes, str]:
+    """A drawn shape as JPEG, and its correct label."""
     from renamer_ray.model.toy_shapes import draw_shape
 
+    sample = draw_shape(random.Random(seed), min_side=side[0], max_side=side[1])
     buf = io.BytesIO()
-    draw_shape(random.Random(seed), min_side=800, max_side=1600).image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+    sample.image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue(), sample.label
 
 
-def run_job(api: str, seed: int) -> dict:
-    """Submit one image, follow its events; timings in seconds from the moment of submission."""
+def submit(api: str, key: str, seeds: list[int]) -> tuple[str, list[str], float]:
+    drawn = [image(seed, (300, 600) if len(seeds) > 1 else (800, 1600)) for seed in seeds]
     started = time.monotonic()
-    accepted = httpx.post(f"{api}/v1/jobs/rename", files=[("files", (f"{seed}.jpg", image(seed)))], timeout=60)
+    accepted = httpx.post(f"{api}/v1/jobs/rename", headers={"X-API-Key": key}, timeout=300,
+                          files=[("files", (f"{seed}.jpg", data)) for seed, (data, _) in zip(seeds, drawn)])
     accepted.raise_for_status()
-    out = {"accepted": time.monotonic() - started, "running": None}
-    with httpx.stream("GET", f"{api}/v1/jobs/{accepted.json()['job_id']}/events", timeout=600) as events:
+    return accepted.json()["job_id"], [label for _, label in drawn], started
+
+
+def follow(api: str, key: str, job_id: str) -> dict:
+    """The job's events until its final state; adds ``finished_at`` (monotonic)."""
+    with httpx.stream("GET", f"{api}/v1/jobs/{job_id}/events", headers={"X-API-Key": key}, timeout=900) as events:
         for line in events.iter_lines():
             if line.startswith("data: "):
                 state = json.loads(line[6:])
-                if state["status"] != "queued" and out["running"] is None:
-                    out["running"] = time.monotonic() - started
-                if state["status"] in ("succeeded", "partial", "failed"):
-                    out["finished"] = time.monotonic() - started
-                    out["status"] = state["status"]
-    return out
+                if state["status"] in FINISHED:
+                    state["finished_at"] = time.monotonic()
+                    return state
+    raise RuntimeError(f"no final state for {job_id}")
+
+
+def correct(job: dict, labels: list[str]) -> bool:
+    return job["status"] == "succeeded" and all(
+        r["name"].startswith(label) for r, label in zip(job["results"], labels))
+
+
+def one_job(api: str, key: str, seed: int) -> float:
+    job_id, labels, started = submit(api, key, [seed])
+    job = follow(api, key, job_id)
+    assert correct(job, labels), job
+    return job["finished_at"] - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--singles", type=int, default=3)
-    parser.add_argument("--burst", type=int, default=16)
+    parser.add_argument("--singles", type=int, default=20)
+    parser.add_argument("--big", type=int, default=300)
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--per-tenant", type=int, default=10)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("MODEL_ID", "toy-shapes")
+    os.environ["RAY_TMPDIR"] = tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     from renamer_ray.config import load_settings
     from renamer_ray.service.stack import LocalStack, free_ports
 
-    settings = load_settings(api_port=int(os.environ.get("API_PORT") or free_ports(1)[0]))
+    keys = [f"bench-key-{n}" for n in range(args.tenants)]
+    settings = load_settings(api_port=int(os.environ.get("API_PORT") or free_ports(1)[0]),
+                             api_keys=",".join(f"{k}:tenant-{n}" for n, k in enumerate(keys)),
+                             max_files_per_job=max(args.big, 100), sqs_wait_seconds=20)
     stack = LocalStack(settings, workdir=Path(tempfile.mkdtemp()), dashboard_port=free_ports(1)[0])
     t0 = time.monotonic()
     stack.start()
     up_s = time.monotonic() - t0
+    api = stack.api
     try:
-        singles = [run_job(stack.api, seed) for seed in range(args.singles)]
+        one_job(api, keys[0], 0)  # the first job's tasks start Ray's worker processes: not counted
+        singles = [one_job(api, keys[0], seed) for seed in range(1, args.singles + 1)]
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            big_id, big_labels, big_started = submit(api, keys[1], list(range(10_000, 10_000 + args.big)))
+            big_future = pool.submit(follow, api, keys[1], big_id)
+            time.sleep(2)  # the scenario: the small job is sent 2 s after the big one (not a synchronisation)
+            small_s = one_job(api, keys[2], 99)
+            small_done = time.monotonic()
+            big = big_future.result()
+        assert correct(big, big_labels), big["status"]
+        big_s = big["finished_at"] - big_started
+
         burst_start = time.monotonic()
-        with ThreadPoolExecutor(max_workers=args.burst) as pool:
-            burst = list(pool.map(lambda s: run_job(stack.api, 1000 + s), range(args.burst)))
-        burst_s = time.monotonic() - burst_start
+
+        def tenant_jobs(n: int) -> list[float]:
+            ids = [submit(api, keys[n], [20_000 + 100 * n + i]) for i in range(args.per_tenant)]
+            out = []
+            for job_id, labels, _ in ids:
+                job = follow(api, keys[n], job_id)
+                assert correct(job, labels), job
+                out.append(job["finished_at"] - burst_start)
+            return out
+
+        with ThreadPoolExecutor(max_workers=args.tenants) as pool:
+            per_tenant = list(pool.map(tenant_jobs, range(args.tenants)))
+        last = [max(times) for times in per_tenant]
+        jobs_total = 1 + args.singles + 2 + args.tenants * args.per_tenant
+        driver = httpx.get(f"{api}/ready").json()
+        from ray import serve
+
+        runs = serve.get_deployment_handle("driver", app_name="renamer").status.remote().result()["runs_started"]
     finally:
         stack.stop()
-    print(burst)
-    assert all(j["status"] == "succeeded" for j in singles + burst)
-    med = lambda key, jobs: statistics.median(j[key] for j in jobs)  # noqa: E731
+    replica_starts = len(glob.glob(f"{tmp}/session_*/logs/serve/replica_renamer_namer_*.log"))
+    q = statistics.quantiles(singles, n=20)
     lines = [
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model `{settings.model_id}`; "
-        f"stack up in {up_s:.1f} s",
-        f"- {args.singles} one-image jobs, one at a time (median): accepted {med('accepted', singles) * 1000:.0f} ms, "
-        f"running after {med('running', singles):.1f} s, finished after {med('finished', singles):.1f} s",
-        f"- burst of {args.burst} one-image jobs submitted together: last finished after {burst_s:.1f} s "
-        f"(median job {med('finished', burst):.1f} s), i.e. {burst_s / args.burst:.2f} s per job "
-        f"against {med('finished', singles):.1f} s for a job alone",
+        f"BATCH_SIZE {settings.batch_size}, MAX_RUNNING {settings.max_running}; stack up in {up_s:.1f} s; "
+        f"/ready at the end: {driver}",
+        f"- (1) {args.singles} one-image jobs, one at a time, model warm: POST → succeeded "
+        f"p50 {statistics.median(singles):.2f} s, p95 {q[18]:.2f} s (min {min(singles):.2f}, max {max(singles):.2f})",
+        f"- (2) a {args.big}-image job, and a one-image job sent 2 s later: the small one finished "
+        f"{small_s:.1f} s after its submission, {'before' if small_done < big['finished_at'] else 'AFTER'} the big one "
+        f"(which took {big_s:.1f} s)",
+        f"- (3) {args.tenants} API keys × {args.per_tenant} one-image jobs submitted at once: all correct; each "
+        f"tenant's last job finished after {min(last):.1f}–{max(last):.1f} s (slowest / fastest tenant "
+        f"{max(last) / min(last):.2f}×)",
+        f"- (4) {jobs_total} jobs in all: {replica_starts} namer replica start(s) "
+        f"({100 * replica_starts / jobs_total:.1f} per 100 jobs), {runs} pipeline runs",
     ]
     print("\n".join(lines))
     if not args.no_write:
         stamp = time.strftime("%Y-%m-%d")
-        DOC.write_text(DOC.read_text() + f"\n### {stamp}: `python benchmarks/service_latency.py "
-                       f"--singles {args.singles} --burst {args.burst}`\n\n" + "\n".join(lines) + "\n")
+        DOC.write_text(DOC.read_text() + f"\n### {stamp}: `python benchmarks/service_latency.py --singles {args.singles} "
+                       f"--big {args.big} --tenants {args.tenants} --per-tenant {args.per_tenant}`\n\n"
+                       + "\n".join(lines) + "\n")
         print(f"appended to {DOC}")
 
 

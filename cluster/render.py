@@ -7,9 +7,10 @@ Reads ``terraform -chdir=terraform output -json`` (or ``--outputs FILE``, that c
 and writes, next to this file:
 - ``aws.rendered.yaml``  for ``ray up``: every ``FROM_TERRAFORM:<output>`` replaced by that output;
 - ``service.env``        the service's variables (S3_IN_BUCKET, S3_OUT_BUCKET, SQS_QUEUE_URL, …), mounted
-                         into the containers and passed to the driver job;
-- ``serve.rendered.yaml`` for ``serve deploy``, with the same variables in its runtime_env;
-- ``driver-runtime-env.yaml`` for ``ray job submit --runtime-env`` (the driver, bulk runs).
+                         into the containers;
+- ``serve.rendered.yaml`` for ``serve deploy`` (ingress, namer, driver), with the same variables in its
+                         runtime_env and the namer's max_replicas = --max-gpu-workers;
+- ``driver-runtime-env.yaml`` for ``ray job submit --runtime-env`` (bulk runs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ MARK = "FROM_TERRAFORM:"
 # Terraform output → the service's environment variable (see renamer_ray/config.py).
 SERVICE_ENV = {"aws_region": "AWS_REGION", "s3_in_bucket": "S3_IN_BUCKET", "s3_out_bucket": "S3_OUT_BUCKET",
                "sqs_queue_url": "SQS_QUEUE_URL"}
-FIXED_ENV = {"API_PORT": "8000", "MODEL_ID": "Qwen/Qwen2-VL-2B-Instruct", "MODEL_DEVICE": "cuda"}
+FIXED_ENV = {"API_PORT": "8000", "MODEL_ID": "Qwen/Qwen2-VL-2B-Instruct", "MODEL_DEVICE": "cuda",
+             "NAMER_MIN_REPLICAS": "0"}
 
 
 def terraform_outputs(path: Path | None) -> dict:
@@ -57,9 +59,12 @@ def render(outputs: dict, *, image: str, max_gpu_workers: int, on_demand: bool) 
     if on_demand:
         del cluster["available_node_types"]["gpu"]["node_config"]["InstanceMarketOptions"]
     env = {**FIXED_ENV, **{var: str(outputs[name]) for name, var in SERVICE_ENV.items()},
-           "MAX_MODEL_ACTORS": str(max_gpu_workers)}  # runs ask the autoscaler for up to this many GPU nodes
+           "NAMER_MAX_REPLICAS": str(max_gpu_workers),  # the service's namer: one replica per GPU node
+           "MAX_MODEL_ACTORS": str(max_gpu_workers)}  # bulk runs ask the autoscaler for up to this many GPU nodes
     serve = yaml.safe_load((HERE / "serve.yaml").read_text())
     serve["applications"][0]["runtime_env"]["env_vars"] = env
+    namer = next(d for d in serve["applications"][0]["deployments"] if d["name"] == "namer")
+    namer["autoscaling_config"]["max_replicas"] = max_gpu_workers
     return {"aws.rendered.yaml": yaml.safe_dump(cluster, sort_keys=False),
             "serve.rendered.yaml": yaml.safe_dump(serve, sort_keys=False),
             "service.env": "".join(f"{k}={v}\n" for k, v in env.items()),

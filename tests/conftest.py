@@ -19,6 +19,9 @@ pillow_heif.register_heif_opener()
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
     os.environ.pop(_name, None)
+# The suite's own local Ray instance runs without token auth: Ray 2.60 would otherwise switch it on
+# for this process and its children (RAY_AUTH_MODE=token) and write ~/.ray/auth_token.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 FORMATS = ["JPEG", "PNG", "WEBP", "HEIF"]
 

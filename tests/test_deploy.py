@@ -139,6 +139,16 @@ def test_serve_config_passes_serves_deploy_schema_and_imports():
         assert isinstance(app, ray.serve.Application)
     rendered = yaml.safe_load(files["serve.rendered.yaml"])
     assert rendered["applications"][0]["runtime_env"]["env_vars"]["S3_OUT_BUCKET"] == FAKE_OUTPUTS["s3_out_bucket"]
+    # The config names exactly the application's deployments: ingress, namer (GPU, scales to zero), driver.
+    deployments = {d["name"]: d for d in rendered["applications"][0]["deployments"]}
+    from renamer_ray.service.ingress import RenamerApi
+    from renamer_ray.service.namer import NAMER
+    from renamer_ray.service.supervisor import DRIVER
+
+    assert set(deployments) == {RenamerApi.name, NAMER, DRIVER}
+    namer = deployments["namer"]
+    assert namer["ray_actor_options"]["num_gpus"] == 1 and namer["autoscaling_config"]["min_replicas"] == 0
+    assert namer["autoscaling_config"]["max_replicas"] == 1  # --max-gpu-workers
 
 
 def test_dockerfile_lints_clean_and_pins_this_ray():

@@ -203,3 +203,23 @@ def test_a_namer_that_cannot_be_scheduled_fails_the_job_with_the_watchdogs_reaso
         assert json.loads(moved[0]["Body"])["job_id"] == record.job_id
     finally:
         serve.delete("unschedulable")
+
+
+def test_a_bulk_run_can_name_with_the_warm_namer(serve_namer, tmp_path):
+    """`renamer-ray rename --namer-service`: the same pipeline, its model stage asking the deployment."""
+    from renamer_ray.pipeline.run import RunOptions, run
+
+    source = tmp_path / "in"
+    (source / "trip").mkdir(parents=True)
+    labels = {}
+    for number, (data, fmt, label) in enumerate(drawn_files(seed=750, count=5, max_side=300)):
+        path = source / ("trip" if number % 2 else "") / f"IMG_{number}.{extension_for(fmt)}"
+        path.write_bytes(data)
+        labels[str(path.relative_to(source))] = label
+    summary = run(RunOptions(source=str(source), target=str(tmp_path / "out"), namer=NamerRef()),
+                  load_settings(model_id="toy-shapes", batch_size=4))
+    assert summary.ok == 5 and summary.failed == 0
+    for record in summary.records:
+        relative = record.source.removeprefix(str(source) + "/")
+        assert record.name.startswith(labels[relative]), (record, labels)
+        assert (tmp_path / "out" / record.name).read_bytes() == (source / relative).read_bytes()

@@ -53,13 +53,15 @@ def test_demo_renames_the_samples_through_the_api_and_stops(tmp_path):
 def test_up_prints_its_urls_and_ctrl_c_stops_everything(tmp_path):
     api_port, dashboard_port = free_ports(2)
     stack = start_stack(local_env(API_PORT=str(api_port)), tmp_path, dashboard_port)
-    endpoint = stack.urls["S3/SQS endpoint"]
-    assert endpoint.startswith("http://127.0.0.1:")  # embedded: no AWS needed
-    assert httpx.get(stack.urls["page"]).text.startswith("<!doctype html>")
-    assert httpx.get(f"{stack.api}/ready").json()["ok"] is True
-    assert httpx.get(f"{stack.urls['Ray dashboard']}/api/jobs/").status_code == 200
-
-    assert stack.interrupt(timeout=120) == 0
+    try:
+        endpoint = stack.urls["S3/SQS endpoint"]
+        assert endpoint.startswith("http://127.0.0.1:")  # embedded: no AWS needed
+        assert httpx.get(stack.urls["page"]).text.startswith("<!doctype html>")
+        assert httpx.get(f"{stack.api}/ready").json()["ok"] is True
+        assert httpx.get(f"{stack.urls['Ray dashboard']}/api/jobs/").status_code == 200
+    finally:
+        code = stack.interrupt(timeout=120)  # never leave a stack running for the tests after this one
+    assert code == 0
     assert "stopped." in "".join(stack.lines)
     gcs = int(stack.urls["Ray address"].rsplit(":", 1)[1])
     for port in (api_port, dashboard_port, gcs, int(endpoint.rsplit(":", 1)[1])):
