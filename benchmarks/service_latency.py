@@ -133,7 +133,10 @@ def main() -> None:
         runs = serve.get_deployment_handle("driver", app_name="renamer").status.remote().result()["runs_started"]
     finally:
         stack.stop()
-    replica_starts = len(glob.glob(f"{tmp}/session_*/logs/serve/replica_renamer_namer_*.log"))
+    # One log file per replica start; the namer writes one "namer replica started" line in it.
+    logs = {os.path.realpath(log)  # session_latest links to the session: count each file once
+            for log in glob.glob(f"{tmp}/**/session_*/logs/serve/replica_renamer_namer_*.log", recursive=True)}
+    replica_starts = sum(Path(log).read_text(errors="replace").count("namer replica started") for log in logs)
     q = statistics.quantiles(singles, n=20)
     lines = [
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model `{settings.model_id}`; "

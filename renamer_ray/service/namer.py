@@ -20,7 +20,7 @@ from ray import serve
 from renamer_ray.config import Settings
 from renamer_ray.pipeline.run import NamerRef
 
-log = logging.getLogger("renamer_ray.namer")
+log = logging.getLogger("ray.serve")    # Serve's logger: lines land in the replica's log (dashboard, Serve tab)
 NAMER = NamerRef().deployment     # the deployment's name in the Serve application
 APP = NamerRef().app              # the Serve application (ingress, namer, driver)
 BATCH_WAIT_SECONDS = 0.01         # how long a first call waits for others to share its batch
