@@ -78,9 +78,14 @@ class Settings(BaseSettings):
         return out
 
     @model_validator(mode="after")
-    def _replicas_in_order(self) -> "Settings":
+    def _settings_that_can_work(self) -> "Settings":
         if self.namer_min_replicas > self.namer_max_replicas:
             raise ValueError("NAMER_MIN_REPLICAS must not exceed NAMER_MAX_REPLICAS")
+        if self.heartbeat_seconds >= self.visibility_timeout:
+            # The heartbeat would come after the message had become visible again: every running job
+            # would be delivered a second time.
+            raise ValueError(f"HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be less than VISIBILITY_TIMEOUT "
+                             f"({self.visibility_timeout}); a third of it is a good value")
         return self
 
     @field_validator("aws_endpoint_url", "sqs_queue_url", "webhook_secret")

@@ -14,8 +14,11 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 
 class FaultyProxy:
-    def __init__(self, upstream: str, every: int):
-        self.upstream, self.every = urlsplit(upstream), every
+    def __init__(self, upstream: str, every: int = 0, *, first_gets: int = 0):
+        """``every``: refuse every Nth request. ``first_gets``: refuse the first N GETs of each path
+        (a burst of throttling on one object, longer than a client's default retries)."""
+        self.upstream, self.every, self.first_gets = urlsplit(upstream), every, first_gets
+        self.gets: dict[str, int] = {}
         self.requests = self.refused = 0
         self.lock = threading.Lock()
         proxy = self
@@ -40,7 +43,10 @@ class FaultyProxy:
                 body = self._body()
                 with proxy.lock:
                     proxy.requests += 1
-                    refuse = proxy.requests % proxy.every == 0
+                    refuse = bool(proxy.every) and proxy.requests % proxy.every == 0
+                    if self.command == "GET" and proxy.first_gets:
+                        seen = proxy.gets[self.path] = proxy.gets.get(self.path, 0) + 1
+                        refuse = refuse or seen <= proxy.first_gets
                     proxy.refused += refuse
                 if refuse:
                     self.send_response(503)

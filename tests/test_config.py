@@ -36,3 +36,14 @@ def test_invalid_values_fail_naming_the_variable(clean_env, name, value):
     clean_env.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         load_settings()
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"HEARTBEAT_SECONDS": "120", "VISIBILITY_TIMEOUT": "120"}, "HEARTBEAT_SECONDS (120) must be less than VISIBILITY_TIMEOUT"),
+    ({"NAMER_MIN_REPLICAS": "3", "NAMER_MAX_REPLICAS": "2"}, "NAMER_MIN_REPLICAS must not exceed NAMER_MAX_REPLICAS"),
+])
+def test_settings_that_cannot_work_together_are_refused_at_start(clean_env, env, words):
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        load_settings()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -71,3 +73,51 @@ def test_prompt_and_metadata_reach_the_model(toy_namer):
 
 def test_empty_batch(toy_namer):
     assert toy_namer.name([]) == []
+
+
+def test_a_fatal_device_error_ends_the_model_process_so_ray_replaces_it(ray_local):
+    """A CUDA error (injected) must not become a per-image error on every later image: the namer
+    raises DeviceLost and the process holding the model leaves, so Ray restarts it; ordinary errors
+    still fail only their image."""
+    import ray
+
+    from renamer_ray.model.namer import DeviceLost, Qwen2VLNamer
+    from renamer_ray.pipeline.infer import name_rows
+
+    @ray.remote(num_cpus=0, max_restarts=1, max_task_retries=0)
+    class Holder:
+        def __init__(self):
+            import os
+
+            self.pid = os.getpid()
+            self.namer = Qwen2VLNamer("toy-shapes")
+
+        def name(self, rows, error: str | None):
+            if error:
+                def broken(*args):
+                    raise RuntimeError(error)
+                self.namer._generate = broken
+            return self.pid, name_rows(self.namer, rows)
+
+    data, _, label = drawn_files(seed=950, count=1, max_side=200)[0]
+    image = decode(data, max_pixels=6272)
+    row = dict(width=image.width, height=image.height, rgb=image.rgb, date=None, camera=None, prompt=None)
+    holder = Holder.remote()
+    pid, answers = ray.get(holder.name.remote([row, row], "shape mismatch"))  # an ordinary error: per image
+    assert [a["raw"] for a in answers] == [None, None] and "shape mismatch" in answers[0]["error"]
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(holder.name.remote([row], "CUDA error: an illegal memory access was encountered"))
+    deadline = time.monotonic() + 120
+    while True:  # Ray restarts it with a fresh model; calls are refused while it restarts
+        try:
+            restarted, answers = ray.get(holder.name.remote([row], None))
+            break
+        except ray.exceptions.ActorUnavailableError:
+            assert time.monotonic() < deadline, "the actor was never restarted"
+            time.sleep(0.2)  # polling an actor that is restarting, not synchronising on time
+    assert restarted != pid and answers[0]["raw"].startswith(label)
+
+    namer = Qwen2VLNamer("toy-shapes")
+    namer._generate = lambda *args: (_ for _ in ()).throw(RuntimeError("CUDA error: device-side assert triggered"))
+    with pytest.raises(DeviceLost):
+        namer.name([Image.frombytes("RGB", (image.width, image.height), image.rgb)])

@@ -128,3 +128,19 @@ def test_s3_answering_slow_down_loses_nothing(ray_local, s3, buckets, s3_endpoin
     manifest = s3.get_object(Bucket=dst, Key="slow/manifest.jsonl")["Body"].read().decode()
     assert manifest.replace("/slow/", "/X/") == \
         s3.get_object(Bucket=dst, Key="clean/manifest.jsonl")["Body"].read().decode().replace("/clean/", "/X/")
+
+
+def test_a_burst_of_slow_down_on_one_object_is_retried_like_every_other_request(s3, buckets, s3_endpoint):
+    """Four 503s in a row on one object's GET: pyarrow's client gives up at the first (it reports
+    INTERNAL_FAILURE), so reads retry transient errors themselves, with backoff, up to 8 attempts."""
+    from faulty_proxy import FaultyProxy
+    from renamer_ray.io.storage import open_location, read_bytes
+
+    src, _ = buckets
+    s3.put_object(Bucket=src, Key="burst/photo.jpg", Body=b"bytes of a photo")
+    proxy = FaultyProxy(s3_endpoint, first_gets=4)
+    try:
+        data = read_bytes(open_location(f"s3://{src}/burst/photo.jpg", region="us-east-1", endpoint_url=proxy.url))
+    finally:
+        proxy.close()
+    assert data == b"bytes of a photo" and proxy.refused == 4

@@ -12,6 +12,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,19 +74,41 @@ def open_location(uri: str, *, region: str | None = None, endpoint_url: str | No
     return Location(pafs.LocalFileSystem(), path, path)
 
 
+# One retry policy for every S3 client: boto3's "standard" mode with 8 attempts, and the same number
+# for pyarrow's reads and writes (its default, 3, turned a short burst of SlowDown into a failed file).
+S3_ATTEMPTS = 8
+
+
 @functools.cache
 def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileSystem:
     """One filesystem per process and endpoint: opening a Location per row stays cheap."""
-    kwargs = {"region": region} if region else {}
+    kwargs = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS)}
+    if not region:
+        del kwargs["region"]
     if endpoint_url:
         kwargs["endpoint_override"] = endpoint_url
         kwargs["scheme"] = "https" if endpoint_url.startswith("https") else "http"
     return pafs.S3FileSystem(**kwargs)
 
 
+# Errors of pyarrow's S3 client that a later attempt may not see (the same list Ray Data retries:
+# DataContext.retried_io_errors). A 503 on GetObject surfaces as INTERNAL_FAILURE ("Failed to flush
+# response stream"), which pyarrow's own retry strategy does not retry.
+TRANSIENT_S3_ERRORS = ("AWS Error INTERNAL_FAILURE", "AWS Error NETWORK_CONNECTION", "AWS Error SLOW_DOWN",
+                       "AWS Error SERVICE_UNAVAILABLE", "HTTP status 503")
+
+
 def read_bytes(location: Location) -> bytes:
-    with location.filesystem.open_input_stream(location.path) as stream:
-        return stream.read()
+    """The file's bytes; transient S3 errors are retried with backoff, as every other S3 request is."""
+    for attempt in range(1, S3_ATTEMPTS + 1):
+        try:
+            with location.filesystem.open_input_stream(location.path) as stream:
+                return stream.read()
+        except OSError as exc:
+            if attempt == S3_ATTEMPTS or not any(words in str(exc) for words in TRANSIENT_S3_ERRORS):
+                raise
+            time.sleep(min(0.05 * 2 ** attempt, 5.0))  # backoff between attempts
+    raise AssertionError("unreachable")
 
 
 def read_lines(location: Location) -> Iterator[str]:
@@ -165,7 +188,7 @@ def put_if_absent(client, bucket: str, key: str, body: bytes, **extra) -> bool:
 def s3_client(region: str | None, endpoint_url: str | None):
     """A boto3 S3 client per process; "standard" retries also retry SlowDown (legacy mode does not)."""
     return boto3.client("s3", region_name=region, endpoint_url=endpoint_url,
-                        config=Config(retries={"mode": "standard", "max_attempts": 8}))
+                        config=Config(retries={"mode": "standard", "max_attempts": S3_ATTEMPTS}))
 
 
 def _head(client, bucket: str, key: str) -> dict | None:

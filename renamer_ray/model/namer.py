@@ -40,6 +40,20 @@ def choose_dtype(device: str, requested: str = "auto") -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
+class DeviceLost(RuntimeError):
+    """The accelerator is in a state no later call can recover from (a CUDA error): the process
+    holding the model must end so that Ray replaces it (ray#59522)."""
+
+
+# Words of errors after which a CUDA context is unusable for the rest of the process's life.
+_FATAL_DEVICE_ERRORS = ("CUDA error", "device-side assert", "CUBLAS_STATUS_", "CUDNN_STATUS_", "illegal memory access")
+
+
+def is_fatal_device_error(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and not isinstance(exc, torch.cuda.OutOfMemoryError) and any(
+        words in str(exc) for words in _FATAL_DEVICE_ERRORS)
+
+
 @dataclass(frozen=True)
 class ImageContext:
     """What the namer knows about an image besides its pixels (EXIF facts the user may ask for)."""
@@ -85,7 +99,8 @@ class Qwen2VLNamer:
 
     def name(self, images: Sequence[Image.Image], contexts: Sequence[ImageContext] | None = None,
              user_prompt: str | None = None) -> list[Naming]:
-        """Names for ``images`` in the same order. A failing image fails alone, never its batch."""
+        """Names for ``images`` in the same order. A failing image fails alone, never its batch; a
+        fatal device error raises :class:`DeviceLost` instead of failing every image after it."""
         contexts = list(contexts) if contexts is not None else [ImageContext()] * len(images)
         if len(contexts) != len(images):
             raise ValueError("one context per image is required")
@@ -94,6 +109,8 @@ class Qwen2VLNamer:
         try:
             return [Naming(raw=text) for text in self._generate(images, contexts, user_prompt)]
         except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as exc:
+            if is_fatal_device_error(exc):
+                raise DeviceLost(str(exc)) from exc  # not this image's fault: no image may fail for it
             if len(images) == 1:
                 return [Naming(error=f"the model could not process this image: {exc}")]
             log.warning("batch of %d failed (%s); retrying one image at a time", len(images), exc)

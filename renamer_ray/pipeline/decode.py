@@ -39,8 +39,8 @@ def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: 
         except ImageError as exc:
             row["error"] = str(exc)
             continue
-        except OSError as exc:
-            row["error"] = f"could not read the file: {exc}"
+        except OSError as exc:  # after the storage client's retries: say that a later run may succeed
+            row["error"] = f"could not read the file ({exc}); this looks like a storage error: running again may succeed"
             continue
         meta = image.meta
         row.update(format=meta.format, date=meta.date or _mtime_date(row["mtime"]), camera=meta.camera,

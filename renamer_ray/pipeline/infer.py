@@ -35,7 +35,7 @@ def name_rows(namer, rows: list[dict]) -> list[dict]:
     (rows of several jobs may share a batch)."""
     from PIL import Image
 
-    from renamer_ray.model.namer import ImageContext
+    from renamer_ray.model.namer import DeviceLost, ImageContext
 
     answers: list[dict | None] = [None] * len(rows)
     by_prompt: dict[str | None, list[int]] = {}
@@ -46,11 +46,10 @@ def name_rows(namer, rows: list[dict]) -> list[dict]:
         contexts = [ImageContext(date=rows[n]["date"], camera=rows[n]["camera"]) for n in numbers]
         try:
             named = namer.name(images, contexts, prompt)
-        except RuntimeError as exc:
-            if "CUDA error" in str(exc):
-                # A broken CUDA context never recovers: leave so Ray restarts the actor (ray#59522).
-                os._exit(1)
-            raise
+        except DeviceLost:
+            # A broken CUDA context never recovers: leave so Ray restarts the actor or replica
+            # (ray#59522); the rows are retried there. A clean exit would not be restarted (ray#62746).
+            os._exit(1)
         for n, answer in zip(numbers, named):
             answers[n] = {"raw": answer.raw, "error": answer.error}
     return answers
