@@ -77,6 +77,11 @@ class NotAnImage(ImageError):
     """Empty, or not in any supported image format (as opposed to a damaged or huge image)."""
 
 
+class UnreadableHeader(NotAnImage):
+    """Starts like a supported format, but Pillow cannot read its header: not identifiable as an
+    image at all (the API refuses it with 415), unlike a file whose header is fine and body damaged."""
+
+
 @dataclass(frozen=True)
 class ImageMeta:
     """What the file says about itself (dimensions are the original ones, upright)."""
@@ -138,10 +143,10 @@ def _open(data: bytes) -> ImageFile.ImageFile:
     except UnidentifiedImageError:
         pass
     except Exception as exc:  # header recognised but broken
-        raise ImageError(f"truncated or corrupt image data: {_describe(exc)}") from None
+        raise UnreadableHeader(f"truncated or corrupt image data: {_describe(exc)}") from None
     looks_like = _magic_format(data)
     if looks_like:
-        raise ImageError(
+        raise UnreadableHeader(
             f"truncated or corrupt image data: starts like a {looks_like} file "
             "but its header cannot be read"
         )

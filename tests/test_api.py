@@ -150,3 +150,39 @@ def test_idempotency_key_returns_the_first_job(client, settings, png):
     other_key = submit(client, [("files", ("a.png", png))], headers={**A, "Idempotency-Key": "another"})
     assert len({first.json()["job_id"], other_caller.json()["job_id"], other_key.json()["job_id"]}) == 3
     assert len(queued_jobs(settings)) == 3  # the repeat queued nothing
+
+
+def chunked(*pieces: bytes):
+    """A request body sent with Transfer-Encoding: chunked (no Content-Length to refuse up front)."""
+    def body():
+        yield from pieces
+    return body()
+
+
+def test_every_byte_of_a_chunked_body_counts_against_the_job_limit(client):
+    """Empty parts with long headers and an epilogue carry no file bytes: the limit still holds."""
+    boundary = "xyz"
+    empty_part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pad\"\r\nX-Pad: {'p' * 1500}\r\n\r\n"
+                  f"\r\n").encode()
+    pieces = [empty_part] * 400 + [f"--{boundary}--\r\n".encode(), b"e" * 200_000]
+    answer = client.post("/v1/jobs/rename", content=chunked(*pieces), headers={
+        **A, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert answer.status_code == 413 and "too large" in answer.json()["detail"]
+
+
+def test_a_malformed_multipart_body_is_a_400_not_a_500(client, png):
+    boundary = "xyz"
+    long_header = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n"
+                   f"X-Long: {'h' * 4096}\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    garbage = f"--{boundary}\r\nno colon in this header line\r\n\r\nx\r\n--{boundary}--\r\n".encode()
+    for body in (long_header, garbage):
+        answer = client.post("/v1/jobs/rename", content=body, headers={
+            **A, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert answer.status_code == 400 and "malformed multipart body" in answer.json()["detail"], answer.text
+
+
+def test_bytes_that_only_start_like_an_image_are_refused_at_upload(client):
+    for name, data in (("fake.png", b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10),
+                       ("fake.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64)):
+        answer = submit(client, [("files", (name, data))])
+        assert answer.status_code == 415 and name in answer.json()["detail"], answer.text

@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import AsyncIterator, BinaryIO
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from renamer_ray.images import NotAnImage, ImageError, sniff_format
@@ -20,6 +21,8 @@ from renamer_ray.images import NotAnImage, ImageError, sniff_format
 SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
 TEXT_FIELDS = ("user_prompt", "template", "callback_url")
 MAX_NAME_CHARS = 255
+MAX_HEADER_BYTES = 2048            # one part's header (a 255-character UTF-8 file name fits easily)
+FRAMING_BYTES = 64 * 1024          # boundaries and part headers a legitimate body adds to its files
 
 
 class UploadError(Exception):
@@ -73,10 +76,14 @@ def _parser(boundary: bytes, state: _State) -> MultipartParser:
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state.header_name += data[start:end]
+        if len(state.header_name) > MAX_HEADER_BYTES:
+            raise UploadError(400, "malformed multipart body: a part's header is too long")
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
         key = state.header_name.decode("latin-1").lower()
         state.headers[key] = state.headers.get(key, b"") + data[start:end]
+        if len(state.headers[key]) > MAX_HEADER_BYTES:
+            raise UploadError(400, "malformed multipart body: a part's header is too long")
 
     def on_header_end() -> None:
         state.header_name = b""
@@ -122,24 +129,37 @@ def _parser(boundary: bytes, state: _State) -> MultipartParser:
         "on_part_data": on_part_data, "on_part_end": on_part_end})
 
 
+def _close(uploads: list[Upload]) -> None:
+    for upload in uploads:
+        upload.body.close()
+
+
 async def read_uploads(content_type: str, content_length: str | None, chunks: AsyncIterator[bytes],
                        limits: Limits) -> tuple[list[Upload], dict[str, str]]:
     """Parse a multipart body within ``limits``; sniff every file's real format."""
     kind, options = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or b"boundary" not in options:
         raise UploadError(415, "send the files as multipart/form-data (a form field named 'files')")
-    if content_length and content_length.isdigit() and int(content_length) > limits.max_job_bytes + 64 * 1024:
+    # Every byte of the body counts (preamble, part headers, epilogue, empty parts), not only the
+    # files': a chunked body has no Content-Length to refuse up front.
+    budget, received = limits.max_job_bytes + FRAMING_BYTES + limits.max_files * MAX_HEADER_BYTES, 0
+    if content_length and content_length.isdigit() and int(content_length) > budget:
         raise UploadError(413, f"the upload is too large: at most {limits.max_job_bytes:,} bytes per job")
     state = _State(limits)
     parser = _parser(options[b"boundary"], state)
     try:
         async for chunk in chunks:
+            received += len(chunk)
+            if received > budget:
+                raise UploadError(413, f"the upload is too large: at most {limits.max_job_bytes:,} bytes per job")
             parser.write(chunk)
         parser.finalize()
     except UploadError:
-        for upload in state.uploads:
-            upload.body.close()
+        _close(state.uploads)
         raise
+    except MultipartParseError as exc:
+        _close(state.uploads)
+        raise UploadError(400, f"malformed multipart body: {exc}") from None
     if not state.uploads:
         raise UploadError(400, "no files: attach one or more images in the form field 'files'")
     for upload in state.uploads:
@@ -148,7 +168,8 @@ async def read_uploads(content_type: str, content_length: str | None, chunks: As
         upload.body.seek(0)
         try:
             upload.format = sniff_format(head)
-        except NotAnImage as exc:
+        except NotAnImage as exc:  # includes a signature whose header Pillow cannot read
+            _close(state.uploads)
             raise UploadError(415, f"{upload.original!r} is not a supported image ({exc}); accepted: "
                                    "JPEG, PNG, WebP, TIFF, GIF, BMP, HEIC/HEIF") from None
         except ImageError:
