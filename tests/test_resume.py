@@ -60,3 +60,27 @@ def test_killed_run_resumes_to_the_same_result(ray_local, tmp_path):
     assert manifest == (reference / "manifest.jsonl").read_text().replace(str(reference), "DST")
     for name, inode in before.items():
         assert os.stat(crashed / name).st_ino == inode, f"{name} was copied again"
+
+
+def test_a_dry_run_keeps_the_claims_of_an_interrupted_run(ray_local, tmp_path):
+    """An interrupted run left a claim; a dry run into the same DST plans with it and leaves it, so
+    the next real run still resumes with that name."""
+    from renamer_ray.io.storage import open_location
+    from renamer_ray.pipeline.claims import claim, read_claim
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for i, (data, fmt, _) in enumerate(drawn_files(seed=98, count=3, max_side=300)):
+        (src / f"img_{i}.{fmt.lower().replace('heif', 'heic')}").write_bytes(data)
+    first = sorted(p.name for p in src.iterdir())[0]
+    fmt = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "heic": "HEIF"}[first.rsplit(".", 1)[1]]
+    dst.mkdir()
+    target = open_location(str(dst))
+    assert claim(target, first, "given-before." + first.rsplit(".", 1)[1], fmt, "given-before") != ""
+
+    settings = load_settings(model_id="toy-shapes", batch_size=2)
+    run(RunOptions(source=str(src), target=str(dst), dry_run=True), settings)
+    assert read_claim(target, first) is not None, "the dry run removed the interrupted run's claim"
+    summary = run(RunOptions(source=str(src), target=str(dst)), settings)
+    assert summary.resumed == 1
+    assert {r.source.rsplit("/", 1)[1]: r.name for r in summary.records}[first].startswith("given-before")

@@ -176,6 +176,10 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     with manifest.filesystem.open_output_stream(manifest.path) as out:  # S3: a streamed multipart upload
         for line in merge_sorted(read_lines(part) for part in parts):
             out.write(line.encode("utf-8"))
-    remove_folder(parts_folder)
+    if options.dry_run:  # a plan only: the claims of an interrupted real run into DST stay for it
+        for part in parts:
+            part.filesystem.delete_file(part.path)
+    else:
+        remove_folder(parts_folder)
     return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"], resumed=resumed,
                       seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)
