@@ -60,12 +60,15 @@ def own_ray_tmpdir() -> str:
     return tempfile.mkdtemp(prefix="ray", dir="/tmp")
 
 
-def start_stack(env: dict[str, str], workdir: Path, dashboard_port: int, timeout: float = 240) -> RunningStack:
+def start_stack(env: dict[str, str], workdir: Path, dashboard_port: int, timeout: float = 240, *,
+                ignore_sigint: bool = False) -> RunningStack:
+    """``ignore_sigint``: start `up` with SIGINT ignored, as `renamer-ray up &` in a script does."""
     env = {"RAY_TMPDIR": own_ray_tmpdir(), **env}
     process = subprocess.Popen(
         [str(BIN / "renamer-ray"), "up", "--dashboard-port", str(dashboard_port), "--workdir", str(workdir)],
         env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True)
+        text=True, start_new_session=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None)
     stack = RunningStack(process, env=env)
 
     def pump() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from renamer_ray.service.stack import free_ports
 from service_stack import start_stack
@@ -77,3 +79,41 @@ def test_a_taken_port_is_named_with_the_setting_that_moves_it(tmp_path):
                                 env=local_env(API_PORT=str(port)), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert f"port {port} (the HTTP API) is already in use" in result.stderr and "API_PORT" in result.stderr
+
+
+def listening(pids: set[int]) -> set[tuple[str, int]]:
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids}
+
+
+def test_sigterm_stops_everything_even_with_sigint_ignored(tmp_path):
+    """Started the way a script starts a service in the background (SIGINT ignored, inherited by
+    every child), then stopped with SIGTERM as systemd or Docker would: exit 0, every process the
+    stack started gone, every port closed, and a second `up` starts on the same ports."""
+    api_port, dashboard_port = free_ports(2)
+    real_key = "AKIAREALCALLERKEY0001"  # the caller's own AWS credentials, which the embedded stack must not spread
+    stack = start_stack(local_env(API_PORT=str(api_port), AWS_ACCESS_KEY_ID=real_key), tmp_path, dashboard_port,
+                        ignore_sigint=True)
+    try:
+        up = psutil.Process(stack.process.pid)
+        family = {up.pid} | {p.pid for p in up.children(recursive=True)}
+        leaked = [p.cmdline()[:1] for p in up.children(recursive=True) if real_key in str(p.environ())]
+        assert not leaked, f"the caller's AWS key reached {leaked}"
+        sockets = listening(family)
+        # The API and the dashboard listen on loopback only (Ray 2.60's own gRPC servers bind every
+        # interface whatever --node-ip-address says: see the README's local stack section).
+        assert ("127.0.0.1", api_port) in sockets and ("127.0.0.1", dashboard_port) in sockets, sockets
+        assert not {s for s in sockets if s[1] in (api_port, dashboard_port) and s[0] != "127.0.0.1"}
+    finally:
+        stack.process.send_signal(signal.SIGTERM)
+        code = stack.process.wait(timeout=60)
+    assert code in (0, 143), f"exit status {code}\n" + "".join(stack.lines[-30:])
+    gone_by = time.monotonic() + 30
+    while [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < gone_by, f"still running: {[psutil.Process(p).cmdline()[:2] for p in family if psutil.pid_exists(p)]}"
+        time.sleep(0.2)  # polling processes that are exiting, not synchronising on time
+    for port in {port for _, port in sockets}:
+        assert closed(port), f"port {port} is still open after SIGTERM"
+    # ... and a second `up` starts on the same ports.
+    again = start_stack(local_env(API_PORT=str(api_port)), tmp_path / "again", dashboard_port)
+    assert again.interrupt(timeout=120) == 0

@@ -36,6 +36,28 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
+def _default_signals() -> None:
+    """In the child before exec: SIGINT back to its default even if `up` was started with it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's group now
+        return False
+
+
 class PortInUse(RuntimeError):
     """A port the stack needs is taken; the message says which setting moves it."""
 
@@ -117,7 +139,8 @@ class RayHead:
              # Agent ports of its own: another Ray on this machine may hold the defaults.
              f"--dashboard-agent-listen-port={p['agent']}", f"--dashboard-agent-grpc-port={p['agent_grpc']}",
              f"--metrics-export-port={p['metrics']}", f"--runtime-env-agent-port={p['runtime_env']}"],
-            env=self.env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+            env=self.env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_default_signals)
         self.wait_for_job_api(timeout)
 
     def wait_for_job_api(self, timeout: float) -> None:
@@ -135,14 +158,24 @@ class RayHead:
                 time.sleep(0.5)  # polling a server that is starting, not synchronising on time
         raise RuntimeError(f"the Ray dashboard's job API did not answer in {timeout:.0f}s (log: {self.log_path})")
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # `ray start --block` stops everything it started
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
+    def stop(self, grace: float = 8) -> None:
+        """SIGTERM to the head's whole process group (GCS, raylet, dashboard, workers: SIGTERM is
+        never ignored by them, unlike an inherited SIGINT), then SIGKILL for what is left."""
+        if not self.process:
+            return
+        group = self.process.pid
+        _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while _group_alive(group) and time.monotonic() < deadline:
+            self.process.poll()  # reap `ray start` itself
+            time.sleep(0.1)  # polling processes that are exiting, not synchronising on time
+        if _group_alive(group):
+            log.warning("Ray processes still running %.0f s after SIGTERM: killing them", grace)
+            _signal_group(group, signal.SIGKILL)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 class LocalStack:
@@ -171,8 +204,10 @@ class LocalStack:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         if self.embedded and not self.settings.aws_endpoint_url:  # no endpoint given: embed one on 127.0.0.1
             self.moto, endpoint = start_moto()
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-                os.environ.setdefault(key, "local")
+            # The embedded server needs no real credentials: never copy the caller's into Ray's
+            # runtime env (where every replica, and the dashboard, can read them).
+            os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+            os.environ.pop("AWS_SESSION_TOKEN", None)
             self.settings = self.settings.model_copy(update={"aws_endpoint_url": endpoint})
         if self.moto or not self.settings.sqs_queue_url:  # else: Terraform made them (--aws)
             self.settings = provision(self.settings)
@@ -234,10 +269,17 @@ def up(settings: Settings, *, workdir: Path, dashboard_port: int, embedded: bool
         stopping = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    def listen() -> None:
+        """Our handlers for SIGTERM and SIGINT, whatever `up` inherited (a script's `up &` starts with
+        SIGINT ignored) and after ray.init (which installs a SIGTERM handler that aborts)."""
+        signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, interrupt)
+
+    listen()
     try:
         print("starting: embedded S3/SQS, Ray head, Serve, driver …", flush=True)
         stack.start()
+        listen()
         for name, url in stack.urls().items():
             print(f"  {name:<16} {url}", flush=True)
         print("ready. Ctrl-C stops everything.", flush=True)
