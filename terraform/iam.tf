@@ -1,6 +1,9 @@
-# One role for every Ray node (head and workers), used through an instance profile. It can touch
-# the job buckets and the job queue, and lets the head node's autoscaler launch, stop and
-# terminate worker nodes of this cluster (instances tagged ray-cluster-name = var.name_prefix).
+# Two roles, each used through an instance profile:
+# - worker (the GPU nodes, where images are decoded and the model runs): the job buckets and the job
+#   queue, nothing else: a node that parses untrusted images can launch nothing and pass no role;
+# - head (Serve proxy, API, driver, autoscaler; it runs no Ray task, see cluster/aws.yaml): the same,
+#   plus what the autoscaler needs to launch, stop and terminate this cluster's workers (instances
+#   tagged ray-cluster-name = var.name_prefix), passing them the worker role only.
 
 locals {
   in_bucket_arn  = aws_s3_bucket.job["input"].arn
@@ -32,15 +35,26 @@ data "aws_iam_policy_document" "node_assume_role" {
   }
 }
 
+locals {
+  node_roles = {
+    head   = "Ray head of ${var.name_prefix}: job buckets, job queue, and launching this cluster's worker nodes"
+    worker = "Ray GPU workers of ${var.name_prefix}: job buckets and job queue only"
+  }
+}
+
 resource "aws_iam_role" "node" {
-  name               = "${var.name_prefix}-node"
-  description        = "Ray nodes of ${var.name_prefix}: job buckets, job queue, and launching this cluster's worker nodes"
+  for_each = local.node_roles
+
+  name               = "${var.name_prefix}-${each.key}"
+  description        = each.value
   assume_role_policy = data.aws_iam_policy_document.node_assume_role.json
 }
 
 resource "aws_iam_instance_profile" "node" {
-  name = "${var.name_prefix}-node"
-  role = aws_iam_role.node.name
+  for_each = local.node_roles
+
+  name = "${var.name_prefix}-${each.key}"
+  role = aws_iam_role.node[each.key].name
 }
 
 # --- S3 ----------------------------------------------------------------------------------------
@@ -96,8 +110,10 @@ data "aws_iam_policy_document" "node_s3" {
 }
 
 resource "aws_iam_role_policy" "node_s3" {
+  for_each = local.node_roles
+
   name   = "s3-job-data"
-  role   = aws_iam_role.node.id
+  role   = aws_iam_role.node[each.key].id
   policy = data.aws_iam_policy_document.node_s3.json
 }
 
@@ -128,8 +144,10 @@ data "aws_iam_policy_document" "node_sqs" {
 }
 
 resource "aws_iam_role_policy" "node_sqs" {
+  for_each = local.node_roles
+
   name   = "sqs-job-queue"
-  role   = aws_iam_role.node.id
+  role   = aws_iam_role.node[each.key].id
   policy = data.aws_iam_policy_document.node_sqs.json
 }
 
@@ -236,12 +254,12 @@ data "aws_iam_policy_document" "node_ray_autoscaler" {
     }
   }
 
-  # Launching a worker with the instance profile passes this role, and only this role, to EC2.
+  # Launching a worker with its instance profile passes the worker role, and only that role, to EC2.
   statement {
-    sid       = "PassNodeRoleToEc2"
+    sid       = "PassWorkerRoleToEc2"
     effect    = "Allow"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.node.arn]
+    resources = [aws_iam_role.node["worker"].arn]
 
     condition {
       test     = "StringEquals"
@@ -251,8 +269,8 @@ data "aws_iam_policy_document" "node_ray_autoscaler" {
   }
 }
 
-resource "aws_iam_role_policy" "node_ray_autoscaler" {
+resource "aws_iam_role_policy" "head_ray_autoscaler" {
   name   = "ray-autoscaler"
-  role   = aws_iam_role.node.id
+  role   = aws_iam_role.node["head"].id
   policy = data.aws_iam_policy_document.node_ray_autoscaler.json
 }

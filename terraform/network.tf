@@ -1,7 +1,9 @@
 # The VPC (default VPC unless var.vpc_id is set), its subnets, and one security group shared by
 # every Ray node. Rules:
 #   ingress  api_port    from api_allowed_cidrs   the Serve HTTP API (none by default)
-#   ingress  22, 8265    from admin_cidrs         `ray up` (SSH) and the dashboard / job API
+#   ingress  22          from admin_cidrs         `ray up` (SSH); the dashboard / job API (8265)
+#                                                 listens on the head's 127.0.0.1 only and is
+#                                                 reached through `ray dashboard` (an SSH forward)
 #   ingress  all         from the group itself    Ray's own ports (GCS 6379, raylets, object
 #                                                 managers, workers, Serve proxies), head->worker SSH
 #   egress   all         to the group itself      the same traffic, outbound side
@@ -52,17 +54,6 @@ resource "aws_vpc_security_group_ingress_rule" "ssh" {
   ip_protocol       = "tcp"
   from_port         = 22
   to_port           = 22
-  cidr_ipv4         = each.value
-}
-
-resource "aws_vpc_security_group_ingress_rule" "dashboard" {
-  for_each = toset(var.admin_cidrs)
-
-  security_group_id = aws_security_group.ray_nodes.id
-  description       = "Ray dashboard and job submission API from operators"
-  ip_protocol       = "tcp"
-  from_port         = 8265
-  to_port           = 8265
   cidr_ipv4         = each.value
 }
 

@@ -25,14 +25,19 @@ output "aws_region" {
   value       = var.aws_region
 }
 
-output "instance_profile_arn" {
-  description = "Instance profile of the Ray nodes. Cluster config: node_config.IamInstanceProfile.Arn of the head and every worker node type."
-  value       = aws_iam_instance_profile.node.arn
+output "head_instance_profile_arn" {
+  description = "Instance profile of the Ray head (autoscaler permissions). Cluster config: node_config.IamInstanceProfile.Arn of the head node type."
+  value       = aws_iam_instance_profile.node["head"].arn
 }
 
-output "node_role_arn" {
-  description = "IAM role behind the instance profile (for audits and extra policies)."
-  value       = aws_iam_role.node.arn
+output "worker_instance_profile_arn" {
+  description = "Instance profile of the GPU workers (job data only). Cluster config: node_config.IamInstanceProfile.Arn of every worker node type."
+  value       = aws_iam_instance_profile.node["worker"].arn
+}
+
+output "node_role_arns" {
+  description = "IAM roles behind the instance profiles, by node kind (for audits and extra policies)."
+  value       = { for kind, role in aws_iam_role.node : kind => role.arn }
 }
 
 output "security_group_id" {

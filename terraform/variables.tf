@@ -95,13 +95,13 @@ variable "api_allowed_cidrs" {
 }
 
 variable "admin_cidrs" {
-  description = "IPv4 CIDRs of operators allowed to reach SSH (22) and the Ray dashboard / job API (8265) on the Ray nodes. `ray up` and `ray job submit` need the operator's address here (e.g. [\"203.0.113.7/32\"]). Default [] = nobody. The Ray dashboard has no authentication and runs arbitrary jobs, so 0.0.0.0/0 is refused."
+  description = "IPv4 CIDRs of operators allowed to reach SSH (22) on the Ray nodes: `ray up`, and `ray dashboard` (which forwards the head's dashboard / job API, listening on 127.0.0.1 only, over SSH), need the operator's address here (e.g. [\"203.0.113.7/32\"]). Default [] = nobody. SSH to a node means running anything on the cluster, so only CIDRs of /16 or narrower are accepted."
   type        = list(string)
   default     = []
 
   validation {
-    condition     = alltrue([for cidr in var.admin_cidrs : try(cidrnetmask(cidr) != "0.0.0.0", false)])
-    error_message = "admin_cidrs must hold IPv4 CIDRs narrower than /0 (SSH and the unauthenticated Ray dashboard must never be open to the internet)."
+    condition     = alltrue([for cidr in var.admin_cidrs : can(cidrnetmask(cidr)) && try(tonumber(split("/", cidr)[1]) >= 16, false)])
+    error_message = "admin_cidrs must hold IPv4 CIDRs of /16 or narrower (SSH must never be open to the internet, not even as 0.0.0.0/1 + 128.0.0.0/1)."
   }
 }
 

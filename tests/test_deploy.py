@@ -29,8 +29,11 @@ FAKE_OUTPUTS = {
     "s3_out_bucket": "renamer-ray-output-123456789012-eu-west-1",
     "sqs_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/renamer-ray-jobs",
     "sqs_dlq_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/renamer-ray-jobs-dlq",
-    "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/renamer-ray-node",
-    "node_role_arn": "arn:aws:iam::123456789012:role/renamer-ray-node", "security_group_id": "sg-0123456789abcdef0",
+    "head_instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/renamer-ray-head",
+    "worker_instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/renamer-ray-worker",
+    "node_role_arns": {"head": "arn:aws:iam::123456789012:role/renamer-ray-head",
+                       "worker": "arn:aws:iam::123456789012:role/renamer-ray-worker"},
+    "security_group_id": "sg-0123456789abcdef0",
     "vpc_id": "vpc-0123", "subnet_ids": ["subnet-0a", "subnet-0b"], "ray_cluster_name": "renamer-ray",
 }
 
@@ -73,8 +76,8 @@ def test_every_variable_used_is_declared_and_every_declared_one_used():
 
 def test_outputs_are_what_the_cluster_config_and_the_service_read():
     outputs = set(blocks("output"))
-    assert {"s3_in_bucket", "s3_out_bucket", "sqs_queue_url", "sqs_dlq_url", "instance_profile_arn",
-            "security_group_id"} <= outputs
+    assert {"s3_in_bucket", "s3_out_bucket", "sqs_queue_url", "sqs_dlq_url", "head_instance_profile_arn",
+            "worker_instance_profile_arn", "security_group_id"} <= outputs
     referenced = set(re.findall(r"FROM_TERRAFORM:([a-z_]+)", (CLUSTER / "aws.yaml").read_text()))
     assert referenced and referenced <= outputs
     assert set(render.SERVICE_ENV) <= outputs
@@ -118,9 +121,13 @@ def test_cluster_config_passes_rays_own_schema(on_demand):
     assert gpu["node_config"]["InstanceType"] == "g4dn.xlarge" and gpu["resources"]["GPU"] == 1
     assert gpu["min_workers"] == 0 and gpu["max_workers"] == config["max_workers"] == 3
     assert "GPU" not in head["resources"]
+    # The head runs no Ray task (no untrusted image is decoded where the autoscaler's role lives).
+    assert head["resources"]["CPU"] == 0 and "--num-cpus=0" in " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
     assert ("InstanceMarketOptions" in gpu["node_config"]) is not on_demand  # spot unless asked otherwise
+    assert head["node_config"]["IamInstanceProfile"]["Arn"] == FAKE_OUTPUTS["head_instance_profile_arn"]
+    assert gpu["node_config"]["IamInstanceProfile"]["Arn"] == FAKE_OUTPUTS["worker_instance_profile_arn"]
     for node in (gpu, head):
-        assert node["node_config"]["IamInstanceProfile"]["Arn"] == FAKE_OUTPUTS["instance_profile_arn"]
         assert node["node_config"]["SecurityGroupIds"] == [FAKE_OUTPUTS["security_group_id"]]
     assert config["cluster_name"] == FAKE_OUTPUTS["ray_cluster_name"]
     env = dict(line.split("=", 1) for line in files["service.env"].splitlines())
@@ -157,3 +164,34 @@ def test_dockerfile_lints_clean_and_pins_this_ray():
     assert result.returncode == 0, result.stdout + result.stderr
     base = re.search(r"^FROM\s+(\S+)", (CLUSTER / "Dockerfile").read_text(), re.M).group(1)
     assert base == f"rayproject/ray:{ray.__version__}-py311-gpu"
+
+
+def test_admin_cidrs_refuses_the_internet_in_any_disguise(tmp_path):
+    """The variable's own validation, evaluated by terraform itself (a module holding just that
+    variable needs no provider, so `init` and `plan` run offline)."""
+    block = re.search(r'variable "admin_cidrs" \{.*?\n\}\n', (TF / "variables.tf").read_text(), re.S).group(0)
+    (tmp_path / "main.tf").write_text(block + 'output "cidrs" {\n  value = var.admin_cidrs\n}\n')
+    init = subprocess.run(["terraform", f"-chdir={tmp_path}", "init", "-input=false", "-no-color"],
+                          capture_output=True, text=True, timeout=120)
+    assert init.returncode == 0, init.stdout + init.stderr
+
+    def plan(cidrs: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(["terraform", f"-chdir={tmp_path}", "plan", "-input=false", "-no-color",
+                               "-var", f"admin_cidrs={json.dumps(cidrs)}"], capture_output=True, text=True, timeout=120)
+
+    for bad in (["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["10.0.0.0/8"], ["not-a-cidr"], ["203.0.113.7"]):
+        result = plan(bad)
+        assert result.returncode != 0 and "admin_cidrs must hold" in result.stderr, (bad, result.stdout[-500:])
+    for good in ([], ["203.0.113.7/32"], ["198.51.100.0/24", "192.0.2.0/16"]):
+        result = plan(good)
+        assert result.returncode == 0, (good, result.stdout[-500:], result.stderr[-500:])
+
+
+def test_only_the_head_may_launch_instances_or_pass_roles():
+    """The workers parse untrusted images: their role holds job data permissions only."""
+    text = (TF / "iam.tf").read_text()
+    autoscaler = re.search(r'resource "aws_iam_role_policy" "head_ray_autoscaler" \{(.*?)\n\}', text, re.S).group(1)
+    assert 'aws_iam_role.node["head"]' in autoscaler
+    assert re.findall(r'resource "aws_iam_role_policy" "(\w+)"', text) == ["node_s3", "node_sqs", "head_ray_autoscaler"]
+    passrole = re.search(r'sid\s+=\s+"PassWorkerRoleToEc2"(.*?)\n  \}', text, re.S).group(1)
+    assert 'aws_iam_role.node["worker"].arn' in passrole and '"head"' not in passrole

@@ -128,7 +128,8 @@ def record_key(namespace: str, job_id: str) -> str:
 
 
 def index_prefix(namespace: str) -> str:
-    return f"{namespace}/index/"
+    """Under ``{namespace}/jobs/`` like everything of a job (the node role may write only there)."""
+    return f"{namespace}/jobs/_index/"
 
 
 def newest_first(created_at: str) -> str:

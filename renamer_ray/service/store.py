@@ -49,9 +49,6 @@ class JobStore:
                 return False
             raise
 
-    def remove(self, key: str) -> None:
-        self.s3.delete_object(Bucket=self.out_bucket, Key=key)
-
     # Listing, newest first ----------------------------------------------------------------------
     def add_to_index(self, record: JobRecord) -> None:
         self.s3.put_object(Bucket=self.out_bucket, Key=record.index_key, Body=b"")
@@ -78,7 +75,7 @@ class JobStore:
     # Idempotency keys ---------------------------------------------------------------------------
     @staticmethod
     def _idempotency_key(namespace: str, key: str) -> str:
-        return f"{namespace}/idempotency/{hashlib.sha256(key.encode('utf-8')).hexdigest()}.json"
+        return f"{namespace}/jobs/_idempotency/{hashlib.sha256(key.encode('utf-8')).hexdigest()}.json"
 
     def idempotent_job(self, namespace: str, key: str) -> str | None:
         """The job id a request with this Idempotency-Key made in the last 24 h, if any."""

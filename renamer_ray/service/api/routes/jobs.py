@@ -90,8 +90,8 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
             upload.body.close()
     await run_in_threadpool(store.save, record)
     if key and (holder := await run_in_threadpool(store.claim_idempotency, ns, key, record.job_id)) != record.job_id:
-        # A concurrent request with the same key won: this copy is dropped before it is queued.
-        await run_in_threadpool(store.remove, record.record_key)
+        # A concurrent request with the same key won: this copy is dropped before it is queued or
+        # listed (its record stays, unreferenced: the service's role may not delete job records).
         if (first := await run_in_threadpool(store.load, ns, holder)) is not None:
             return _replay(response, first)
     await run_in_threadpool(store.add_to_index, record)
