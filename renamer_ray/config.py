@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     max_job_bytes: int = Field(500 * 1024 * 1024, ge=1024)
     max_prompt_chars: int = Field(400, ge=0, le=10_000)
+    max_jobs_in_flight: int = Field(50, ge=1, le=10_000, description=(
+        "unfinished jobs one API key (namespace) may have; more get 429 with Retry-After"))
     url_expires_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
     sqs_wait_seconds: int = Field(20, ge=0, le=20, description="long-poll wait per receive")
     visibility_timeout: int = Field(120, ge=5, le=12 * 3600, description="seconds a received job stays hidden")

@@ -186,3 +186,33 @@ def test_bytes_that_only_start_like_an_image_are_refused_at_upload(client):
                        ("fake.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 64)):
         answer = submit(client, [("files", (name, data))])
         assert answer.status_code == 415 and name in answer.json()["detail"], answer.text
+
+
+def test_a_key_with_too_many_jobs_in_flight_gets_429_with_retry_after(settings, png):
+    fresh = f"team-c-{uuid.uuid4().hex[:6]}"
+    C = {"X-API-Key": "api-key-c"}
+    app = create_app(settings.model_copy(update={"max_jobs_in_flight": 2,
+                                                 "api_keys": f"api-key-c:{fresh},api-key-d:{fresh}-d"}))
+    with TestClient(app) as client:
+        one = [("files", ("a.png", png))]
+        first, second = (submit(client, one, headers=C).json()["job_id"] for _ in range(2))
+        refused = submit(client, one, headers=C)
+        assert refused.status_code == 429 and refused.headers["Retry-After"].isdigit()
+        assert "at most 2 unfinished jobs" in refused.json()["detail"]
+        assert submit(client, one, headers={"X-API-Key": "api-key-d"}).status_code == 200  # others go on
+        assert client.delete(f"/v1/jobs/{first}", headers=C).status_code == 202  # one finishes (cancelled)
+        assert submit(client, one, headers=C).status_code == 200
+    queued_jobs(settings)
+
+
+def test_an_event_stream_ends_after_its_lifetime_with_reconnect(client, settings, png, monkeypatch):
+    """A stream holds a replica slot: it ends after EVENTS_MAX_SECONDS (shortened here) with a
+    `reconnect` event, and the client follows again (demo.wait, the page)."""
+    from renamer_ray.service.api.routes import events
+
+    monkeypatch.setattr(events, "EVENTS_MAX_SECONDS", 0.5)
+    job_id = submit(client, [("files", ("a.png", png))]).json()["job_id"]
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=A) as stream:
+        kinds = [line.removeprefix("event: ") for line in stream.iter_lines() if line.startswith("event: ")]
+    assert kinds == ["progress", "reconnect"]
+    queued_jobs(settings)

@@ -25,21 +25,28 @@ def submit(api: str, paths: list[Path], *, prompt: str | None = None, api_key: s
 
 
 def wait(api: str, job_id: str, *, api_key: str | None = None, timeout: float = 600, show=None) -> dict:
-    """Follow the job's Server-Sent Events until its final state; returns that state."""
+    """Follow the job's Server-Sent Events until its final state (following again after a
+    ``reconnect`` event); returns that state."""
     headers = {"X-API-Key": api_key} if api_key else {}
-    with httpx.stream("GET", f"{api}/v1/jobs/{job_id}/events", headers=headers, timeout=timeout) as events:
-        events.raise_for_status()
-        kind = None
-        for line in events.iter_lines():
-            if line.startswith("event: "):
-                kind = line[len("event: "):]
-            elif line.startswith("data: "):
-                data = json.loads(line[len("data: "):])
-                if kind == "done":
-                    return data
-                if show:
-                    show(data)
-    raise RuntimeError(f"the event stream of {job_id} ended without a final state")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with httpx.stream("GET", f"{api}/v1/jobs/{job_id}/events", headers=headers, timeout=timeout) as events:
+            events.raise_for_status()
+            kind = None
+            for line in events.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[len("event: "):]
+                elif line.startswith("data: "):
+                    data = json.loads(line[len("data: "):])
+                    if kind == "done":
+                        return data
+                    if kind == "reconnect":
+                        break
+                    if show:
+                        show(data)
+            else:
+                raise RuntimeError(f"the event stream of {job_id} ended without a final state")
+    raise TimeoutError(f"job {job_id} did not finish in {timeout:.0f} s")
 
 
 def print_table(job: dict) -> None:

@@ -65,6 +65,12 @@ class JobStore:
         more = page.get("IsTruncated") and names
         return [r for r in records if r is not None], (names[-1] if more else None)
 
+    def jobs_in_flight(self, namespace: str, limit: int) -> int:
+        """Unfinished jobs among the namespace's newest ``limit`` + 1 (jobs finish roughly in order,
+        so older ones are done): enough to tell whether ``limit`` is reached."""
+        records, _ = self.list_jobs(namespace, limit + 1)
+        return sum(not record.finished for record in records)
+
     # Cancellation -------------------------------------------------------------------------------
     def request_cancel(self, record: JobRecord) -> None:
         put_if_absent(self.s3, self.out_bucket, record.cancel_key, now().encode())

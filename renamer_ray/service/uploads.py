@@ -22,6 +22,7 @@ SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
 TEXT_FIELDS = ("user_prompt", "template", "callback_url")
 MAX_NAME_CHARS = 255
 MAX_HEADER_BYTES = 2048            # one part's header (a 255-character UTF-8 file name fits easily)
+SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a part beyond this goes to a temporary file, not RAM
 FRAMING_BYTES = 64 * 1024          # boundaries and part headers a legitimate body adds to its files
 
 
@@ -96,7 +97,7 @@ def _parser(boundary: bytes, state: _State) -> MultipartParser:
             if len(state.uploads) >= limits.max_files:
                 raise UploadError(413, f"too many files: at most {limits.max_files} per job")
             state.current = Upload(clean_name(filename.decode("utf-8", "replace")),
-                                   tempfile.SpooledTemporaryFile(max_size=2 * 1024 * 1024))
+                                   tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES))
             state.uploads.append(state.current)
         elif name in TEXT_FIELDS:
             state.text, state.text_name = bytearray(), name

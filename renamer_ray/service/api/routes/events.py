@@ -17,16 +17,22 @@ from renamer_ray.service.views import job_view
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 EVENTS_POLL_SECONDS = 0.25
 EVENTS_KEEPALIVE_SECONDS = 15
+EVENTS_MAX_SECONDS = 600          # a stream holds a replica slot: clients reconnect after this
 
 
 @router.get("/{job_id}/events")
 async def events(record: JobDep, request: Request, store: StoreDep) -> StreamingResponse:
     """Server-Sent Events: `progress` whenever the counts change, then one `done` with the full
-    status (as GET /v1/jobs/{id}) and the stream ends. A finished job replays `done` at once."""
+    status (as GET /v1/jobs/{id}) and the stream ends. A finished job replays `done` at once. A
+    stream lasts at most EVENTS_MAX_SECONDS: then a `reconnect` event ends it, and the client
+    follows again."""
 
     async def stream() -> AsyncIterator[str]:
-        current, last, quiet = record, None, 0.0
+        current, last, quiet, lived = record, None, 0.0, 0.0
         while not current.finished:
+            if lived >= EVENTS_MAX_SECONDS:
+                yield f"event: reconnect\ndata: {json.dumps(current.progress())}\n\n"
+                return
             if (now := current.progress()) != last:
                 yield f"event: progress\ndata: {json.dumps(now)}\n\n"
                 last, quiet = now, 0.0
@@ -37,6 +43,7 @@ async def events(record: JobDep, request: Request, store: StoreDep) -> Streaming
                 return
             await asyncio.sleep(EVENTS_POLL_SECONDS)
             quiet += EVENTS_POLL_SECONDS
+            lived += EVENTS_POLL_SECONDS
             current = await run_in_threadpool(store.load, current.namespace, current.job_id) or current
         final = await run_in_threadpool(job_view, store, current)
         yield f"event: done\ndata: {final.model_dump_json(exclude_none=True)}\n\n"

@@ -19,6 +19,7 @@ from renamer_ray.service.webhooks import CallbackRefused, check_url
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 CURSOR = re.compile(r"^\d{14}-jr_[0-9a-f]{16}$")
 MAX_IDEMPOTENCY_KEY = 255
+RETRY_AFTER_SECONDS = 5
 
 FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"], "properties": {
@@ -63,7 +64,8 @@ def _replay(response: Response, record: JobRecord) -> Accepted:
     return Accepted(job_id=record.job_id, status=record.status, count=record.count)
 
 
-@router.post("/rename", response_model=Accepted, openapi_extra=FORM)
+@router.post("/rename", response_model=Accepted, openapi_extra=FORM,
+             responses={429: {"description": "MAX_JOBS_IN_FLIGHT unfinished jobs already; see Retry-After"}})
 async def submit(request: Request, response: Response, ns: NamespaceDep, settings: SettingsDep, store: StoreDep,
                  queue: QueueDep, services: Annotated[Services, Depends(get_services)],
                  idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
@@ -74,6 +76,10 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
     if key and (first := await run_in_threadpool(store.idempotent_job, ns, key)):
         if (record := await run_in_threadpool(store.load, ns, first)) is not None:
             return _replay(response, record)
+    if await run_in_threadpool(store.jobs_in_flight, ns, settings.max_jobs_in_flight) >= settings.max_jobs_in_flight:
+        raise HTTPException(429, f"too many jobs in flight: at most {settings.max_jobs_in_flight} unfinished jobs "
+                                 "per API key; retry when some have finished",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     uploads, fields = await read_uploads(request.headers.get("content-type", ""),
                                          request.headers.get("content-length"), request.stream(), services.limits)
     try:
