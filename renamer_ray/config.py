@@ -33,6 +33,8 @@ class Settings(BaseSettings):
                           description="hub id, local path, or `toy-shapes` for the bundled test checkpoint")
     max_pixels: int = Field(786_432, ge=28 * 28 * 4, le=28 * 28 * 16384)
     max_new_tokens: int = Field(DEFAULT_MAX_NEW_TOKENS, ge=1, le=512)
+    max_decode_pixels: int = Field(40_000_000, ge=1_000_000, le=178_956_970, description=(
+        "largest image (in pixels) decoded at full size; JPEG decodes at reduced size and is exempt"))
     batch_size: int = Field(12, ge=1, le=1024)
     api_port: int = Field(80, ge=1, le=65535)
     model_device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -38,6 +38,10 @@ __all__ = [
 _OPEN_ORDER = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 
 DEFAULT_MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own hard limit (2 * MAX_IMAGE_PIXELS)
+# Formats without reduced-size decoding (all but JPEG) are decoded at full size before they are
+# scaled down to what the model sees: above this many pixels they are refused (≈ 160 MB as RGBA).
+DEFAULT_MAX_DECODE_PIXELS = 40_000_000
+REDUCED_DECODE_FORMATS = ("JPEG", "MPO")  # libjpeg decodes at 1/2, 1/4, 1/8 scale (draft mode)
 #: Qwen2-VL's processor rejects images with a side below this many pixels ...
 MIN_SIDE = 28
 #: ... or with a long/short side ratio above this.
@@ -351,11 +355,14 @@ def decode(
     *,
     max_pixels: int,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
 ) -> DecodedImage:
     """Fully decode ``data`` into upright RGB pixels that fit ``max_pixels``.
 
     - Rejects (ImageError) files whose header claims more than ``max_image_pixels``
-      before decoding anything. Pillow's own guard (2 * ``Image.MAX_IMAGE_PIXELS``)
+      before decoding anything, and files of a format that cannot be decoded at reduced
+      size (all but JPEG) that claim more than ``max_decode_pixels``: decode memory stays
+      bounded whatever the file claims. Pillow's own guard (2 * ``Image.MAX_IMAGE_PIXELS``)
       still applies at open time, so a larger ``max_image_pixels`` needs that raised too.
     - Uses frame 0 of animations, applies EXIF orientation, converts any mode to RGB.
     - Downscales (never upscales), keeping the aspect ratio, then pads with white so both
@@ -376,6 +383,10 @@ def decode(
             raise ImageError(f"truncated or corrupt image data: invalid size {raw_w}x{raw_h}")
         if raw_w * raw_h > max_image_pixels:
             raise _too_large(raw_w, raw_h, max_image_pixels)
+        if fmt not in REDUCED_DECODE_FORMATS and raw_w * raw_h > max_decode_pixels:
+            raise ImageError(
+                f"image too large: {raw_w}x{raw_h} pixels exceeds the {max_decode_pixels:,}-pixel limit for "
+                f"{fmt} files, which must be decoded at full size (MAX_DECODE_PIXELS; decompression-bomb guard)")
         try:
             return _decode_open(im, fmt, raw_w, raw_h, max_pixels)
         except ImageError:

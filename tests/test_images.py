@@ -602,3 +602,17 @@ def test_results_are_immutable():
         d.width = 1  # type: ignore[misc]
     with pytest.raises(AttributeError):
         d.meta.date = "2020-01-01"  # type: ignore[misc]
+
+
+def test_a_45_megapixel_png_is_refused_before_it_is_decoded():
+    """A ~100 KiB PNG that decodes to ≈ 400 MB: formats without reduced decoding are bounded by
+    MAX_DECODE_PIXELS (40 MP), checked from the header; JPEG decodes at reduced size and is exempt."""
+    bomb = png_claiming(7_500, 6_000, complete=True)
+    assert len(bomb) < 1_000_000
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match=r"7500x6000 pixels exceeds the 40,000,000-pixel limit for PNG"):
+        decode(bomb, max_pixels=BIG)
+    assert time.perf_counter() - start < 1.0
+    big_jpeg = encode(solid((7_000, 6_000)), "JPEG")  # 42 MP, decoded at 1/8 scale
+    assert decode(big_jpeg, max_pixels=BIG).meta.width == 7_000
+    assert decode(bomb, max_pixels=BIG, max_decode_pixels=50_000_000).meta.width == 7_500  # the limit is a setting

@@ -17,7 +17,8 @@ def _mtime_date(mtime: float | None) -> str | None:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d") if mtime else None
 
 
-def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: int, progress=None) -> pa.Table:
+def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: int, progress=None,
+                 max_decode_pixels: int = 40_000_000) -> pa.Table:
     """``s3``: region and endpoint_url for s3:// rows. A row marked ``resume`` whose name an
     interrupted attempt already claimed is not read at all, nor is a row of a stopped job
     (``progress``: the run's ProgressBoard, if any)."""
@@ -35,7 +36,8 @@ def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: 
         try:
             if row["size"] > max_file_bytes:
                 raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {max_file_bytes:,}-byte limit")
-            image = decode(read_bytes(open_location(row["source"], **s3)), max_pixels=max_pixels)
+            image = decode(read_bytes(open_location(row["source"], **s3)), max_pixels=max_pixels,
+                           max_decode_pixels=max_decode_pixels)
         except ImageError as exc:
             row["error"] = str(exc)
             continue
@@ -51,3 +53,9 @@ def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: 
 # Half a CPU: decoding is partly I/O, and a different resource shape keeps Ray Data from fusing this
 # stage into the model actors (the GPU must never wait on JPEG decoding).
 DECODE_ARGS = dict(batch_format="pyarrow", num_cpus=0.5)
+
+
+def decode_memory(max_decode_pixels: int) -> int:
+    """Bytes one decode task may need (Ray's `memory` resource, so concurrency follows memory): the
+    largest allowed image as RGBA, once decoded and once converted, plus the file and the result."""
+    return 2 * 4 * max_decode_pixels + 256 * 1024 * 1024

@@ -16,7 +16,7 @@ from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRec
 from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
-from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch
+from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch, decode_memory
 from renamer_ray.pipeline.infer import ASK_CONCURRENCY, ASK_CPUS, NameImages, ask_namer, skip_model
 from renamer_ray.pipeline.listing import SourceListing, Wishes
 from renamer_ray.pipeline.names import dedupe_group, render_stems
@@ -107,7 +107,8 @@ def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: b
     s3 = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
     ds = listed.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
         s3=s3, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=max_file_bytes,
-        progress=progress), **DECODE_ARGS)
+        progress=progress, max_decode_pixels=settings.max_decode_pixels),
+        memory=decode_memory(settings.max_decode_pixels), **DECODE_ARGS)
     if uses_model and namer is not None:
         # Tasks that wait on the warm deployment: no CPU of their own, a few batches in flight.
         ds = ds.map_batches(ask_namer, batch_size=settings.batch_size, batch_format="pyarrow", num_cpus=ASK_CPUS,
