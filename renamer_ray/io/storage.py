@@ -6,6 +6,7 @@ variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``) passed in as arguments, never r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import hashlib
@@ -143,13 +144,24 @@ def copy(source: Location, target: Location, *, content_type: str | None = None)
     if target.is_s3:
         _s3_upload(source, target, content_type)
         return
-    if exists(target):
-        if read_bytes(target) == read_bytes(source):
-            return
-        raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten")
+    if _compare_local(source, target):
+        return
     if not _create_local(target.path, lambda temporary: pafs.copy_files(
             source.path, temporary, source_filesystem=source.filesystem, destination_filesystem=target.filesystem)):
-        copy(source, target, content_type=content_type)  # raced with another writer: compare
+        if not _compare_local(source, target):  # raced with another writer, which made it first
+            raise TargetExists(f"{target.uri} appeared while copying; it was not overwritten")
+
+
+def _compare_local(source: Location, target: Location) -> bool:
+    """True when the local target is already a copy of the source; TargetExists when something else
+    is there — a symbolic link included, dangling or not: it is never followed nor replaced."""
+    if os.path.islink(target.path):
+        raise TargetExists(f"{target.uri} is a symbolic link; it was not followed or replaced")
+    if not os.path.lexists(target.path):
+        return False
+    if os.path.isfile(target.path) and read_bytes(target) == read_bytes(source):
+        return True
+    raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten")
 
 
 def _create_local(path: str, fill) -> bool:
@@ -292,5 +304,25 @@ def any_file_under(location: Location) -> bool:
 
 
 def write_text(location: Location, text: str) -> None:
-    with location.filesystem.open_output_stream(location.path) as stream:
+    with open_output(location) as stream:
         stream.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def open_output(location: Location):
+    """A stream that writes ``location`` whole. Locally through a temporary file renamed into place:
+    a symbolic link planted at the name is replaced, never written through, and readers never see
+    half a file. On S3 a (multipart) upload, which is atomic anyway."""
+    if location.is_s3:
+        with location.filesystem.open_output_stream(location.path) as stream:
+            yield stream
+        return
+    folder, name = os.path.split(location.path)
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.partial")
+    try:
+        with location.filesystem.open_output_stream(temporary) as stream:
+            yield stream
+        os.replace(temporary, location.path)
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)

@@ -41,6 +41,9 @@ def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: 
         except ImageError as exc:
             row["error"] = str(exc)
             continue
+        except FileNotFoundError:
+            row["error"] = "could not read the file: it no longer exists (or is a dangling symbolic link)"
+            continue
         except OSError as exc:  # after the storage client's retries: say that a later run may succeed
             row["error"] = f"could not read the file ({exc}); this looks like a storage error: running again may succeed"
             continue

@@ -65,7 +65,11 @@ def iter_files(root: Location, shard: str) -> Iterator[ListedFile]:
             dirs.clear()
         relative_folder = os.path.relpath(folder, root.path).replace(os.sep, "/")
         for name in sorted(files):
-            stat = os.stat(os.path.join(folder, name))
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # a dangling symbolic link: listed, and it fails alone when it is read
+                stat = os.lstat(path)
             yield ListedFile(posixpath.normpath(posixpath.join(relative_folder, name)), stat.st_size, stat.st_mtime)
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import ray
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import Location, make_dirs, open_location, read_lines, remove_folder, write_text
+from renamer_ray.io.storage import (Location, make_dirs, open_location, open_output, read_lines, remove_folder,
+                                    write_text)
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
@@ -174,7 +175,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
                 flush()
     flush()
     manifest = target.join(MANIFEST_NAME)
-    with manifest.filesystem.open_output_stream(manifest.path) as out:  # S3: a streamed multipart upload
+    with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink
         for line in merge_sorted(read_lines(part) for part in parts):
             out.write(line.encode("utf-8"))
     if options.dry_run:  # a plan only: the claims of an interrupted real run into DST stay for it

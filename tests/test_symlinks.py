@@ -1,0 +1,50 @@
+"""Symbolic links never redirect a write and never fail more than their own file: a link planted at
+the manifest's name is replaced, not written through; a link at a target name fails that file (it is
+neither followed nor replaced); a dangling link among the sources fails alone."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import drawn_files
+from renamer_ray.config import load_settings
+from renamer_ray.pipeline.run import RunOptions, run
+
+
+def make_source(folder, seed: int, count: int) -> dict[str, str]:
+    folder.mkdir()
+    labels = {}
+    for i, (data, fmt, label) in enumerate(drawn_files(seed=seed, count=count, max_side=300)):
+        name = f"img_{i}.{fmt.lower().replace('heif', 'heic')}"
+        (folder / name).write_bytes(data)
+        labels[name] = label
+    return labels
+
+
+def test_links_in_dst_and_src_are_never_followed_and_fail_alone(ray_local, tmp_path):
+    settings = load_settings(model_id="toy-shapes", batch_size=4)
+    labels = make_source(tmp_path / "src", seed=960, count=4)
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "src" / "broken.jpg")  # a dangling link among the sources
+    reference = run(RunOptions(source=str(tmp_path / "src"), target=str(tmp_path / "reference")), settings)
+    names = {r.source.rsplit("/", 1)[1]: r.name for r in reference.records if r.status == "ok"}
+    assert set(names) == set(labels)
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    os.symlink(victim, dst / "manifest.jsonl")  # planted: the manifest must not be written through it
+    taken = sorted(names)[0]
+    os.symlink(tmp_path / "gone", dst / names[taken])  # a dangling link at a name the run will give
+
+    summary = run(RunOptions(source=str(tmp_path / "src"), target=str(dst)), settings)
+
+    assert victim.read_text() == "precious"
+    assert (dst / "manifest.jsonl").is_file() and not (dst / "manifest.jsonl").is_symlink()
+    by_source = {r.source.rsplit("/", 1)[1]: r for r in summary.records}
+    assert "symbolic link" in by_source[taken].error and os.path.islink(dst / names[taken])
+    assert "no longer exists" in by_source["broken.jpg"].error
+    for name, record in by_source.items():
+        if name not in (taken, "broken.jpg"):
+            assert record.status == "ok" and record.name == names[name]
+            assert (dst / record.name).read_bytes() == (tmp_path / "src" / name).read_bytes()
