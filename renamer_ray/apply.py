@@ -38,10 +38,21 @@ def _check(record: FileRecord, real_format: str, taken: dict[str, str]) -> str |
     return None
 
 
+def read_plan(data: bytes) -> list[FileRecord]:
+    """The records of a manifest's bytes; anything that is not one valid record per line is a
+    PlanError naming the line (never a traceback)."""
+    try:
+        return list(parse_lines(data.decode("utf-8")))
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"the manifest is not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:
+        raise PlanError(f"the manifest is not valid: {str(exc).splitlines()[0]}") from None
+
+
 def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummary:
     started = time.monotonic()
     loc = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-    plan = list(parse_lines(read_bytes(open_location(manifest_uri, **loc)).decode("utf-8")))
+    plan = read_plan(read_bytes(open_location(manifest_uri, **loc)))
     target_dir = open_location(dst_uri, **loc)
     problems, taken, jobs = [], {}, []
     for record in plan:
