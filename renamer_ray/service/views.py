@@ -10,6 +10,26 @@ from renamer_ray.service.jobs import JobRecord
 from renamer_ray.service.store import JobStore
 
 
+class Problem(BaseModel):
+    """Every error answer: a sentence saying what is wrong (FastAPI's own request validation gives
+    a list of problems instead, one per field)."""
+
+    detail: str | list[dict]
+
+
+ERRORS = {status: {"model": Problem, "description": description} for status, description in {
+    400: "a malformed request (no files, a broken multipart body)",
+    401: "a missing or unknown API key",
+    404: "no such job for this API key",
+    409: "the job is in the wrong state for this (still running, or already finished)",
+    413: "over a size limit (MAX_FILES_PER_JOB, MAX_FILE_BYTES, MAX_JOB_BYTES)",
+    415: "not multipart/form-data, or a file that is not a supported image",
+    422: "an invalid field or parameter",
+    429: "MAX_JOBS_IN_FLIGHT unfinished jobs already; see Retry-After",
+    503: "the job queue is not configured",
+}.items()}
+
+
 class Accepted(BaseModel):
     job_id: str
     status: str

@@ -12,11 +12,12 @@ from renamer_ray.service.api.routes import events, jobs, ops, page
 from renamer_ray.service.queue import JobQueue
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits, UploadError
+from renamer_ray.service.views import ERRORS
 
 
 def create_app(settings: Settings, *, driver_status: DriverStatus | None = None) -> FastAPI:
     """``driver_status``: an async callable returning the queue driver's status (``/ready`` needs it)."""
-    app = FastAPI(title="renamer_ray", version="0.2.0",
+    app = FastAPI(title="renamer_ray", version="0.2.0", responses=ERRORS,
                   description="Strict, meaningful image file names from a vision-language model.")
     app.state.services = Services(
         settings=settings, store=JobStore(settings),

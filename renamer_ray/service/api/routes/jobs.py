@@ -64,8 +64,7 @@ def _replay(response: Response, record: JobRecord) -> Accepted:
     return Accepted(job_id=record.job_id, status=record.status, count=record.count)
 
 
-@router.post("/rename", response_model=Accepted, openapi_extra=FORM,
-             responses={429: {"description": "MAX_JOBS_IN_FLIGHT unfinished jobs already; see Retry-After"}})
+@router.post("/rename", response_model=Accepted, openapi_extra=FORM)
 async def submit(request: Request, response: Response, ns: NamespaceDep, settings: SettingsDep, store: StoreDep,
                  queue: QueueDep, services: Annotated[Services, Depends(get_services)],
                  idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
@@ -121,8 +120,7 @@ async def status(record: JobDep, store: StoreDep) -> JobView:
     return await run_in_threadpool(job_view, store, record)
 
 
-@router.delete("/{job_id}", response_model=JobView, response_model_exclude_none=True, status_code=202,
-               responses={409: {"description": "the job has already finished"}})
+@router.delete("/{job_id}", response_model=JobView, response_model_exclude_none=True, status_code=202)
 async def cancel(record: JobDep, store: StoreDep) -> JobView:
     """Cancel: a queued job never runs (status `cancelled` at once); a running job stops at its
     next batch (status `cancelled` within seconds; files renamed before stay in the manifest)."""
