@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import ray
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import (Location, make_dirs, open_location, open_output, read_lines, remove_folder,
-                                    write_text)
+from renamer_ray.io.storage import (Location, any_file_under, make_dirs, open_location, open_output, read_lines,
+                                    remove_folder, write_text)
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
@@ -181,7 +181,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     if options.dry_run:  # a plan only: the claims of an interrupted real run into DST stay for it
         for part in parts:
             part.filesystem.delete_file(part.path)
-    else:
+    if not options.dry_run or not any_file_under(parts_folder):
         remove_folder(parts_folder)
     return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"], resumed=resumed,
                       seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)
