@@ -223,3 +223,28 @@ def test_a_bulk_run_can_name_with_the_warm_namer(serve_namer, tmp_path):
         relative = record.source.removeprefix(str(source) + "/")
         assert record.name.startswith(labels[relative]), (record, labels)
         assert (tmp_path / "out" / record.name).read_bytes() == (source / relative).read_bytes()
+
+
+def test_a_namer_replica_killed_mid_job_costs_the_job_nothing(settings):
+    """Fault: the warm namer's process is SIGKILLed while a job's images are being named (a spot GPU
+    node lost). Serve replaces the replica, the run asks again, and the job finishes on its first
+    attempt with every name right and every output exactly once."""
+    import psutil
+
+    def namers() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"])
+                if p.info["cmdline"] and "ServeReplica:renamer:namer" in " ".join(p.info["cmdline"])]
+
+    driver = Driver(settings, namer=NamerRef())
+    record, labels = enqueue(driver, seed=760, count=120)
+    with serving(driver):
+        deadline = time.monotonic() + 120
+        while not (now := driver.store.load(TENANT, record.job_id)).named:
+            assert time.monotonic() < deadline, "the job never started naming"
+            time.sleep(0.1)  # polling the job record, not synchronising on time
+        [victim] = namers()
+        victim.kill()
+        assert now.named < now.count and not now.finished, "the kill must land mid-job"
+        done = assert_done_exactly_once(driver, record, labels)
+    assert done.attempts == 1
+    assert [p.pid for p in namers()] != [victim.pid]

@@ -13,6 +13,7 @@ import functools
 import os
 
 import pyarrow as pa
+from ray.exceptions import RayActorError
 
 from renamer_ray.pipeline.columns import ANSWERED, table
 from renamer_ray.pipeline.progress import stopped_reasons
@@ -24,6 +25,7 @@ ASK_CONCURRENCY = 2               # batches one run may have in flight at the na
 # Data 2.60 (measured: 1.2 s → 0.25 s for a one-image run); a hundredth of a CPU avoids it.
 ASK_CPUS = 0.01
 ASK_POLL_SECONDS = 1.0            # how often a waiting batch checks whether its run was stopped
+ASK_RETRIES_ON_REPLICA_LOSS = 8   # calls of one batch asked again after their replica died
 
 
 def needs_model(row: dict) -> bool:
@@ -111,7 +113,12 @@ def ask_namer(batch: pa.Table, *, app: str, deployment: str, progress=None) -> p
             row["error"] = stopped[row["target_root"]]
     todo = [row for row in rows if needs_model(row)]
     handle = namer_handle(app, deployment)
-    pending = [(row, handle.name.remote({k: row[k] for k in IMAGE_KEYS})) for row in todo]
+
+    def ask(row: dict):
+        return handle.name.remote({k: row[k] for k in IMAGE_KEYS})
+
+    pending = [(row, ask(row)) for row in todo]
+    lost = 0
     while pending:
         row, response = pending[0]
         try:
@@ -120,6 +127,14 @@ def ask_namer(batch: pa.Table, *, app: str, deployment: str, progress=None) -> p
             continue
         except TimeoutError:
             pass
+        except RayActorError:
+            # The replica died with the call (node lost, process killed): Serve replaces it; ask
+            # again, so that losing a replica costs the job a short wait, not an attempt.
+            lost += 1
+            if lost > ASK_RETRIES_ON_REPLICA_LOSS:
+                raise
+            pending[0] = (row, ask(row))
+            continue
         stopped = stopped_reasons(progress)
         for row, response in [p for p in pending if p[0]["target_root"] in stopped]:
             response.cancel()
