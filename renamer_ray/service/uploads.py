@@ -16,7 +16,7 @@ from typing import AsyncIterator, BinaryIO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from renamer_ray.images import NotAnImage, ImageError, sniff_format
+from renamer_ray.images import ImageError, NotAnImage, UnreadableHeader, sniff_format
 
 SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
 TEXT_FIELDS = ("user_prompt", "template", "callback_url")
@@ -168,7 +168,15 @@ async def read_uploads(content_type: str, content_length: str | None, chunks: As
         head = upload.body.read(SNIFF_BYTES)
         upload.body.seek(0)
         try:
-            upload.format = sniff_format(head)
+            try:
+                upload.format = sniff_format(head)
+            except UnreadableHeader:
+                if upload.size <= len(head):
+                    raise
+                # A header larger than the sniffed part (a 1 MiB ICC profile, huge EXIF): read it all
+                # (at most MAX_FILE_BYTES, and only for such files).
+                upload.format = sniff_format(upload.body.read())
+                upload.body.seek(0)
         except NotAnImage as exc:  # includes a signature whose header Pillow cannot read
             _close(state.uploads)
             raise UploadError(415, f"{upload.original!r} is not a supported image ({exc}); accepted: "
