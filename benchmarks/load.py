@@ -55,8 +55,8 @@ def rss_by_kind() -> dict[str, int]:
     return dict(out)
 
 
-def client(api: str, pool, stop: threading.Event, results: list, lock: threading.Lock) -> None:
-    with httpx.Client(timeout=600) as http:
+def client(api: str, key: str, pool, stop: threading.Event, results: list, lock: threading.Lock) -> None:
+    with httpx.Client(timeout=600, headers={"X-API-Key": key}) as http:
         while not stop.is_set():
             data, label = random.choice(pool)
             started = time.monotonic()
@@ -89,7 +89,10 @@ def main() -> None:
     from renamer_ray.config import load_settings
     from renamer_ray.service.stack import LocalStack, free_ports
 
-    settings = load_settings(api_port=free_ports(1)[0], max_jobs_in_flight=10_000)
+    # Ten API keys, the clients spread over them: MAX_JOBS_IN_FLIGHT stays at its default (its check
+    # reads the newest MAX_JOBS_IN_FLIGHT + 1 job records of the key at every submission).
+    keys = [f"load-key-{n}" for n in range(10)]
+    settings = load_settings(api_port=free_ports(1)[0], api_keys=",".join(f"{k}:load-{n}" for n, k in enumerate(keys)))
     stack = LocalStack(settings, workdir=Path(tempfile.mkdtemp()), dashboard_port=free_ports(1)[0])
     stack.start()
     pool = images(64)
@@ -101,8 +104,8 @@ def main() -> None:
         for clients in args.clients:
             for number in range(1, args.rounds + 1):
                 results, lock, stop = [], threading.Lock(), threading.Event()
-                threads = [threading.Thread(target=client, args=(stack.api, pool, stop, results, lock))
-                           for _ in range(clients)]
+                threads = [threading.Thread(target=client, args=(stack.api, keys[n % len(keys)], pool, stop, results, lock))
+                           for n in range(clients)]
                 for thread in threads:
                     thread.start()
                 stop.wait(args.seconds)  # the round's length: the load stops by itself
