@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         "allow callback_url to reach loopback/private addresses (the local stack sets it)"))
 
     @property
+    def driver_stale_seconds(self) -> float:
+        """A driver that has not polled the queue this long is stuck (one long poll plus a margin):
+        its health check fails and /ready answers 503."""
+        return self.sqs_wait_seconds + 30
+
+    @property
     def key_namespaces(self) -> dict[str, str]:
         """API key → namespace. A key without ``:namespace`` gets one derived from its hash."""
         import hashlib

@@ -203,7 +203,8 @@ def s3_client(region: str | None, endpoint_url: str | None):
                         config=Config(retries={"mode": "standard", "max_attempts": S3_ATTEMPTS}))
 
 
-def _head(client, bucket: str, key: str) -> dict | None:
+def head_if_exists(client, bucket: str, key: str) -> dict | None:
+    """HeadObject's answer, or None when the key does not exist."""
     try:
         return client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -220,7 +221,7 @@ def _s3_upload(source: Location, target: Location, content_type: str | None) -> 
     fingerprint = f"{source.uri}@{hashlib.sha256(data).hexdigest()[:32]}"
     if not put_if_absent(client, bucket, key, data, ContentType=content_type or "application/octet-stream",
                           Metadata={FINGERPRINT_KEY: fingerprint}):
-        existing = _head(client, bucket, key) or {}
+        existing = head_if_exists(client, bucket, key) or {}
         if existing.get("Metadata", {}).get(FINGERPRINT_KEY) != fingerprint:
             raise TargetExists(f"{target.uri} already exists with other content; it was not overwritten")
 
@@ -232,7 +233,7 @@ def _s3_copy(source: Location, target: Location, content_type: str | None) -> No
     fingerprint = f"{src_bucket}/{src_key}@{head['ETag'].strip(chr(34))}"
 
     def already_done() -> bool:
-        existing = _head(client, dst_bucket, dst_key)
+        existing = head_if_exists(client, dst_bucket, dst_key)
         if existing is None:
             return False
         if existing.get("Metadata", {}).get(FINGERPRINT_KEY) == fingerprint:

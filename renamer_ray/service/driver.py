@@ -69,7 +69,6 @@ class HeldJob:
 class Run:
     number: int
     jobs: list[HeldJob]
-    board: object = None              # ProgressBoard actor handle
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
     progress_mark: int = 0            # files named or finished when progress was last seen
@@ -186,12 +185,13 @@ class Driver:
             with self.lock:
                 self.pending.append(job)
 
-    def held(self, job_id: str) -> HeldJob | None:
+    def all_held(self) -> list[HeldJob]:
+        """Every job this driver holds a message for: waiting for a slot, or in a run."""
         with self.lock:
-            for job in self.pending + [job for run in self.runs.values() for job in run.jobs]:
-                if job.record.job_id == job_id and not job.closed:
-                    return job
-        return None
+            return self.pending + [job for run in self.runs.values() for job in run.jobs]
+
+    def held(self, job_id: str) -> HeldJob | None:
+        return next((job for job in self.all_held() if job.record.job_id == job_id and not job.closed), None)
 
     def accept(self, message: Message) -> HeldJob | None:
         """The job to hold for this message, or None when there is nothing (more) to run."""
@@ -262,8 +262,7 @@ class Driver:
     def execute(self, run: Run) -> None:
         """Run the jobs' pipeline, then finish each job; any failure stays with its jobs."""
         try:
-            run.board = self.board
-            run.board.forget.remote(self.outputs(run))  # an earlier attempt's progress never leaks in
+            self.board.forget.remote(self.outputs(run))  # an earlier attempt's progress never leaks in
             for job in run.jobs:
                 record = job.record
                 record.status, record.attempts, record.error = "running", record.attempts + 1, None
@@ -290,8 +289,8 @@ class Driver:
             if self.metrics:
                 self.metrics.running.set(len(self.runs))
         self.slot_freed.set()
-        if run.board is not None and not run.abandoned:
-            run.board.forget.remote(self.outputs(run))
+        if not run.abandoned:
+            self.board.forget.remote(self.outputs(run))
 
     def outputs(self, run: Run) -> list[str]:
         return [self.store.output_uri(job.record) for job in run.jobs]
@@ -316,7 +315,7 @@ class Driver:
         listed = ray.data.from_arrow(table([row for job in run.jobs for row in self.rows(job.record)], LISTED))
         uses_model = any(NameTemplate.parse(job.record.template).uses("subject") for job in run.jobs)
         dataset = build_dataset(listed, self.settings, uses_model=uses_model, max_file_bytes=self.settings.max_file_bytes,
-                                progress=run.board, namer=self.namer)
+                                progress=self.board, namer=self.namer)
         for row in dataset.iter_rows():
             if run.abandoned:
                 return
@@ -460,9 +459,10 @@ class Driver:
             self.upkeep_alive = False
 
     def upkeep_once(self) -> None:
+        import ray
+
         with self.lock:
-            pending, runs = list(self.pending), list(self.runs.values())
-        held = pending + [job for run in runs for job in run.jobs]
+            pending, runs, held = list(self.pending), list(self.runs.values()), self.all_held()
         if time.monotonic() - self.last_beat >= self.settings.heartbeat_seconds:
             self.last_beat = time.monotonic()
             for job in held:
@@ -477,8 +477,10 @@ class Driver:
                 with self.lock:
                     self.pending = [j for j in self.pending if j is not job]
                 self.safely(self.close_cancelled, job)
-        for run in runs:
-            self.safely(self.watch, run)
+        if runs:  # one snapshot of the shared board for every run
+            named = ray.get(self.board.snapshot.remote(), timeout=5)
+            for run in runs:
+                self.safely(self.watch, run, named)
 
     def extend(self, job: HeldJob) -> None:
         try:
@@ -498,14 +500,12 @@ class Driver:
             self.count_error("upkeep")
             return None
 
-    def watch(self, run: Run) -> None:
-        """Publish the run's progress, stop its cancelled jobs, and give it up if it has stalled."""
-        import ray
-
-        if run.board is None or run.abandoned:
+    def watch(self, run: Run, named: dict[str, list[str]]) -> None:
+        """Publish the run's progress, stop its cancelled jobs, and give it up if it has stalled.
+        ``named``: the board's snapshot (every run's outputs; only this run's count here)."""
+        if run.abandoned:
             return
-        named = ray.get(run.board.snapshot.remote(), timeout=5)
-        mark = sum(len(v) for v in named.values()) + sum(len(job.records) for job in run.jobs)
+        mark = sum(len(named.get(output, [])) for output in self.outputs(run)) + sum(len(job.records) for job in run.jobs)
         if mark > run.progress_mark:
             run.progress_mark, run.last_progress = mark, time.monotonic()
         for job in run.jobs:
@@ -522,7 +522,7 @@ class Driver:
             if snapshot is not None:
                 self.store.save(snapshot)
             if self.store.cancel_requested(job.record):
-                run.board.stop.remote(output, CANCEL_REASON)
+                self.board.stop.remote(output, CANCEL_REASON)
         stalled = time.monotonic() - run.last_progress
         if stalled >= self.settings.run_stall_seconds:
             self.abandon(run, self.stall_reason(stalled))
@@ -544,7 +544,7 @@ class Driver:
         log.error("%s stalled: %s", run.describe(), reason)
         run.abandoned = True
         for job in run.jobs:
-            run.board.stop.remote(self.store.output_uri(job.record), f"the run was given up: {reason}")
+            self.board.stop.remote(self.store.output_uri(job.record), f"the run was given up: {reason}")
             self.fail(job, reason)
         with self.lock:
             self.runs.pop(run.number, None)
@@ -559,8 +559,7 @@ class Driver:
 
     def health_problem(self) -> str | None:
         """Why this driver is unhealthy, or None. The loop polls at least every SQS_WAIT_SECONDS."""
-        limit = self.settings.sqs_wait_seconds + 30
-        if (age := time.time() - self.last_poll) > limit:
+        if (age := time.time() - self.last_poll) > self.settings.driver_stale_seconds:
             return f"the driver has not polled the queue for {age:.0f} s"
         if self.metrics is not None and not self.upkeep_alive:
             return "the driver's upkeep thread has stopped"
@@ -569,8 +568,8 @@ class Driver:
     def shutdown(self) -> None:
         """Hand back every message not finished here, so another driver can take it at once; runs
         in progress resume from their claims."""
-        with self.lock:
-            held = self.pending + [job for run in self.runs.values() for job in run.jobs]
+        with self.lock:  # re-entrant: all_held takes it too
+            held = self.all_held()
             self.pending = []
             for run in self.runs.values():
                 run.abandoned = True

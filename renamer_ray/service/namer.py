@@ -40,7 +40,7 @@ def namer_options(settings: Settings) -> dict:
     else:
         options["autoscaling_config"] = {
             "min_replicas": settings.namer_min_replicas, "max_replicas": settings.namer_max_replicas,
-            "initial_replicas": max(settings.namer_min_replicas, 1) if settings.namer_min_replicas else 0,
+            "initial_replicas": settings.namer_min_replicas,
             "target_ongoing_requests": settings.batch_size, "upscale_delay_s": 5,
             "downscale_delay_s": 300}
     return options

@@ -11,7 +11,7 @@ from typing import BinaryIO, Iterator
 from botocore.exceptions import ClientError
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import put_if_absent, s3_client
+from renamer_ray.io.storage import head_if_exists, put_if_absent, s3_client
 from renamer_ray.manifest import FileRecord, parse_lines
 from renamer_ray.service.jobs import JOB_ID, JobFile, JobRecord, index_prefix, now, record_key
 
@@ -32,22 +32,19 @@ class JobStore:
         return record
 
     def load(self, namespace: str, job_id: str) -> JobRecord | None:
+        body = self._get_if_exists(record_key(namespace, job_id))
+        return JobRecord.model_validate_json(body) if body is not None else None
+
+    def _get_if_exists(self, key: str) -> bytes | None:
         try:
-            body = self.s3.get_object(Bucket=self.out_bucket, Key=record_key(namespace, job_id))["Body"].read()
+            return self.s3.get_object(Bucket=self.out_bucket, Key=key)["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
-        return JobRecord.model_validate_json(body)
 
     def exists(self, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=self.out_bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        return head_if_exists(self.s3, self.out_bucket, key) is not None
 
     # Listing, newest first ----------------------------------------------------------------------
     def add_to_index(self, record: JobRecord) -> None:
@@ -85,12 +82,9 @@ class JobStore:
 
     def idempotent_job(self, namespace: str, key: str) -> str | None:
         """The job id a request with this Idempotency-Key made in the last 24 h, if any."""
-        try:
-            body = self.s3.get_object(Bucket=self.out_bucket, Key=self._idempotency_key(namespace, key))["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+        body = self._get_if_exists(self._idempotency_key(namespace, key))
+        if body is None:
+            return None
         entry = json.loads(body)
         if datetime.now(timezone.utc) - datetime.fromisoformat(entry["created_at"]) > IDEMPOTENCY_WINDOW:
             return None

@@ -11,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 from renamer_ray.service.api.deps import Services, get_driver_status, get_services
 
 router = APIRouter(tags=["ops"])
-DRIVER_MARGIN_SECONDS = 30        # beyond one long poll (SQS_WAIT_SECONDS) before the driver counts as stuck
 
 
 @router.get("/health")
@@ -35,7 +34,7 @@ async def ready(services: Annotated[Services, Depends(get_services)],
     if isinstance(driver, str):
         checks["driver"] = driver
     else:
-        age, limit = driver["last_poll_age_s"], services.settings.sqs_wait_seconds + DRIVER_MARGIN_SECONDS
-        checks["driver"] = "ok" if age <= limit else f"stale: the driver last polled the queue {age:.0f} s ago"
+        age = driver["last_poll_age_s"]
+        checks["driver"] = "ok" if age <= services.settings.driver_stale_seconds else f"stale: the driver last polled the queue {age:.0f} s ago"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
