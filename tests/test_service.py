@@ -174,7 +174,7 @@ def wait_until(check, what: str, timeout: float = 300):
 def test_a_small_job_finishes_before_a_running_big_one(stack):
     """Big jobs of one key hold their runs; a one-image job of another key, submitted while they
     run, starts at once in a run of its own, shares the namer and finishes while they still run."""
-    big_files = [images(seed=410 + n, count=LIMITS["MAX_FILES_PER_JOB"])[0] for n in range(2)]
+    big_files = [images(seed=410 + n, count=LIMITS["MAX_FILES_PER_JOB"])[0] for n in range(3)]
     big = [submit(stack, files).json()["job_id"] for files in big_files]
     wait_until(lambda: any(status_of(stack, job)["status"] == "running" for job in big), "a big job runs")
     files, labels = images(seed=411, count=1)
