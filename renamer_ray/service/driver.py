@@ -33,7 +33,7 @@ from renamer_ray.io.storage import open_location, remove_folder
 from renamer_ray.manifest import PARTS_FOLDER, FileRecord
 from renamer_ray.naming import NameTemplate, TemplateError
 from renamer_ray.pipeline.run import NamerRef
-from renamer_ray.service.jobs import CANCEL_REASON, JobFile, JobRecord, final_status
+from renamer_ray.service.jobs import CANCEL_REASON, JobFile, JobRecord, final_status, now
 from renamer_ray.service.queue import JobQueue, Message, is_gone
 from renamer_ray.service.scheduling import Waiting, next_run
 from renamer_ray.service.store import JobStore
@@ -266,6 +266,7 @@ class Driver:
             for job in run.jobs:
                 record = job.record
                 record.status, record.attempts, record.error = "running", record.attempts + 1, None
+                record.started_at = now()
                 record.restart()
                 self.store.save(record.model_copy(deep=True))
             log.info("%s started", run.describe())

@@ -51,6 +51,8 @@ class JobRecord(BaseModel):
     attempts: int = 0
     created_at: str = Field(default_factory=now)
     updated_at: str = Field(default_factory=now)
+    started_at: str | None = None     # when the latest attempt started (queue wait = started - created)
+    finished_at: str | None = None    # when it reached a final status
 
     @property
     def finished(self) -> bool:

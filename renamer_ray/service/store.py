@@ -27,6 +27,8 @@ class JobStore:
     # The record -------------------------------------------------------------------------------
     def save(self, record: JobRecord) -> JobRecord:
         record.updated_at = now()
+        if record.finished and record.finished_at is None:
+            record.finished_at = record.updated_at
         self.s3.put_object(Bucket=self.out_bucket, Key=record.record_key, Body=record.model_dump_json().encode(),
                            ContentType="application/json")
         return record

@@ -64,6 +64,8 @@ class JobView(BaseModel):
     files: list[FileProgress]         # per-file progress, in upload order
     created_at: str
     updated_at: str
+    started_at: str | None = None     # the latest attempt's start; absent while queued
+    finished_at: str | None = None
     results: list[FileResult] | None = None
     manifest_url: str | None = None
     archive_url: str | None = None
@@ -88,7 +90,8 @@ class JobList(BaseModel):
 
 def job_view(store: JobStore, record: JobRecord) -> JobView:
     """Status and per-file progress; when finished, one result per file with a download URL."""
-    out = JobView(**record.progress(), created_at=record.created_at, updated_at=record.updated_at)
+    out = JobView(**record.progress(), created_at=record.created_at, updated_at=record.updated_at,
+                  started_at=record.started_at, finished_at=record.finished_at)
     if record.has_manifest:
         results = []
         for r in store.manifest(record):
