@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(400, ge=0, le=10_000)
     max_jobs_in_flight: int = Field(50, ge=1, le=10_000, description=(
         "unfinished jobs one API key (namespace) may have; more get 429 with Retry-After"))
+    request_timeout_seconds: float = Field(660, ge=630, le=24 * 3600, description=(
+        "Serve's HTTP request timeout: bounds uploads and ZIP downloads; above the 600 s event-stream lifetime"))
     url_expires_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
     sqs_wait_seconds: int = Field(20, ge=0, le=20, description="long-poll wait per receive")
     visibility_timeout: int = Field(120, ge=5, le=12 * 3600, description="seconds a received job stays hidden")

@@ -16,7 +16,7 @@ import pytest
 import ray
 import yaml
 
-from renamer_ray.config import Settings
+from renamer_ray.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TF, CLUSTER = REPO / "terraform", REPO / "cluster"
@@ -156,6 +156,11 @@ def test_serve_config_passes_serves_deploy_schema_and_imports():
     namer = deployments["namer"]
     assert namer["ray_actor_options"]["num_gpus"] == 1 and namer["autoscaling_config"]["min_replicas"] == 0
     assert namer["autoscaling_config"]["max_replicas"] == 1  # --max-gpu-workers
+    # Every request is bounded in time, and event streams end (with "reconnect") before the bound cuts them.
+    from renamer_ray.service.api.routes.events import EVENTS_MAX_SECONDS
+
+    timeout = rendered["http_options"]["request_timeout_s"]
+    assert EVENTS_MAX_SECONDS < timeout == load_settings().request_timeout_seconds
 
 
 def test_dockerfile_lints_clean_and_pins_this_ray():

@@ -144,3 +144,32 @@ def test_a_burst_of_slow_down_on_one_object_is_retried_like_every_other_request(
     finally:
         proxy.close()
     assert data == b"bytes of a photo" and proxy.refused == 4
+
+
+def test_a_multipart_copy_is_create_only_like_a_single_copy(s3, buckets, monkeypatch):
+    """Objects over 5 GB are copied in parts. The copy of an 11 MiB source in 5 MiB parts is
+    byte-identical; a target that appears while the parts are being copied is never overwritten,
+    and the abandoned upload leaves no parts behind."""
+    from renamer_ray.io import storage
+
+    src, dst = buckets
+    body = os.urandom(11 * 1024 * 1024)
+    s3.put_object(Bucket=src, Key="big/scan.tiff", Body=body, ContentType="image/tiff")
+    monkeypatch.setattr(storage, "SINGLE_COPY_LIMIT", 1024)
+    monkeypatch.setattr(storage, "MULTIPART_COPY_PART", 5 * 1024 * 1024)
+    location = lambda bucket, key: storage.open_location(f"s3://{bucket}/{key}", region="us-east-1",  # noqa: E731
+                                                          endpoint_url=s3.meta.endpoint_url)
+
+    storage.copy(location(src, "big/scan.tiff"), location(dst, "scan-copy.tiff"))
+    copied = s3.get_object(Bucket=dst, Key="scan-copy.tiff")
+    assert copied["Body"].read() == body and copied["ContentType"] == "image/tiff"
+    assert copied["Metadata"][FINGERPRINT_KEY].startswith(f"{src}/big/scan.tiff@")
+
+    # Someone else's object appears at the target after the look, before the upload completes.
+    head = s3.head_object(Bucket=src, Key="big/scan.tiff")
+    s3.put_object(Bucket=dst, Key="taken.tiff", Body=b"someone else's")
+    with pytest.raises(storage.ClientError, match="PreconditionFailed"):
+        storage.multipart_copy(s3, {"Bucket": src, "Key": "big/scan.tiff", "ETag": head["ETag"]},
+                               len(body), dst, "taken.tiff", {})
+    assert s3.get_object(Bucket=dst, Key="taken.tiff")["Body"].read() == b"someone else's"
+    assert not s3.list_multipart_uploads(Bucket=dst).get("Uploads")

@@ -24,8 +24,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pyarrow import fs as pafs
 
-# Objects up to this size are copied with one CopyObject; larger ones with a multipart copy.
+# Objects up to this size are copied with one CopyObject; larger ones with a multipart copy of
+# parts of at least MULTIPART_COPY_PART (S3: 5 GiB per CopyObject, 10,000 parts per upload).
 SINGLE_COPY_LIMIT = 5 * 1024**3
+MULTIPART_COPY_PART = 512 * 1024**2
 # Metadata key on every object a run writes: which source (bucket/key@etag) it is a copy of.
 FINGERPRINT_KEY = "renamer-source"
 
@@ -253,12 +255,37 @@ def _s3_copy(source: Location, target: Location, content_type: str | None) -> No
     try:
         if head["ContentLength"] <= SINGLE_COPY_LIMIT:
             client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=copy_source, IfNoneMatch="*", **extra)
-        else:  # multipart copy (UploadPartCopy), still server-side
-            client.copy(copy_source, dst_bucket, dst_key, ExtraArgs=extra)
+        else:
+            extra.pop("MetadataDirective")
+            multipart_copy(client, {**copy_source, "ETag": head["ETag"]}, head["ContentLength"], dst_bucket,
+                           dst_key, extra)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in _TAKEN:
             if already_done():
                 return
+        raise
+
+
+def multipart_copy(client, source: dict, size: int, bucket: str, key: str, extra: dict) -> None:
+    """Server-side copy in parts (UploadPartCopy), create-only like a single copy: the upload
+    completes with If-None-Match, so a target that appeared meanwhile is never overwritten, and
+    every part is copied only from the source version that was looked at (its ETag). Any failure
+    aborts the upload, leaving no parts behind."""
+    part_size = max(MULTIPART_COPY_PART, -(-size // 10_000))
+    copy_source = {"Bucket": source["Bucket"], "Key": source["Key"]}
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+    try:
+        parts = []
+        for number, start in enumerate(range(0, size, part_size), start=1):
+            copied = client.upload_part_copy(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, CopySource=copy_source,
+                CopySourceRange=f"bytes={start}-{min(start + part_size, size) - 1}",
+                CopySourceIfMatch=source["ETag"])
+            parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+    except BaseException:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
 
 

@@ -234,7 +234,8 @@ class LocalStack:
 
         ray.init(address=self.head.address, logging_level=logging.WARNING, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1" if self.moto else self.settings.api_host,
-                                  "port": self.settings.api_port})
+                                  "port": self.settings.api_port,
+                                  "request_timeout_s": self.settings.request_timeout_seconds})
         serve.run(build_app(self.settings, runtime_env={"env_vars": settings_env(self.settings)}),
                   name="renamer", route_prefix="/")
 
