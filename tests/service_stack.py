@@ -14,9 +14,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+import psutil
+
+from conftest import drawn_files
+
 BIN = Path(sys.executable).parent
 KEY_A, KEY_B = "key-a-0123456789", "key-b-9876543210"
+A = {"X-API-Key": KEY_A}
 STACK_SECRET = "stack-webhook-secret"
+MAX_RECEIVES = 5  # deliveries of a job's message before the DLQ: the fault suite kills the driver 3 times in one job
 LIMITS = dict(MAX_FILES_PER_JOB=50, MAX_FILE_BYTES=3 * 1024 * 1024, MAX_JOB_BYTES=20 * 1024 * 1024)
 
 
@@ -27,6 +34,7 @@ class RunningStack:
     env: dict[str, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     _queue: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
+    endpoint: object = None           # the CutProxy between the stack and its S3/SQS server, if any
 
     @property
     def api(self) -> str:
@@ -84,3 +92,33 @@ def start_stack(env: dict[str, str], workdir: Path, dashboard_port: int, timeout
         if line.group(0) == "ready.":
             return stack
         stack.urls[line.group(2)] = line.group(3)
+
+
+# Clients of a running stack, as a user's script would be ---------------------------------------------
+def submit(stack, files, data=None, headers=A) -> httpx.Response:
+    return httpx.post(f"{stack.api}/v1/jobs/rename", files=files, data=data or {}, headers=headers, timeout=120)
+
+
+def images(seed: int, count: int):
+    """(form files, labels) of freshly drawn shapes in rotating formats."""
+    drawn = drawn_files(seed=seed, count=count, max_side=500)
+    return [("files", (f"photo-{i}.{fmt.lower()}", data)) for i, (data, fmt, _) in enumerate(drawn)], \
+        [label for _, _, label in drawn]
+
+
+def status_of(stack, job_id: str) -> dict:
+    return httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers=A).json()
+
+
+def wait_until(check, what: str, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)  # polling the API, not synchronising on time
+    return result
+
+
+def replica_processes(deployment: str) -> list[psutil.Process]:
+    """The processes of a Serve deployment's replicas (Ray titles them ray::ServeReplica:APP:NAME)."""
+    title = f"ServeReplica:renamer:{deployment}"
+    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and title in " ".join(p.info["cmdline"])]

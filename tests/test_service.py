@@ -5,35 +5,19 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import time
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psutil
 import pytest
 
-from conftest import drawn_files
 from http_receiver import Receiver
 from renamer_ray.service.demo import wait
 from renamer_ray.service.webhooks import SIGNATURE_HEADER, verify
-from service_stack import KEY_A, KEY_B, LIMITS, STACK_SECRET
-
-A = {"X-API-Key": KEY_A}
-
-
-def submit(stack, files, data=None, headers=A) -> httpx.Response:
-    return httpx.post(f"{stack.api}/v1/jobs/rename", files=files, data=data or {}, headers=headers, timeout=120)
-
-
-def images(seed: int, count: int):
-    """(form files, labels) of freshly drawn shapes in rotating formats."""
-    drawn = drawn_files(seed=seed, count=count, max_side=500)
-    return [("files", (f"photo-{i}.{fmt.lower()}", data)) for i, (data, fmt, _) in enumerate(drawn)], \
-        [label for _, _, label in drawn]
-
+from service_stack import (A, KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, images, replica_processes, status_of,
+                           submit, wait_until)
 
 def test_submit_follow_download(stack, s3):
     files, labels = images(seed=401, count=6)
@@ -159,18 +143,6 @@ def test_twenty_concurrent_submissions_all_finish_right_on_one_warm_namer(stack)
     assert [p.pid for p in replica_processes("namer")] == namers  # the model was loaded once, not per run
 
 
-def status_of(stack, job_id: str) -> dict:
-    return httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers=A).json()
-
-
-def wait_until(check, what: str, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)  # polling the API, not synchronising on time
-    return result
-
-
 def test_a_small_job_starts_beside_running_big_ones(stack):
     """Big jobs of one key hold their runs; a one-image job of another key, submitted while they
     run, starts at once in a run of its own (before any big job ends) and shares the namer."""
@@ -230,43 +202,6 @@ def test_list_shows_the_callers_jobs_newest_first(stack):
     assert not set(mine) & {j["job_id"] for j in httpx.get(f"{stack.api}/v1/jobs", headers={"X-API-Key": KEY_B}).json()["jobs"]}
 
 
-def replica_processes(deployment: str) -> list[psutil.Process]:
-    """The processes of a Serve deployment's replicas (Ray titles them ray::ServeReplica:APP:NAME)."""
-    title = f"ServeReplica:renamer:{deployment}"
-    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and title in " ".join(p.info["cmdline"])]
-
-
-def test_driver_killed_mid_job_comes_back_by_itself_and_finishes_exactly_once(stack, s3):
-    files, labels = images(seed=405, count=48)
-    job_id = submit(stack, files).json()["job_id"]
-    out_bucket, prefix = stack.env["S3_OUT_BUCKET"], f"team-a/jobs/{job_id}/output/"
-    deadline = time.monotonic() + 300
-    while not s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix + "_manifest/claims/").get("KeyCount"):
-        assert time.monotonic() < deadline, "the job never started copying"
-        time.sleep(0.1)  # polling S3 for the first claimed name, not synchronising on time
-    victims = replica_processes("driver")
-    assert len(victims) == 1
-    victims[0].send_signal(signal.SIGKILL)
-
-    job = wait(stack.api, job_id, api_key=KEY_A, timeout=600)
-    assert job["status"] == "succeeded" and job["done"] == 48
-    record = json.loads(s3.get_object(Bucket=out_bucket, Key=f"team-a/jobs/{job_id}/job.json")["Body"].read())
-    assert record["attempts"] == 2  # the first driver died; the restarted one finished it
-    names = [r["name"] for r in job["results"]]
-    assert len(set(names)) == 48
-    for result, label in zip(job["results"], labels):
-        assert result["name"].startswith(label)
-    deadline = time.monotonic() + 30
-    while s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix + "_manifest/").get("KeyCount"):
-        assert time.monotonic() < deadline, "the claims were never removed"
-        time.sleep(0.1)  # claims go last, after the final status: polling S3 for that
-    outputs = sorted(o["Key"].removeprefix(prefix) for o in s3.list_objects_v2(Bucket=out_bucket, Prefix=prefix)["Contents"])
-    assert outputs == sorted(names)  # every file once, no stray second copy, no leftover claims
-    # Serve replaced the killed driver without anyone running a command; the namer stayed warm.
-    assert [p.pid for p in replica_processes("driver")] != [victims[0].pid]
-    assert httpx.get(f"{stack.api}/ready").json()["driver"] == "ok"
-
-
 def test_poison_job_lands_in_the_dlq_with_a_failed_status(stack, s3):
     import boto3
 
@@ -285,7 +220,7 @@ def test_poison_job_lands_in_the_dlq_with_a_failed_status(stack, s3):
         moved = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1).get("Messages", [])
     assert json.loads(moved[0]["Body"])["job_id"] == poison.job_id
     status = httpx.get(f"{stack.api}/v1/jobs/{poison.job_id}", headers=A).json()
-    assert status["status"] == "failed" and "template" in status["error"] and "2 attempts" in status["error"]
+    assert status["status"] == "failed" and "template" in status["error"] and f"{MAX_RECEIVES} attempts" in status["error"]
 
 
 def test_custom_metrics_reach_ray_metrics(stack):

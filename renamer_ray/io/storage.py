@@ -21,7 +21,8 @@ from typing import Iterator
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from pyarrow import fs as pafs
 
 # Objects up to this size are copied with one CopyObject; larger ones with a multipart copy of
@@ -101,17 +102,47 @@ TRANSIENT_S3_ERRORS = ("AWS Error INTERNAL_FAILURE", "AWS Error NETWORK_CONNECTI
                        "AWS Error SERVICE_UNAVAILABLE", "HTTP status 503")
 
 
-def read_bytes(location: Location) -> bytes:
-    """The file's bytes; transient S3 errors are retried with backoff, as every other S3 request is."""
-    for attempt in range(1, S3_ATTEMPTS + 1):
+# A storage outage (an endpoint restarting, a network partition, a long burst of throttling) can
+# outlast the clients' own retries (8 attempts: seconds). The stages retry transient errors on top,
+# with backoff, until this budget is spent; only then does a file fail ("running again may succeed").
+STORAGE_RETRY_SECONDS = 60.0
+_TRANSIENT_CODES = ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
+                    "ThrottlingException", "RequestTimeTooSkewed")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An S3 error that a later attempt may not see: no connection, a timeout, a 5xx, throttling."""
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
+        return meta.get("HTTPStatusCode", 0) >= 500 or error.get("Code") in _TRANSIENT_CODES
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        return isinstance(exc, ConnectionError) or any(words in str(exc) for words in TRANSIENT_S3_ERRORS)
+    return False
+
+
+def retrying(call, *args, budget: float | None = None, **kwargs):
+    """``call(*args, **kwargs)``, retried on transient storage errors with backoff until
+    ``budget`` seconds (STORAGE_RETRY_SECONDS) have passed; other errors are raised at once."""
+    deadline = time.monotonic() + (STORAGE_RETRY_SECONDS if budget is None else budget)
+    delay = 0.1
+    while True:
         try:
-            with location.filesystem.open_input_stream(location.path) as stream:
-                return stream.read()
-        except OSError as exc:
-            if attempt == S3_ATTEMPTS or not any(words in str(exc) for words in TRANSIENT_S3_ERRORS):
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
                 raise
-            time.sleep(min(0.05 * 2 ** attempt, 5.0))  # backoff between attempts
-    raise AssertionError("unreachable")
+        time.sleep(delay)  # backoff between attempts
+        delay = min(delay * 2, 5.0)
+
+
+def read_bytes(location: Location) -> bytes:
+    """The file's bytes; transient S3 errors are retried (``retrying``), as every other S3 request is."""
+    def read() -> bytes:
+        with location.filesystem.open_input_stream(location.path) as stream:
+            return stream.read()
+    return retrying(read)
 
 
 def read_lines(location: Location) -> Iterator[str]:

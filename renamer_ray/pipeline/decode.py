@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from renamer_ray.images import ImageError, decode
-from renamer_ray.io.storage import open_location, read_bytes
+from renamer_ray.io.storage import open_location, read_bytes, retrying
 from renamer_ray.pipeline.claims import read_claim
 from renamer_ray.pipeline.columns import DECODED, table
 from renamer_ray.pipeline.progress import stopped_reasons
@@ -30,7 +30,7 @@ def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: 
         if row["target_root"] in stopped:
             row["error"] = stopped[row["target_root"]]
             continue
-        if row["resume"] and (claimed := read_claim(open_location(row["target_root"], **s3), row["relative"])):
+        if row["resume"] and (claimed := retrying(read_claim, open_location(row["target_root"], **s3), row["relative"])):
             row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])
             continue
         try:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
-from renamer_ray.io.storage import Location, TargetExists, copy, open_location
+from renamer_ray.io.storage import Location, TargetExists, copy, is_transient, open_location, retrying
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT, table
@@ -15,14 +15,16 @@ from renamer_ray.pipeline.progress import stopped_reasons
 
 
 def copy_one(source: Location, target: Location, fmt: str | None = None) -> str | None:
-    """Copy; return an error sentence instead of raising. A copy of the same source counts as done."""
+    """Copy; return an error sentence instead of raising. A copy of the same source counts as done.
+    Transient storage errors are retried for a while first (``retrying``)."""
     try:
-        copy(source, target, content_type=content_type_for(fmt) if fmt else None)
+        retrying(copy, source, target, content_type=content_type_for(fmt) if fmt else None)
         return None
     except TargetExists as exc:
         return str(exc)
     except (OSError, ClientError, BotoCoreError) as exc:
-        return f"could not copy to {target.uri}: {exc}"
+        hint = "; this looks like a storage error: running again may succeed" if is_transient(exc) else ""
+        return f"could not copy to {target.uri}: {exc}{hint}"
 
 
 def _finish(row: dict, s3: dict) -> dict:
@@ -31,7 +33,7 @@ def _finish(row: dict, s3: dict) -> dict:
         return row
     target = open_location(row["target_root"], **s3)
     if not row["pinned"]:
-        holds = claim(target, row["relative"], row["name"], row["format"], row["raw"])
+        holds = retrying(claim, target, row["relative"], row["name"], row["format"], row["raw"])
         if holds != row["name"]:
             return {**row, "status": "error", "target": None, "name": None,
                     "error": f"another attempt of this run named it {holds!r} at the same time; run again to finish"}

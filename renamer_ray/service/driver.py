@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,19 @@ UPKEEP_SECONDS = 1.0              # progress, cancellation and watchdog checks
 BUSY_WAIT_SECONDS = 1             # SQS wait while runs are going (idle: SQS_WAIT_SECONDS)
 ERROR_BACKOFF_SECONDS = 1.0       # pause after a loop step failed, so a broken endpoint is not hammered
 
+
+def reason(exc: BaseException) -> str:
+    """One line a job's ``error`` can show: the failed task's own exception, without Ray's wrappers
+    (RayTaskError, Ray Data's UserCodeException), their traceback or colour codes."""
+    while True:
+        if hasattr(exc, "cause") and isinstance(exc.cause, BaseException):  # ray.exceptions.RayTaskError
+            exc = exc.cause
+        elif type(exc).__name__ == "UserCodeException" and exc.__cause__ is not None:
+            exc = exc.__cause__
+        else:
+            break
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:500]
 
 @dataclass(eq=False)
 class HeldJob:
@@ -276,7 +290,7 @@ class Driver:
                 log.exception("%s failed", run.describe())
                 self.count_error("run")
                 for job in run.jobs:
-                    self.fail(job, f"the pipeline failed: {type(exc).__name__}: {exc}")
+                    self.fail(job, f"the pipeline failed: {reason(exc)}")
         else:
             if not run.abandoned:
                 for job in run.jobs:
@@ -347,7 +361,7 @@ class Driver:
                 log.exception("could not finish job %s", record.job_id)
                 self.count_error("finish")
                 job.closed = True
-                self._fail_locked(job, f"could not finish: {type(exc).__name__}: {exc}")
+                self._fail_locked(job, f"could not finish: {reason(exc)}")
                 return
             job.closed = True
         self.delete(job.message)  # only now: outputs, manifest and status are written
