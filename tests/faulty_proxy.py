@@ -14,10 +14,14 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 
 class FaultyProxy:
-    def __init__(self, upstream: str, every: int = 0, *, first_gets: int = 0):
+    def __init__(self, upstream: str, every: int = 0, *, first_gets: int = 0, refuse_gets: str | None = None):
         """``every``: refuse every Nth request. ``first_gets``: refuse the first N GETs of each path
-        (a burst of throttling on one object, longer than a client's default retries)."""
+        (a burst of throttling on one object, longer than a client's default retries).
+        ``refuse_gets``: refuse every GET of an object whose path starts with this (e.g. "/bucket/"),
+        for as long as the attribute is set (a store that cannot serve reads; set it to None to heal);
+        bucket listings ("/bucket?list-type=2…") still pass."""
         self.upstream, self.every, self.first_gets = urlsplit(upstream), every, first_gets
+        self.refuse_gets = refuse_gets
         self.gets: dict[str, int] = {}
         self.requests = self.refused = 0
         self.lock = threading.Lock()
@@ -47,6 +51,8 @@ class FaultyProxy:
                     if self.command == "GET" and proxy.first_gets:
                         seen = proxy.gets[self.path] = proxy.gets.get(self.path, 0) + 1
                         refuse = refuse or seen <= proxy.first_gets
+                    if self.command == "GET" and proxy.refuse_gets and self.path.startswith(proxy.refuse_gets):
+                        refuse = True
                     proxy.refused += refuse
                 if refuse:
                     self.send_response(503)

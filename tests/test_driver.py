@@ -248,3 +248,22 @@ def test_a_namer_replica_killed_mid_job_costs_the_job_nothing(settings):
         done = assert_done_exactly_once(driver, record, labels)
     assert done.attempts == 1
     assert [p.pid for p in namers()] != [victim.pid]
+
+
+def test_a_failed_runs_reason_is_the_tasks_own_error_in_one_line():
+    """A job's ``error`` shows what went wrong, not Ray's wrappers, traceback and colour codes."""
+    from ray.data.exceptions import UserCodeException
+    from ray.exceptions import RayTaskError
+
+    from renamer_ray.service.driver import reason
+
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as refused:
+            raise UserCodeException("UDF failed") from refused
+    except UserCodeException as exc:
+        wrapped = RayTaskError("copy_batch", "Traceback (most recent call last):\n  \x1b[36mray::Map\x1b[39m\n",
+                               exc).as_instanceof_cause()
+    assert reason(wrapped) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert reason(ValueError("a\nb\n")) == "ValueError: b"

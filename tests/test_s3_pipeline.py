@@ -173,3 +173,28 @@ def test_a_multipart_copy_is_create_only_like_a_single_copy(s3, buckets, monkeyp
                                len(body), dst, "taken.tiff", {})
     assert s3.get_object(Bucket=dst, Key="taken.tiff")["Body"].read() == b"someone else's"
     assert not s3.list_multipart_uploads(Bucket=dst).get("Uploads")
+
+
+def test_an_outage_longer_than_the_clients_retries_is_retried_within_the_budget(s3, buckets, s3_endpoint):
+    """The endpoint refuses connections for 3 s (longer than a client's quick retries): a read
+    retries until it is back; with no budget left it raises the transient error at once."""
+    import threading
+
+    from cut_proxy import CutProxy
+    from renamer_ray.io.storage import is_transient, open_location, read_bytes, retrying
+
+    src, _ = buckets
+    s3.put_object(Bucket=src, Key="outage/photo.jpg", Body=b"bytes of a photo")
+    proxy = CutProxy(s3_endpoint)
+    location = open_location(f"s3://{src}/outage/photo.jpg", region="us-east-1", endpoint_url=proxy.url)
+    try:
+        proxy.cut()
+        with pytest.raises(OSError) as refused:
+            retrying(lambda: location.filesystem.open_input_stream(location.path).read(), budget=0)
+        assert is_transient(refused.value)
+        back = threading.Timer(3, proxy.restore)  # the outage's length: the fault, not a synchronisation
+        back.start()
+        assert read_bytes(location) == b"bytes of a photo"
+        back.join()
+    finally:
+        proxy.close()
