@@ -97,13 +97,14 @@ data "aws_iam_policy_document" "node_s3" {
   }
 
   # A run deletes only its own work folder DST/_manifest/ (claims and sorted manifest parts) once
-  # it has finished. Nothing else is ever deleted by the service: expiry is the lifecycle rule's job.
+  # it has finished, and a finished job its empty in-flight marker (MAX_JOBS_IN_FLIGHT counts them).
+  # Nothing else is ever deleted by the service: expiry is the lifecycle rule's job.
   statement {
     sid     = "DeleteOwnManifestFolders"
     effect  = "Allow"
     actions = ["s3:DeleteObject"]
     resources = distinct(concat(
-      ["${local.out_bucket_arn}/*/jobs/*/output/_manifest/*"],
+      ["${local.out_bucket_arn}/*/jobs/*/output/_manifest/*", "${local.out_bucket_arn}/*/jobs/_in_flight/*"],
       [for arn in var.extra_write_bucket_arns : "${arn}/*_manifest/*"],
     ))
   }

@@ -205,6 +205,30 @@ def test_a_key_with_too_many_jobs_in_flight_gets_429_with_retry_after(settings, 
     queued_jobs(settings)
 
 
+def test_a_marker_a_crash_left_behind_does_not_count_against_the_limit(settings, png, s3):
+    """Unfinished jobs are counted by one LIST of in-flight markers; a finished job whose marker a
+    crash left behind is found and cleared when the key reaches its limit, not counted forever."""
+    from renamer_ray.service.jobs import JobRecord
+
+    fresh = f"team-e-{uuid.uuid4().hex[:6]}"
+    E = {"X-API-Key": "api-key-e"}
+    app = create_app(settings.model_copy(update={"max_jobs_in_flight": 1, "api_keys": f"api-key-e:{fresh}"}))
+    with TestClient(app) as client:
+        one = [("files", ("a.png", png))]
+        first = submit(client, one, headers=E).json()["job_id"]
+        assert submit(client, one, headers=E).status_code == 429
+        # The driver wrote the final status and died before removing the marker.
+        key = f"{fresh}/jobs/{first}/job.json"
+        record = JobRecord.model_validate_json(s3.get_object(Bucket=settings.s3_out_bucket, Key=key)["Body"].read())
+        record.status = "succeeded"
+        s3.put_object(Bucket=settings.s3_out_bucket, Key=key, Body=record.model_dump_json().encode())
+        assert s3.list_objects_v2(Bucket=settings.s3_out_bucket, Prefix=f"{fresh}/jobs/_in_flight/")["KeyCount"] == 1
+        assert submit(client, one, headers=E).status_code == 200
+        marked = s3.list_objects_v2(Bucket=settings.s3_out_bucket, Prefix=f"{fresh}/jobs/_in_flight/")["Contents"]
+        assert [m["Key"].rsplit("/", 1)[1] for m in marked] != [first]
+    queued_jobs(settings)
+
+
 def test_an_event_stream_ends_after_its_lifetime_with_reconnect(client, settings, png, monkeypatch):
     """A stream holds a replica slot: it ends after EVENTS_MAX_SECONDS (shortened here) with a
     `reconnect` event, and the client follows again (demo.wait, the page)."""

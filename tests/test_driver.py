@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import boto3
 import pytest
 
+from faults.harness import add_row
 from conftest import drawn_files
 from renamer_ray.config import load_settings
 from renamer_ray.naming import content_type_for, extension_for
@@ -191,7 +192,11 @@ def test_a_namer_that_cannot_be_scheduled_fails_the_job_with_the_watchdogs_reaso
                         namer_status=lambda: namer_problem("unschedulable"))
         record, _ = enqueue(driver, seed=740, count=2)
         with serving(driver):
+            started = time.monotonic()
             failed = final(driver, record, timeout=120)
+            add_row("namer replica never schedulable (no GPU capacity), RUN_STALL_SECONDS=4", runs=failed.attempts,
+                    lost=0, duplicated=0, recover_s=None,
+                    outcome=f"{failed.status} in {time.monotonic() - started:.0f} s with the watchdog's reason; DLQ")
             sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
             dlq = sqs.get_queue_url(QueueName=settings.sqs_queue_url.rsplit("/", 1)[1] + "-dlq")["QueueUrl"]
             deadline, moved = time.monotonic() + 60, []
@@ -244,8 +249,11 @@ def test_a_namer_replica_killed_mid_job_costs_the_job_nothing(settings):
             time.sleep(0.1)  # polling the job record, not synchronising on time
         [victim] = namers()
         victim.kill()
+        killed = time.monotonic()
         assert now.named < now.count and not now.finished, "the kill must land mid-job"
         done = assert_done_exactly_once(driver, record, labels)
+        add_row("namer replica SIGKILLed mid-job (120 files)", runs=done.attempts, lost=0, duplicated=0,
+                recover_s=time.monotonic() - killed, outcome=f"{done.status} on attempt {done.attempts}")
     assert done.attempts == 1
     assert [p.pid for p in namers()] != [victim.pid]
 

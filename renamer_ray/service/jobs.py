@@ -118,6 +118,11 @@ class JobRecord(BaseModel):
         """An empty object per job whose keys list newest first (``GET /v1/jobs``)."""
         return f"{index_prefix(self.namespace)}{newest_first(self.created_at)}-{self.job_id}"
 
+    @property
+    def in_flight_key(self) -> str:
+        """An empty object while the job is unfinished: MAX_JOBS_IN_FLIGHT counts these."""
+        return f"{in_flight_prefix(self.namespace)}{self.job_id}"
+
     def progress(self) -> dict:
         """What the events stream and the page show while it runs."""
         return {"job_id": self.job_id, "status": self.status, "count": self.count, "named": self.named,
@@ -132,6 +137,10 @@ def record_key(namespace: str, job_id: str) -> str:
 def index_prefix(namespace: str) -> str:
     """Under ``{namespace}/jobs/`` like everything of a job (the node role may write only there)."""
     return f"{namespace}/jobs/_index/"
+
+
+def in_flight_prefix(namespace: str) -> str:
+    return f"{namespace}/jobs/_in_flight/"
 
 
 def newest_first(created_at: str) -> str:

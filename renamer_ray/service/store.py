@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import head_if_exists, put_if_absent, s3_client
 from renamer_ray.manifest import FileRecord, parse_lines
-from renamer_ray.service.jobs import JOB_ID, JobFile, JobRecord, index_prefix, now, record_key
+from renamer_ray.service.jobs import (JOB_ID, JobFile, JobRecord, in_flight_prefix, index_prefix, now,
+                                      record_key)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -31,6 +32,8 @@ class JobStore:
             record.finished_at = record.updated_at
         self.s3.put_object(Bucket=self.out_bucket, Key=record.record_key, Body=record.model_dump_json().encode(),
                            ContentType="application/json")
+        if record.finished:
+            self.s3.delete_object(Bucket=self.out_bucket, Key=record.in_flight_key)
         return record
 
     def load(self, namespace: str, job_id: str) -> JobRecord | None:
@@ -50,6 +53,8 @@ class JobStore:
 
     # Listing, newest first ----------------------------------------------------------------------
     def add_to_index(self, record: JobRecord) -> None:
+        """List the new job, and count it in flight until it is finished (``save`` removes that)."""
+        self.s3.put_object(Bucket=self.out_bucket, Key=record.in_flight_key, Body=b"")
         self.s3.put_object(Bucket=self.out_bucket, Key=record.index_key, Body=b"")
 
     def list_jobs(self, namespace: str, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
@@ -65,10 +70,19 @@ class JobStore:
         return [r for r in records if r is not None], (names[-1] if more else None)
 
     def jobs_in_flight(self, namespace: str, limit: int) -> int:
-        """Unfinished jobs among the namespace's newest ``limit`` + 1 (jobs finish roughly in order,
-        so older ones are done): enough to tell whether ``limit`` is reached."""
-        records, _ = self.list_jobs(namespace, limit + 1)
-        return sum(not record.finished for record in records)
+        """Unfinished jobs, up to ``limit``: one LIST of the in-flight markers. Only at the limit are
+        the marked records read, and markers a crash left behind (of finished jobs) removed."""
+        prefix = in_flight_prefix(namespace)
+        listed = self.s3.list_objects_v2(Bucket=self.out_bucket, Prefix=prefix, MaxKeys=limit)
+        ids = [item["Key"][len(prefix):] for item in listed.get("Contents", [])]
+        if len(ids) < limit:
+            return len(ids)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            records = list(pool.map(lambda job_id: self.load(namespace, job_id), ids))
+        stale = [job_id for job_id, record in zip(ids, records) if record is None or record.finished]
+        for job_id in stale:
+            self.s3.delete_object(Bucket=self.out_bucket, Key=prefix + job_id)
+        return len(ids) - len(stale)
 
     # Cancellation -------------------------------------------------------------------------------
     def request_cancel(self, record: JobRecord) -> None:
