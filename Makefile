@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # checkov pins an old `packaging` that breaks pytest: it lives in a virtual environment of its own.
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: demo up test venv browser toy-checkpoint samples clean
+.PHONY: demo up test faults venv browser toy-checkpoint samples clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ $(CHECKOV):
 
 test: $(STAMP) browser $(CHECKOV)
 	$(PY) -m pytest
+
+# The fault-injection suite alone (part of `make test` too); prints the fault table at the end.
+faults: $(STAMP)
+	$(PY) -m pytest tests/faults tests/test_driver.py
 
 # Regenerate the shipped toy checkpoint and the sample folder (deterministic; a few minutes on CPU).
 toy-checkpoint: $(STAMP)

@@ -1,7 +1,8 @@
 """Send the hostile-input corpus (tests/hostile.py) through all three ways in: the CLI on a folder,
 the pipeline S3 → S3, and the HTTP API of the local stack (each file in a job of its own beside an
 ordinary photo). Prints, per kind, what each way answered, and the peak memory of the stack's
-processes; appends the table to docs/reliability.md (``--no-write`` to skip)::
+processes, and each file's own decode peak (this process's peak RSS, reset before each decode,
+minus its RSS before it: what one decode task holds); appends the table to docs/reliability.md (``--no-write`` to skip)::
 
     .venv/bin/python scripts/hostile_corpus.py
 """
@@ -45,6 +46,52 @@ class PeakMemory:
             self.peak = max(self.peak, total)
 
 
+def decode_peaks(items, settings) -> dict[str, float]:
+    """MiB each file's decode adds to this process's peak RSS (Linux: writing 5 to clear_refs resets
+    the peak; malloc_trim returns the last decode's memory first), with the pipeline's limits."""
+    import ctypes
+    import gc
+
+    from renamer_ray.images import ImageError, decode
+
+    libc = ctypes.CDLL("libc.so.6")
+
+    def status(field: str) -> int:
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+        return int(line.split()[1]) * 1024
+
+    peaks = {}
+    for item in items:
+        gc.collect()
+        libc.malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        before = status("VmRSS")
+        try:
+            decode(item.data, max_pixels=settings.max_pixels, max_decode_pixels=settings.max_decode_pixels)
+        except ImageError:
+            pass
+        peaks[item.kind] = max(0, status("VmHWM") - before) / 2**20
+    return peaks
+
+
+def largest_allowed():
+    """Images at the decode limit (not hostile, only large): what one decode may hold at most."""
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    def encoded(size, fmt, **options) -> bytes:
+        out = io.BytesIO()
+        Image.effect_noise(size, 64).convert("RGB").save(out, fmt, **options)
+        return out.getvalue()
+
+    return [SimpleNamespace(kind="PNG of 39.9 MP (just under MAX_DECODE_PIXELS, decoded at full size)",
+                            data=encoded((7_300, 5_460), "PNG", compress_level=1)),
+            SimpleNamespace(kind="JPEG of 48 MP (over the limit: JPEG decodes at reduced size)",
+                            data=encoded((8_000, 6_000), "JPEG", quality=80))]
+
+
 def outcome(record) -> str:
     return f"name `{record.name}`" if record.status == "ok" else f"error: {record.error[:70]}"
 
@@ -63,6 +110,8 @@ def main() -> None:
     from renamer_ray.service.stack import LocalStack, free_ports
 
     items = corpus()
+    peaks = decode_peaks(items, load_settings())
+    bounds = decode_peaks(largest_allowed(), load_settings())
     memory = PeakMemory()
     work = Path(tempfile.mkdtemp())
     settings = load_settings(api_port=free_ports(1)[0], max_jobs_in_flight=1000)
@@ -118,17 +167,22 @@ def main() -> None:
         stack.stop()
         memory.stop.set()
     seconds = time.monotonic() - started
-    lines = ["| kind | CLI (folder) | S3 → S3 | HTTP API (job of its own + an ordinary photo) |", "|---|---|---|---|"]
+    lines = ["| kind | decode peak | CLI (folder) | S3 → S3 | HTTP API (job of its own + an ordinary photo) |",
+             "|---|---|---|---|---|"]
     for item in items:
         answer = rows[item.kind]
-        lines.append(f"| {item.kind} | {answer.get('CLI', 'API only')} | {answer.get('S3', 'API only')} | "
-                     f"{answer.get('API', '')} |".replace("\n", " "))
+        lines.append(f"| {item.kind} | {peaks[item.kind]:.0f} MiB | {answer.get('CLI', 'API only')} | "
+                     f"{answer.get('S3', 'API only')} | {answer.get('API', '')} |".replace("\n", " "))
+    lines += ["", "| at the limit | decode peak |", "|---|---|"]
+    lines += [f"| {kind} | {peak:.0f} MiB |" for kind, peak in bounds.items()]
     lines.append("")
     kinds = len({item.kind.rsplit(" ", 1)[0] if item.kind.startswith("EXIF") else item.kind for item in items})
     lines.append(f"{len(items)} files of {kinds} kinds (EXIF orientations 1–8 are one) in {seconds:.0f} s; "
                  f"CLI exit status {rows['_']['cli exit']} (1: some files failed, as they should); peak memory of "
                  f"the whole local stack (Ray head, workers, namer, S3/SQS server, this script): "
-                 f"{memory.peak / 2 ** 30:.2f} GiB; machine: {os.cpu_count()} CPUs.")
+                 f"{memory.peak / 2 ** 30:.2f} GiB; the largest single decode: {max(peaks.values()):.0f} MiB in the corpus, "
+                 f"{max(bounds.values()):.0f} MiB at the limit "
+                 f"(MAX_DECODE_PIXELS {load_settings().max_decode_pixels:,}); machine: {os.cpu_count()} CPUs.")
     print("\n".join(lines))
     if not args.no_write:
         stamp = time.strftime("%Y-%m-%d")
