@@ -40,19 +40,26 @@ def images(count: int) -> list[tuple[bytes, str]]:
     return out
 
 
-def rss_by_kind() -> dict[str, int]:
-    """RSS of this process and every descendant (the Ray head, its workers and replicas), by kind."""
+def rss_by_kind() -> dict[str, tuple[int, int]]:
+    """(processes, summed RSS) of this process and every descendant (the Ray head, its workers and
+    replicas), by kind: a Ray worker by its title (``ray::IDLE``, a task's or replica's name)."""
     me = psutil.Process()
-    out: dict[str, int] = defaultdict(int)
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for process in [me, *me.children(recursive=True)]:
         try:
-            line = " ".join(process.cmdline())
-            kind = next((word for word in line.split() if word.startswith("ray::")), process.name())
-            out[kind.split(":")[0] + (":" + kind.split(":")[-1] if kind.startswith("ray::Serve") else "")] += \
-                process.memory_info().rss
+            words = process.cmdline()
+            kind = next((word for word in words if word.startswith("ray::")), process.name())
+            if kind.startswith("ray::ServeReplica"):
+                kind = "ray::Serve " + kind.split(":")[-1]
+            out[kind][0] += 1
+            out[kind][1] += process.memory_info().rss
         except psutil.Error:
             pass
-    return dict(out)
+    return {kind: (count, rss) for kind, (count, rss) in out.items()}
+
+
+def total(rss: dict[str, tuple[int, int]]) -> int:
+    return sum(size for _, size in rss.values())
 
 
 def client(api: str, key: str, pool, stop: threading.Event, results: list, lock: threading.Lock) -> None:
@@ -101,6 +108,7 @@ def main() -> None:
     try:
         before = rss_by_kind()
         after = before
+        snapshots = [("before", before)]
         for clients in args.clients:
             for number in range(1, args.rounds + 1):
                 results, lock, stop = [], threading.Lock(), threading.Event()
@@ -116,18 +124,26 @@ def main() -> None:
                 errors = [r for r in results if r["error"] is not None]
                 q = lambda key: statistics.quantiles([r[key] for r in ok], n=20) if len(ok) > 1 else [0] * 19  # noqa: E731
                 after = rss_by_kind()
+                snapshots.append((f"{clients}×{number}", after))
                 lines.append(
                     f"| {clients} | {number} | {len(results)} | {statistics.median(r['submit'] for r in ok):.2f} / "
                     f"{q('submit')[18]:.2f} s | {statistics.median(r['done'] for r in ok):.1f} / {q('done')[18]:.1f} s | "
-                    f"{len(errors)} | {sum(not r['right'] for r in ok)} | {sum(after.values()) / 2 ** 30:.2f} GiB |")
+                    f"{len(errors)} | {sum(not r['right'] for r in ok)} | {total(after) / 2 ** 30:.2f} GiB |")
                 print(lines[-1], flush=True)
                 for error in errors[:3]:
                     print("  error:", error["error"], flush=True)
     finally:
         stack.stop()
-    growth = ["", "RSS by process kind, before the first round → after the last (MiB):", ""]
-    for kind in sorted(set(before) | set(after), key=lambda k: -after.get(k, 0)):
-        growth.append(f"- {kind}: {before.get(kind, 0) / 2 ** 20:.0f} → {after.get(kind, 0) / 2 ** 20:.0f}")
+    growth = ["", "Processes and RSS by kind, before the first round → after each round (MiB per process, "
+              "so that more processes and bigger processes can be told apart):", "",
+              "| kind | " + " | ".join(label for label, _ in snapshots) + " |", "|---|" + "---|" * len(snapshots)]
+    kinds = sorted({kind for _, rss in snapshots for kind in rss}, key=lambda k: -snapshots[-1][1].get(k, (0, 0))[1])
+    for kind in kinds:
+        cells = []
+        for _, rss in snapshots:
+            count, size = rss.get(kind, (0, 0))
+            cells.append(f"{count} × {size / max(count, 1) / 2 ** 20:.0f}" if count else "—")
+        growth.append(f"| {kind} | " + " | ".join(cells) + " |")
     text = "\n".join(lines + growth)
     print(text)
     if not args.no_write:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 # 15 tokens (the seed's value) cannot hold a 60-character name: Qwen2's BPE spends ~3-4
 # characters per token on kebab-case text and as little as 1 on rare words. The namer's
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     max_model_actors: int | None = Field(None, ge=1, le=4096, description=(
         "GPU model actors a run may scale to (default: the GPUs the cluster has now); set it on an "
         "autoscaling cluster so that runs ask the autoscaler for GPU nodes"))
+    model_actor_resources: dict[str, float] = Field(default_factory=dict, description=(
+        "custom Ray resources each model actor of a bulk run also requires, as a JSON object, e.g. "
+        '{"namer-node": 1}: the actors go only to nodes that offer them'))
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     name_template: str = Field("{subject}", min_length=1)
 
@@ -100,6 +104,16 @@ class Settings(BaseSettings):
                              f"({self.visibility_timeout}); a third of it is a good value")
         return self
 
+    @field_validator("model_actor_resources")
+    @classmethod
+    def _custom_resources_only(cls, value: dict[str, float]) -> dict[str, float]:
+        # Ray refuses CPU/GPU in `resources=` (they are num_cpus/num_gpus, which the run sets itself).
+        if built_in := sorted(set(value) & {"CPU", "GPU", "memory", "object_store_memory"}):
+            raise ValueError(f"only custom resources may be named here, not {', '.join(built_in)}")
+        if negative := sorted(name for name, amount in value.items() if amount < 0):
+            raise ValueError(f"resource amounts must not be negative: {', '.join(negative)}")
+        return value
+
     @field_validator("aws_endpoint_url", "sqs_queue_url", "webhook_secret")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
@@ -110,6 +124,10 @@ def load_settings(**overrides) -> Settings:
     """Settings from the environment plus explicit overrides; errors name the variable."""
     try:
         return Settings(**overrides)
+    except SettingsError as exc:  # a JSON-valued variable (MODEL_ACTOR_RESOURCES) that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "a variable"
+        raise ConfigError(f"invalid configuration: {name} is not valid JSON (a JSON object is expected)") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']).upper()}={err.get('input')!r}: {err['msg']}" if err["loc"]

@@ -26,12 +26,16 @@ def test_values_come_from_the_environment(clean_env):
     clean_env.setenv("MODEL_ID", "toy-shapes")
     clean_env.setenv("MAX_PIXELS", "401408")
     clean_env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    clean_env.setenv("MODEL_ACTOR_RESOURCES", '{"spot-namer": 1}')
     s = load_settings()
     assert (s.model_id, s.max_pixels, s.aws_endpoint_url) == ("toy-shapes", 401_408, "http://127.0.0.1:5000")
+    assert s.model_actor_resources == {"spot-namer": 1}
 
 
 @pytest.mark.parametrize("name,value", [("MAX_PIXELS", "lots"), ("BATCH_SIZE", "0"), ("API_PORT", "70000"),
-                                        ("MAX_NEW_TOKENS", "-1"), ("MODEL_DTYPE", "float8")])
+                                        ("MAX_NEW_TOKENS", "-1"), ("MODEL_DTYPE", "float8"),
+                                        ("MODEL_ACTOR_RESOURCES", "spot: 1"), ("MODEL_ACTOR_RESOURCES", '{"CPU": 2}'),
+                                        ("MODEL_ACTOR_RESOURCES", '{"spot": -1}')])
 def test_invalid_values_fail_naming_the_variable(clean_env, name, value):
     clean_env.setenv(name, value)
     with pytest.raises(ConfigError, match=name):

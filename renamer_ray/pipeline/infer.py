@@ -26,6 +26,9 @@ ASK_CONCURRENCY = 2               # batches one run may have in flight at the na
 ASK_CPUS = 0.01
 ASK_POLL_SECONDS = 1.0            # how often a waiting batch checks whether its run was stopped
 ASK_RETRIES_ON_REPLICA_LOSS = 8   # calls of one batch asked again after their replica died
+# A bulk run's batch that dies with its model process (a lost node, DeviceLost) is retried on the
+# restarted actor this many times; then the run fails with the reason instead of retrying for ever.
+MODEL_TASK_RETRIES = 3
 
 
 def needs_model(row: dict) -> bool:

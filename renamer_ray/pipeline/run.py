@@ -18,7 +18,8 @@ from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch, decode_memory
-from renamer_ray.pipeline.infer import ASK_CONCURRENCY, ASK_CPUS, NameImages, ask_namer, skip_model
+from renamer_ray.pipeline.infer import (ASK_CONCURRENCY, ASK_CPUS, MODEL_TASK_RETRIES, NameImages, ask_namer,
+                                        skip_model)
 from renamer_ray.pipeline.listing import SourceListing, Wishes
 from renamer_ray.pipeline.names import dedupe_group, render_stems
 from renamer_ray.pipeline.write import copy_batch
@@ -78,16 +79,29 @@ def ensure_ray() -> None:
 def _model_stage_args(settings: Settings, pool_size: int | None) -> tuple[dict, int | None]:
     """Actor pool for the namer, and torch threads per actor: GPU actors when the cluster has GPUs
     (or MODEL_DEVICE=cuda: an autoscaling cluster may have none until asked), else CPU actors that
-    leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687)."""
+    leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687).
+    With MODEL_ACTOR_RESOURCES the actors also need those custom resources, and CPU actors are sized
+    to the largest node that offers them (not to the whole cluster, or they would never fit)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
+    wanted = settings.model_actor_resources
+    # Ray Data's default for actors is infinite restarts *and* infinite retries of each batch: a
+    # batch whose every attempt kills the model's process (a broken device: DeviceLost → os._exit)
+    # would loop for ever. Restarts stay unlimited (each lost node, e.g. a spot interruption, costs
+    # one); each batch is tried on at most 1 + MODEL_TASK_RETRIES model processes, then the run fails.
+    common = dict(max_restarts=-1, max_task_retries=MODEL_TASK_RETRIES, **({"resources": wanted} if wanted else {}))
     if settings.model_device == "cuda" or (gpus and settings.model_device != "cpu"):
         size = pool_size or settings.max_model_actors or max(gpus, 1)
-        return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1), None
-    cpus = max(1, int(resources.get("CPU", 1)) - 1)
+        return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1, **common), None
+    if wanted:
+        hosts = [node["Resources"] for node in ray.nodes() if node["Alive"]
+                 and all(node["Resources"].get(name, 0) >= amount for name, amount in wanted.items())]
+        cpus = max([int(host.get("CPU", 1)) for host in hosts] or [1]) - 1
+    else:
+        cpus = int(resources.get("CPU", 1)) - 1
     size = pool_size or 1
-    per_actor = max(1, cpus // size)
-    return dict(compute=ray.data.ActorPoolStrategy(size=size), num_cpus=per_actor), per_actor
+    per_actor = max(1, max(1, cpus) // size)
+    return dict(compute=ray.data.ActorPoolStrategy(size=size), num_cpus=per_actor, **common), per_actor
 
 
 def _shuffle_partitions() -> int:
