@@ -124,6 +124,9 @@ def test_cluster_config_passes_rays_own_schema(on_demand):
     # The head runs no Ray task (no untrusted image is decoded where the autoscaler's role lives).
     assert head["resources"]["CPU"] == 0 and "--num-cpus=0" in " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+    # Ray's token authentication on every node, with the operator's token.
+    assert "-e RAY_AUTH_MODE=token" in config["docker"]["run_options"]
+    assert config["file_mounts"] == {"/home/ray/.ray/auth_token": "~/.ray/auth_token"}
     assert ("InstanceMarketOptions" in gpu["node_config"]) is not on_demand  # spot unless asked otherwise
     assert head["node_config"]["IamInstanceProfile"]["Arn"] == FAKE_OUTPUTS["head_instance_profile_arn"]
     assert gpu["node_config"]["IamInstanceProfile"]["Arn"] == FAKE_OUTPUTS["worker_instance_profile_arn"]
