@@ -125,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not found: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
+        from renamer_ray.pipeline.run import ProcessLost
         from renamer_ray.service.stack import PortInUse
 
-        if not isinstance(exc, PortInUse):
+        if not isinstance(exc, (PortInUse, ProcessLost)):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ def test_defaults_are_the_seeds(clean_env):
     # 15 (the seed's value) cannot hold a 60-character name; ours can, one character per token.
     assert s.max_new_tokens == DEFAULT_MAX_NEW_TOKENS >= 60
     assert s.aws_endpoint_url is None and s.sqs_queue_url is None
+    assert s.model_actor_resources == {}
 
 
 def test_values_come_from_the_environment(clean_env):

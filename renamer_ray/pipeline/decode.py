@@ -55,7 +55,11 @@ def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: 
 
 # Half a CPU: decoding is partly I/O, and a different resource shape keeps Ray Data from fusing this
 # stage into the model actors (the GPU must never wait on JPEG decoding).
-DECODE_ARGS = dict(batch_format="pyarrow", num_cpus=0.5)
+# Retries: a decode task whose process ends (a lost node, an OOM kill, a decoder that crashes or
+# exits on some file) is run again at most DECODE_TASK_RETRIES times, then the run fails. Ray Data's
+# default is to retry for ever, and a file that ends its process every time would hang the run.
+DECODE_TASK_RETRIES = 3
+DECODE_ARGS = dict(batch_format="pyarrow", num_cpus=0.5, max_retries=DECODE_TASK_RETRIES)
 
 
 def decode_memory(max_decode_pixels: int) -> int:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 
 import pyarrow as pa
@@ -26,9 +27,10 @@ ASK_CONCURRENCY = 2               # batches one run may have in flight at the na
 ASK_CPUS = 0.01
 ASK_POLL_SECONDS = 1.0            # how often a waiting batch checks whether its run was stopped
 ASK_RETRIES_ON_REPLICA_LOSS = 8   # calls of one batch asked again after their replica died
-# A bulk run's batch that dies with its model process (a lost node, DeviceLost) is retried on the
-# restarted actor this many times; then the run fails with the reason instead of retrying for ever.
-MODEL_TASK_RETRIES = 3
+# Restarts of one model actor of a bulk run (its process ended: a lost node, DeviceLost). Its
+# batches wait for the restart and run again there, however often; once the budget is spent the
+# actor stays dead and the run fails with the reason, instead of reloading the model for ever.
+MODEL_RESTARTS = 3
 
 
 def needs_model(row: dict) -> bool:
@@ -51,9 +53,10 @@ def name_rows(namer, rows: list[dict]) -> list[dict]:
         contexts = [ImageContext(date=rows[n]["date"], camera=rows[n]["camera"]) for n in numbers]
         try:
             named = namer.name(images, contexts, prompt)
-        except DeviceLost:
+        except DeviceLost as exc:
             # A broken CUDA context never recovers: leave so Ray restarts the actor or replica
             # (ray#59522); the rows are retried there. A clean exit would not be restarted (ray#62746).
+            logging.getLogger(__name__).error("fatal device error, leaving so that Ray restarts this process: %s", exc)
             os._exit(1)
         for n, answer in zip(numbers, named):
             answers[n] = {"raw": answer.raw, "error": answer.error}

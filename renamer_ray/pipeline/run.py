@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 import ray
+from ray.exceptions import RayActorError, WorkerCrashedError
 
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import (Location, any_file_under, make_dirs, open_location, open_output, read_lines,
@@ -17,8 +18,8 @@ from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRec
 from renamer_ray.model.checkpoint import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
-from renamer_ray.pipeline.decode import DECODE_ARGS, decode_batch, decode_memory
-from renamer_ray.pipeline.infer import (ASK_CONCURRENCY, ASK_CPUS, MODEL_TASK_RETRIES, NameImages, ask_namer,
+from renamer_ray.pipeline.decode import DECODE_ARGS, DECODE_TASK_RETRIES, decode_batch, decode_memory
+from renamer_ray.pipeline.infer import (ASK_CONCURRENCY, ASK_CPUS, MODEL_RESTARTS, NameImages, ask_namer,
                                         skip_model)
 from renamer_ray.pipeline.listing import SourceListing, Wishes
 from renamer_ray.pipeline.names import dedupe_group, render_stems
@@ -36,6 +37,16 @@ class RunOptions:
     include: tuple[str, ...] = ()     # globs on the path relative to the source
     exclude: tuple[str, ...] = ()
     namer: "NamerRef | None" = None   # name with a running namer deployment instead of own actors
+
+
+class ProcessLost(RuntimeError):
+    """A worker process of the run ended more often than its budget allows (a model actor: see
+    ``MODEL_RESTARTS``; a decode task: ``DECODE_TASK_RETRIES``): the run stops with this reason
+    instead of retrying for ever. No manifest is written; a run again keeps the names already claimed."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -85,11 +96,12 @@ def _model_stage_args(settings: Settings, pool_size: int | None) -> tuple[dict, 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     wanted = settings.model_actor_resources
-    # Ray Data's default for actors is infinite restarts *and* infinite retries of each batch: a
-    # batch whose every attempt kills the model's process (a broken device: DeviceLost → os._exit)
-    # would loop for ever. Restarts stay unlimited (each lost node, e.g. a spot interruption, costs
-    # one); each batch is tried on at most 1 + MODEL_TASK_RETRIES model processes, then the run fails.
-    common = dict(max_restarts=-1, max_task_retries=MODEL_TASK_RETRIES, **({"resources": wanted} if wanted else {}))
+    # Ray Data's default for actors is infinite restarts and infinite retries of each batch: a batch
+    # whose every attempt ends the model's process (a broken device: DeviceLost → os._exit) would
+    # reload the model for ever. Restarts are bounded instead (MODEL_RESTARTS per actor: each lost
+    # node costs one); batch retries are not, since a batch sent while its actor restarts on a new
+    # node fails at once ("temporarily unavailable") and would spend any small budget in seconds.
+    common = dict(max_restarts=MODEL_RESTARTS, max_task_retries=-1, **({"resources": wanted} if wanted else {}))
     if settings.model_device == "cuda" or (gpus and settings.model_device != "cpu"):
         size = pool_size or settings.max_model_actors or max(gpus, 1)
         return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1, **common), None
@@ -180,13 +192,25 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
 
     dataset = build_dataset(listed, settings, uses_model=template.uses("subject"), pool_size=options.pool_size,
                             dry_run=options.dry_run, max_file_bytes=options.max_file_bytes, namer=options.namer)
-    for row in dataset.iter_rows():
-        counts[row["status"]] += 1
-        resumed += bool(row["pinned"])
-        if row["status"] != "skipped":
-            buffer.append(FileRecord.model_validate(row))
-            if len(buffer) >= PART_ROWS:
-                flush()
+    try:
+        for row in dataset.iter_rows():
+            counts[row["status"]] += 1
+            resumed += bool(row["pinned"])
+            if row["status"] != "skipped":
+                buffer.append(FileRecord.model_validate(row))
+                if len(buffer) >= PART_ROWS:
+                    flush()
+    except RayActorError as exc:
+        if options.namer is not None:
+            raise
+        raise ProcessLost(f"a model actor's process ended {1 + MODEL_RESTARTS} times (a fatal device error ends it "
+                          "on purpose, see its log; so does a lost node), more than its restart budget, so the run "
+                          f"stopped. Ray reported: {_first_line(exc)}") from exc
+    except WorkerCrashedError as exc:
+        raise ProcessLost(f"a worker process ended during each of the {1 + DECODE_TASK_RETRIES} attempts to read and "
+                          "decode a batch of files (a decoder that crashed or exited on one of them, the memory "
+                          "monitor, or lost nodes; see the Ray workers' logs), so the run stopped. Ray reported: "
+                          f"{_first_line(exc)}") from exc
     flush()
     manifest = target.join(MANIFEST_NAME)
     with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink

@@ -1,0 +1,79 @@
+"""A store that stays down: once one call has spent its whole retry budget on transient errors,
+later calls in the same process fail at once (one probe per PROBE_SECONDS), so a run over a dead
+store fails in about one budget instead of one budget per file; the first success ends it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+@pytest.fixture
+def storage(monkeypatch):
+    """The storage module with a 1 s budget, 2 attempts per client call, and its outage state reset
+    (and restored afterwards: other tests in this process must not inherit an outage)."""
+    from renamer_ray.io import storage
+
+    monkeypatch.setattr(storage, "STORAGE_RETRY_SECONDS", 1.0)
+    monkeypatch.setattr(storage, "S3_ATTEMPTS", 2)
+    monkeypatch.setattr(storage, "_failing_since", None)
+    monkeypatch.setattr(storage, "_last_failure", 0.0)
+    return storage
+
+
+def test_a_store_that_stays_down_is_not_waited_on_for_every_file(storage, s3, s3_endpoint):
+    from faulty_proxy import FaultyProxy
+
+    s3.create_bucket(Bucket="outage-stays")
+    for i in range(10):
+        s3.put_object(Bucket="outage-stays", Key=f"in/{i}.jpg", Body=b"photo %d" % i)
+    proxy = FaultyProxy(s3_endpoint, refuse_gets="/outage-stays/in/")
+    try:
+        locations = [storage.open_location(f"s3://outage-stays/in/{i}.jpg", region="us-east-1",
+                                           endpoint_url=proxy.url) for i in range(10)]
+        started = time.monotonic()
+        errors = []
+        for location in locations:
+            with pytest.raises(OSError) as failed:
+                storage.read_bytes(location)
+            errors.append(failed.value)
+        took = time.monotonic() - started
+        tried = proxy.refused
+        assert all(storage.is_transient(error) for error in errors)
+        # The first read spends the budget; the rest are not tried (each would spend it again).
+        assert isinstance(errors[-1], storage.StorageUnavailable) and "not tried" in str(errors[-1])
+        assert took < 3 * storage.STORAGE_RETRY_SECONDS + 5, f"10 reads took {took:.1f} s"
+        assert tried < 5 * storage.S3_ATTEMPTS, f"{tried} requests for 10 reads"
+
+        proxy.refuse_gets = None  # back: within PROBE_SECONDS reads still fail at once ...
+        with pytest.raises(storage.StorageUnavailable):
+            storage.read_bytes(locations[0])
+        deadline = time.monotonic() + storage.PROBE_SECONDS + 5
+        while True:  # ... then one probe goes through, and every read works again
+            try:
+                assert storage.read_bytes(locations[0]) == b"photo 0"
+                break
+            except storage.StorageUnavailable:
+                assert time.monotonic() < deadline, "no probe within PROBE_SECONDS"
+                time.sleep(0.2)  # polling for the probe window, not synchronising on time
+        assert [storage.read_bytes(location) for location in locations[1:3]] == [b"photo 1", b"photo 2"]
+    finally:
+        proxy.close()
+
+
+def test_an_outage_shorter_than_the_budget_opens_nothing(storage):
+    """Errors that stop before the budget is spent are retried as before, and a success ends the
+    stretch: the next failure starts a new one."""
+    answers = iter([ConnectionResetError("reset"), ConnectionResetError("reset"), b"ok",
+                    ConnectionResetError("reset"), b"ok again"])
+
+    def call():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert storage.retrying(call) == b"ok"
+    assert storage._failing_since is None
+    assert storage.retrying(call) == b"ok again"
