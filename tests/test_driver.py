@@ -234,11 +234,12 @@ def test_a_namer_replica_killed_mid_job_costs_the_job_nothing(settings):
     """Fault: the warm namer's process is SIGKILLed while a job's images are being named (a spot GPU
     node lost). Serve replaces the replica, the run asks again, and the job finishes on its first
     attempt with every name right and every output exactly once."""
-    import psutil
+    import ray
 
-    def namers() -> list[psutil.Process]:
-        return [p for p in psutil.process_iter(["cmdline"])
-                if p.info["cmdline"] and "ServeReplica:renamer:namer" in " ".join(p.info["cmdline"])]
+    def namers() -> list[dict]:
+        """This Ray's namer replicas (Serve names its replica actors in the "serve" namespace)."""
+        return [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["namespace"] == "serve" and "renamer#namer#" in a["name"]]
 
     driver = Driver(settings, namer=NamerRef())
     record, labels = enqueue(driver, seed=760, count=120)
@@ -248,14 +249,14 @@ def test_a_namer_replica_killed_mid_job_costs_the_job_nothing(settings):
             assert time.monotonic() < deadline, "the job never started naming"
             time.sleep(0.1)  # polling the job record, not synchronising on time
         [victim] = namers()
-        victim.kill()
+        ray.kill(ray.get_actor(victim["name"], namespace="serve"))  # the process is killed, as by SIGKILL
         killed = time.monotonic()
         assert now.named < now.count and not now.finished, "the kill must land mid-job"
         done = assert_done_exactly_once(driver, record, labels)
         add_row("namer replica SIGKILLed mid-job (120 files)", runs=done.attempts, lost=0, duplicated=0,
                 recover_s=time.monotonic() - killed, outcome=f"{done.status} on attempt {done.attempts}")
     assert done.attempts == 1
-    assert [p.pid for p in namers()] != [victim.pid]
+    assert namers() and victim not in namers()  # Serve started a new replica
 
 
 def test_a_failed_runs_reason_is_the_tasks_own_error_in_one_line():
