@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from faults.harness import add_row, tally
 from hostile import corpus
 from renamer_ray.config import load_settings
 from renamer_ray.naming import sanitize_stem
@@ -49,6 +50,13 @@ def test_every_hostile_file_fails_alone_or_is_named_and_harms_nothing_else(ray_l
             assert record.status == "error" and len(record.error) > 15, (item.kind, record)
     assert summary.skipped == 1
     assert by_name[control].name == reference.records[0].name  # the neighbours changed nothing
+    namable = [item.data for item in files.values() if item.expect == "name"]
+    outputs = [path.read_bytes() for path in (tmp_path / "out").iterdir() if path.is_file() and path.suffix != ".jsonl"]
+    lost, duplicated = tally(namable, outputs)
+    add_row(f"poison images: the hostile corpus in one run ({len(files)} files, {summary.failed} of them unreadable)",
+            runs=1, lost=lost, duplicated=duplicated, recover_s=None,
+            outcome=f"{summary.ok} renamed, {summary.failed} failed alone with a reason, 1 skipped; the control as alone")
+    assert (lost, duplicated) == (0, 0)
 
 
 def test_the_api_refuses_at_upload_only_what_is_not_an_image(s3_endpoint, items):
