@@ -3,6 +3,7 @@
 # and `make test` (the whole suite). Both build the virtual environment from nothing; `make test`
 # also installs Debian's chromium + chromedriver for the browser test if they are missing.
 VENV ?= .venv
+PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
@@ -14,7 +15,8 @@ CHECKOV := .venv-checkov/bin/checkov
 .PHONY: demo up test faults venv browser toy-checkpoint samples clean
 
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 13) else "renamer-ray needs Python 3.10 to 3.12, and $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'

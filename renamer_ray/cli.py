@@ -57,14 +57,32 @@ def _service_settings(args: argparse.Namespace):
     return load_settings(**overrides)
 
 
+def _require_local_extra(*modules: str) -> None:
+    """The local stack's tools are an extra (`pip install .` on a GPU node pulls neither)."""
+    import importlib
+
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ConfigError(f"the local stack needs {' and '.join(missing)}, which this install lacks: "
+                          "pip install 'renamer-ray[local]' (`make demo` installs it)")
+
+
 def _up(args: argparse.Namespace) -> int:
     from renamer_ray.service.stack import up
 
+    if not args.aws:
+        _require_local_extra("moto")
     return up(_service_settings(args), workdir=Path(args.workdir), dashboard_port=args.dashboard_port,
               embedded=not args.aws)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _require_local_extra("moto", "httpx")
     from renamer_ray.service.demo import demo
 
     return demo(_service_settings(args), Path(args.samples), workdir=Path(args.workdir),

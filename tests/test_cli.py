@@ -30,3 +30,31 @@ def test_missing_source_folder_is_a_clear_error(tmp_path):
     result = run("rename", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", "toy-shapes")
     assert result.returncode == 2
     assert "not found" in result.stderr
+
+
+def test_the_runtime_install_pulls_neither_the_local_stack_nor_test_tools():
+    """`pip install .` (a GPU node's image) gets the service and the pipeline, not moto's server
+    stack or an HTTP test client; the local stack is the `local` extra."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    runtime = {re.split(r"[\[<>=!~ ;]", requirement)[0].lower() for requirement in project["dependencies"]}
+    assert not runtime & {"moto", "httpx", "pytest", "psutil", "numpy", "tokenizers"}
+    assert {re.split(r"[\[<>=!~ ;]", r)[0] for r in project["optional-dependencies"]["local"]} == {"moto", "httpx"}
+
+
+def test_without_the_local_extra_the_service_runs_and_up_says_what_to_install():
+    """With moto and httpx unimportable, every module a cluster node runs still imports, and
+    `renamer-ray up` answers with one line saying what to install (exit 2), not a traceback."""
+    blocked = "import sys; sys.modules.update(moto=None, httpx=None); "
+    modules = ["renamer_ray.service.ingress", "renamer_ray.service.driver", "renamer_ray.service.webhooks",
+               "renamer_ray.service.namer", "renamer_ray.pipeline.run", "renamer_ray.cli"]
+    imported = subprocess.run([sys.executable, "-c", blocked + "; ".join(f"import {m}" for m in modules)],
+                              capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    up = subprocess.run([sys.executable, "-c", blocked + "from renamer_ray.cli import main; sys.exit(main(['up']))"],
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 2 and up.stderr.strip().splitlines() == [
+        "error: the local stack needs moto, which this install lacks: pip install 'renamer-ray[local]' "
+        "(`make demo` installs it)"], up.stderr

@@ -18,13 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Event
 from urllib.parse import urlsplit
 
-import httpx
+import urllib3
 
 log = logging.getLogger("renamer_ray.webhooks")
 SIGNATURE_HEADER = "X-Renamer-Signature"
 ATTEMPTS = 6                      # 1 + 5 retries: 1, 2, 4, 8, 16 s apart (≈ 31 s in all)
 FIRST_BACKOFF_SECONDS = 1.0
 TIMEOUT_SECONDS = 10.0
+HTTP = urllib3.PoolManager()      # urllib3 (boto3's own HTTP client): no extra dependency for callbacks
 
 
 class CallbackRefused(ValueError):
@@ -86,16 +87,16 @@ class Webhooks:
         backoff = FIRST_BACKOFF_SECONDS
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                answer = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS,
-                                    follow_redirects=False)
-                if answer.is_success:
+                answer = HTTP.request("POST", url, body=body, headers=headers, timeout=TIMEOUT_SECONDS,
+                                      redirect=False, retries=False)
+                if 200 <= answer.status < 300:
                     log.info("callback of job %s delivered (attempt %d)", job_id, attempt)
                     return True
-                if answer.status_code < 500 and answer.status_code != 429:
-                    log.error("callback of job %s refused by the receiver: HTTP %d", job_id, answer.status_code)
+                if answer.status < 500 and answer.status != 429:
+                    log.error("callback of job %s refused by the receiver: HTTP %d", job_id, answer.status)
                     return False
-                problem = f"HTTP {answer.status_code}"
-            except httpx.HTTPError as exc:
+                problem = f"HTTP {answer.status}"
+            except urllib3.exceptions.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             log.warning("callback of job %s failed (attempt %d/%d): %s", job_id, attempt, ATTEMPTS, problem)
             if attempt < ATTEMPTS and self.closing.wait(backoff):  # a retry's backoff, cut short on shutdown
