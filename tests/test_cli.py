@@ -58,3 +58,25 @@ def test_without_the_local_extra_the_service_runs_and_up_says_what_to_install():
     assert up.returncode == 2 and up.stderr.strip().splitlines() == [
         "error: the local stack needs moto, which this install lacks: pip install 'renamer-ray[local]' "
         "(`make demo` installs it)"], up.stderr
+
+
+def test_the_lock_pins_a_version_every_requirement_accepts():
+    """constraints.txt (scripts/lock.py) pins every requirement of pyproject.toml, runtime and
+    extras, at a version its range allows: the lock cannot silently drift from the project."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pins = dict(line.split("==") for line in (root / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    requirements += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    for requirement in requirements:
+        if requirement.name == "renamer-ray":
+            continue
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in constraints.txt: run scripts/lock.py"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (requirement, pins[name])
