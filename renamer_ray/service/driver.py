@@ -58,6 +58,7 @@ def reason(exc: BaseException) -> str:
     lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:500]
 
+
 @dataclass(eq=False)
 class HeldJob:
     """A job this driver holds: its message (kept invisible) and record, and what its run produced."""

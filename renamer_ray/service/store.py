@@ -40,6 +40,11 @@ class JobStore:
         body = self._get_if_exists(record_key(namespace, job_id))
         return JobRecord.model_validate_json(body) if body is not None else None
 
+    def load_many(self, namespace: str, ids: list[str]) -> list[JobRecord | None]:
+        """The records of ``ids``, read in parallel; None for a missing record or a key that is no job id."""
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(lambda job_id: self.load(namespace, job_id) if JOB_ID.match(job_id) else None, ids))
+
     def _get_if_exists(self, key: str) -> bytes | None:
         try:
             return self.s3.get_object(Bucket=self.out_bucket, Key=key)["Body"].read()
@@ -64,8 +69,7 @@ class JobStore:
         page = self.s3.list_objects_v2(Bucket=self.out_bucket, Prefix=prefix, MaxKeys=limit, **extra)
         names = [item["Key"][len(prefix):] for item in page.get("Contents", [])]
         ids = [name.rsplit("-", 1)[-1] for name in names]
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            records = list(pool.map(lambda job_id: self.load(namespace, job_id) if JOB_ID.match(job_id) else None, ids))
+        records = self.load_many(namespace, ids)
         more = page.get("IsTruncated") and names
         return [r for r in records if r is not None], (names[-1] if more else None)
 
@@ -77,8 +81,7 @@ class JobStore:
         ids = [item["Key"][len(prefix):] for item in listed.get("Contents", [])]
         if len(ids) < limit:
             return len(ids)
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            records = list(pool.map(lambda job_id: self.load(namespace, job_id), ids))
+        records = self.load_many(namespace, ids)
         stale = [job_id for job_id, record in zip(ids, records) if record is None or record.finished]
         for job_id in stale:
             self.s3.delete_object(Bucket=self.out_bucket, Key=prefix + job_id)
