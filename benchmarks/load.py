@@ -29,7 +29,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 
 def images(count: int) -> list[tuple[bytes, str]]:
-    from renamer_ray.model.toy_shapes import draw_shape
+    from renamer_ray.toy.shapes import draw_shape
 
     out = []
     for seed in range(count):

@@ -35,7 +35,7 @@ FINISHED = ("succeeded", "partial", "failed", "cancelled")
 
 def image(seed: int, side: tuple[int, int] = (800, 1600)) -> tuple[bytes, str]:
     """A drawn shape as JPEG, and its correct label."""
-    from renamer_ray.model.toy_shapes import draw_shape
+    from renamer_ray.toy.shapes import draw_shape
 
     sample = draw_shape(random.Random(seed), min_side=side[0], max_side=side[1])
     buf = io.BytesIO()

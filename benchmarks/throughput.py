@@ -99,7 +99,7 @@ def start_s3() -> str:
 
 
 def upload_images(s3, bucket: str, count: int, seed: int = 7) -> list[str]:
-    from renamer_ray.model.toy_shapes import draw_shape
+    from renamer_ray.toy.shapes import draw_shape
 
     rng, keys = random.Random(seed), []
     for i in range(count):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pillow_heif
 from PIL import Image
 
-from renamer_ray.model.toy_shapes import draw_shape
+from renamer_ray.toy.shapes import draw_shape
 
 pillow_heif.register_heif_opener()
 

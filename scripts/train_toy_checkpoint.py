@@ -3,7 +3,7 @@
 The checkpoint is the real Qwen2-VL architecture (``Qwen2VLForConditionalGeneration``) with a
 random small config, a byte-level BPE tokenizer built with the `tokenizers` library and the
 standard Qwen2-VL processor and chat template. It is trained here, deterministically, on images
-from :mod:`renamer_ray.model.toy_shapes` to answer ``<colour>-<shape>``, using exactly the prompt
+from :mod:`renamer_ray.toy.shapes` to answer ``<colour>-<shape>``, using exactly the prompt
 the namer sends at inference. Run::
 
     .venv/bin/python scripts/train_toy_checkpoint.py            # writes renamer_ray/model/checkpoints/toy-shapes
@@ -34,7 +34,7 @@ from transformers import (
 )
 
 from renamer_ray import prompts
-from renamer_ray.model.toy_shapes import COLOURS, LABELS, SHAPES, draw_shape
+from renamer_ray.toy.shapes import COLOURS, LABELS, SHAPES, draw_shape
 
 OUT = Path(__file__).resolve().parents[1] / "renamer_ray" / "model" / "checkpoints" / "toy-shapes"
 

@@ -10,7 +10,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from renamer_ray.model.toy_shapes import draw_shape
+from renamer_ray.toy.shapes import draw_shape
 
 pillow_heif.register_heif_opener()
 
