@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # checkov pins an old `packaging` that breaks pytest: it lives in a virtual environment of its own.
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: demo up test faults venv browser toy-checkpoint samples clean
+.PHONY: demo up check test faults venv browser toy-checkpoint samples clean
 
 # Every install is pinned by constraints.txt (`python scripts/lock.py` regenerates it).
 $(STAMP): pyproject.toml constraints.txt
@@ -40,12 +40,18 @@ $(CHECKOV):
 	.venv-checkov/bin/pip install -q --upgrade pip
 	.venv-checkov/bin/pip install -q 'checkov>=3.2,<4'
 
+# The fast tier while working (under a minute here): unit tests and the API in-process. No Ray,
+# no browser, no child processes; moto's server on 127.0.0.1 for the API tests.
+check: $(STAMP)
+	$(PY) -m pytest tests/unit tests/integration/test_api.py tests/integration/test_api_schema.py
+
+# Everything, tier by tier (unit, integration, e2e): what CI runs.
 test: $(STAMP) browser $(CHECKOV)
 	$(PY) -m pytest
 
 # The fault-injection suite alone (part of `make test` too); prints the fault table at the end.
 faults: $(STAMP)
-	$(PY) -m pytest tests/faults tests/test_driver.py
+	$(PY) -m pytest tests/e2e/faults tests/integration/test_driver.py
 
 # Regenerate the shipped toy checkpoint and the sample folder (deterministic; a few minutes on CPU).
 toy-checkpoint: $(STAMP)

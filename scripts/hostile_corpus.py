@@ -1,4 +1,4 @@
-"""Send the hostile-input corpus (tests/hostile.py) through all three ways in: the CLI on a folder,
+"""Send the hostile-input corpus (tests/support/hostile.py) through all three ways in: the CLI on a folder,
 the pipeline S3 → S3, and the HTTP API of the local stack (each file in a job of its own beside an
 ordinary photo). Prints, per kind, what each way answered, and the peak memory of the stack's
 processes, and each file's own decode peak (this process's peak RSS, reset before each decode,
@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # a script: the corpus lives in the test tree (tests/support)
 DOC = ROOT / "docs" / "reliability.md"
 
 
@@ -102,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MODEL_ID", "toy-shapes")
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    from hostile import corpus
+    from tests.support.hostile import corpus
 
     from renamer_ray.config import load_settings
     from renamer_ray.pipeline.run import NamerRef, RunOptions, run

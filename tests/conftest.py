@@ -1,18 +1,14 @@
-"""Shared fixtures: a real local Ray instance, the shipped toy checkpoint, drawn shape images."""
+"""Shared fixtures: a real local Ray instance, the shipped toy checkpoint, moto's server, the stack.
+
+Each test is marked with its tier (``unit``, ``integration``, ``e2e``) from its folder, so
+``pytest -m unit`` and ``make check`` select by tier; helpers live in ``tests/support``."""
 
 from __future__ import annotations
 
-import io
 import os
-import random
+from pathlib import Path
 
-import pillow_heif
 import pytest
-from PIL import Image
-
-from renamer_ray.toy.shapes import draw_shape
-
-pillow_heif.register_heif_opener()
 
 # Tests talk only to the S3-compatible server they start on 127.0.0.1, with dummy credentials. Set
 # before Ray starts, so that Ray's workers inherit them too.
@@ -22,25 +18,6 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
 # The suite's own local Ray instance runs without token auth: Ray 2.60 would otherwise switch it on
 # for this process and its children (RAY_AUTH_MODE=token) and write ~/.ray/auth_token.
 os.environ["RAY_AUTH_MODE"] = "disabled"
-
-FORMATS = ["JPEG", "PNG", "WEBP", "HEIF"]
-
-
-def encode(image: Image.Image, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **({"quality": 90} if fmt in ("JPEG", "WEBP", "HEIF") else {}))
-    return buf.getvalue()
-
-
-def drawn_files(seed: int, count: int, *, max_side: int = 1200) -> list[tuple[bytes, str, str]]:
-    """(bytes, format, correct label) for freshly drawn shape images in rotating formats."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(count):
-        sample = draw_shape(rng, min_side=64, max_side=max_side)
-        fmt = FORMATS[i % len(FORMATS)]
-        out.append((encode(sample.image, fmt), fmt, sample.label))
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +61,9 @@ def stack(s3_endpoint, tmp_path_factory):
     proxy (``stack.endpoint``) that the fault suite can cut, as if the endpoint restarted."""
     import uuid
 
-    from cut_proxy import CutProxy
+    from tests.support.cut_proxy import CutProxy
     from renamer_ray.service.stack import free_ports
-    from service_stack import KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, start_stack
+    from tests.support.stack import KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, start_stack
 
     api_port, dashboard_port = free_ports(2)
     tag = uuid.uuid4().hex[:6]
@@ -101,3 +78,15 @@ def stack(s3_endpoint, tmp_path_factory):
     yield running
     assert running.interrupt() == 0
     endpoint.close()
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with the tier its folder names."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = Path(item.fspath).relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

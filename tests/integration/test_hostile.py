@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from faults.harness import add_row, tally
-from hostile import corpus
 from renamer_ray.config import load_settings
 from renamer_ray.naming import sanitize_stem
 from renamer_ray.pipeline.run import RunOptions, run
+from tests.e2e.faults.harness import add_row, tally
+from tests.support.hostile import corpus
 
 SETTINGS = dict(model_id="toy-shapes", batch_size=4)
 

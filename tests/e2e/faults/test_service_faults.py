@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import httpx
 
-from faults.harness import add_row, s3_outputs, tally
 from renamer_ray.service.demo import wait
 from renamer_ray.service.jobs import now
-from service_stack import KEY_A, KEY_B, images, replica_processes, submit, wait_until
+from tests.e2e.faults.harness import add_row, s3_outputs, tally
+from tests.support.stack import KEY_A, KEY_B, images, replica_processes, submit
+from tests.support.eventually import eventually
 
 B = {"X-API-Key": KEY_B}
 
@@ -36,7 +37,7 @@ def outcome(stack, s3, job_id: str, files, labels, *, namespace="team-a", api_ke
     """Wait for the job's end; (final view, files lost, files duplicated), once its claims are gone."""
     final = wait(stack.api, job_id, api_key=api_key or KEY_A, timeout=timeout)
     bucket, prefix = stack.env["S3_OUT_BUCKET"], f"{namespace}/jobs/{job_id}/output/"
-    wait_until(lambda: not s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "_manifest/").get("KeyCount"),
+    eventually(lambda: not s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "_manifest/").get("KeyCount"),
                "the job's claims are removed (they go last, after the final status)", timeout=60)
     lost, duplicated = tally([data for _, (_, data) in files], s3_outputs(s3, bucket, prefix))
     if final["status"] == "succeeded":
@@ -55,10 +56,10 @@ def test_driver_killed_three_times_in_one_job(stack, s3):
     for attempt in (1, 2, 3):
         def attempt_under_way():
             saved = record(stack, s3, "team-a", job_id) or {}
-            drivers = replica_processes("driver")
+            drivers = replica_processes(stack, "driver")
             return (saved.get("attempts") == attempt and saved.get("status") == "running"
                     and any(f["state"] != "waiting" for f in saved["files"]) and len(drivers) == 1 and drivers)
-        driver = wait_until(attempt_under_way, f"attempt {attempt} has named a file", timeout=300)[0]
+        driver = eventually(attempt_under_way, f"attempt {attempt} has named a file", timeout=300)[0]
         driver.send_signal(signal.SIGKILL)
         first_kill = first_kill or time.monotonic()
     final, lost, duplicated = outcome(stack, s3, job_id, files, labels)
@@ -78,7 +79,7 @@ def test_the_s3_sqs_endpoint_restarting_mid_job_loses_nothing(stack, s3):
     files, labels = images(seed=421, count=48)
     job_id = submit(stack, files).json()["job_id"]
     bucket, prefix = stack.env["S3_OUT_BUCKET"], f"team-a/jobs/{job_id}/output/"
-    wait_until(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "_manifest/claims/").get("KeyCount"),
+    eventually(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "_manifest/claims/").get("KeyCount"),
                "the job is copying")
     stack.endpoint.cut()
     cut_at = time.monotonic()
@@ -107,7 +108,7 @@ def test_the_same_message_delivered_twice_at_once(stack, s3):
     add_row("the same job's message delivered twice at once (12 files)", runs=attempts, lost=lost,
             duplicated=duplicated, recover_s=time.monotonic() - sent, outcome=f"{final['status']}, one run")
     assert final["status"] == "succeeded" and attempts == 1 and (lost, duplicated) == (0, 0)
-    wait_until(lambda: int(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    eventually(lambda: int(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
                            ["ApproximateNumberOfMessages"]) == 0, "the duplicate is acknowledged", timeout=60)
 
 
@@ -147,12 +148,12 @@ def test_the_api_replica_killed_under_load(stack, s3):
     with ThreadPoolExecutor(8) as pool:
         for n in range(8):
             pool.submit(client, n)
-        wait_until(lambda: len(accepted) >= 8, "eight jobs are accepted", timeout=120)
-        api = replica_processes("renamer-api")
+        eventually(lambda: len(accepted) >= 8, "eight jobs are accepted", timeout=120)
+        api = replica_processes(stack, "renamer-api")
         assert len(api) == 1
         api[0].send_signal(signal.SIGKILL)
         killed_at.append(time.monotonic())
-        wait_until(lambda: recovered_at and len(accepted) >= 24, "submissions succeed again", timeout=180)
+        eventually(lambda: recovered_at and len(accepted) >= 24, "submissions succeed again", timeout=180)
         stop.set()
     assert len(accepted) == len(submissions), "a submission was never answered"
 
@@ -174,4 +175,5 @@ def test_the_api_replica_killed_under_load(stack, s3):
             lost=lost, duplicated=duplicated, recover_s=recovered_at[0] - killed_at[0],
             outcome=f"{statuses.count('succeeded')}/{len(statuses)} succeeded; {len(errors)} refused tries, retried")
     assert statuses == ["succeeded"] * len(submissions) and (lost, duplicated) == (0, 0)
-    assert [p.pid for p in replica_processes("renamer-api")] != [api[0].pid]
+    eventually(lambda: [p.pid for p in replica_processes(stack, "renamer-api")] not in ([], [api[0].pid]),
+               "Serve runs a new API replica", timeout=60)

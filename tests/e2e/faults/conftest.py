@@ -1,6 +1,6 @@
 """The fault suite's table: each case adds a row (``faults.harness.add_row``); it is printed at the end."""
 
-from faults.harness import ROWS, render_table
+from tests.e2e.faults.harness import ROWS, render_table
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from tests.support.eventually import eventually
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def storage(monkeypatch):
 
 
 def test_a_store_that_stays_down_is_not_waited_on_for_every_file(storage, s3, s3_endpoint):
-    from faulty_proxy import FaultyProxy
+    from tests.support.faulty_proxy import FaultyProxy
 
     s3.create_bucket(Bucket="outage-stays")
     for i in range(10):
@@ -49,14 +50,10 @@ def test_a_store_that_stays_down_is_not_waited_on_for_every_file(storage, s3, s3
         proxy.refuse_gets = None  # back: within PROBE_SECONDS reads still fail at once ...
         with pytest.raises(storage.StorageUnavailable):
             storage.read_bytes(locations[0])
-        deadline = time.monotonic() + storage.PROBE_SECONDS + 5
-        while True:  # ... then one probe goes through, and every read works again
-            try:
-                assert storage.read_bytes(locations[0]) == b"photo 0"
-                break
-            except storage.StorageUnavailable:
-                assert time.monotonic() < deadline, "no probe within PROBE_SECONDS"
-                time.sleep(0.2)  # polling for the probe window, not synchronising on time
+        # ... then one probe goes through, and every read works again.
+        assert eventually(lambda: storage.read_bytes(locations[0]), "a probe goes through",
+                          timeout=storage.PROBE_SECONDS + 5, every=0.2,
+                          retry_on=(storage.StorageUnavailable,)) == b"photo 0"
         assert [storage.read_bytes(location) for location in locations[1:3]] == [b"photo 1", b"photo 2"]
     finally:
         proxy.close()

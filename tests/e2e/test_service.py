@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
-from http_receiver import Receiver
 from renamer_ray.service.demo import wait
 from renamer_ray.service.webhooks import SIGNATURE_HEADER, verify
-from service_stack import (A, KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, images, replica_processes, status_of,
-                           submit, wait_until)
+from tests.support.http_receiver import Receiver
+from tests.support.stack import (A, KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, images, replica_processes,
+                                 status_of, submit)
+from tests.support.eventually import eventually
 
 def test_submit_follow_download(stack, s3):
     files, labels = images(seed=401, count=6)
@@ -129,7 +128,7 @@ def test_other_keys_jobs_are_not_found(stack):
 
 
 def test_twenty_concurrent_submissions_all_finish_right_on_one_warm_namer(stack):
-    namers = [p.pid for p in replica_processes("namer")]
+    namers = [p.pid for p in replica_processes(stack, "namer")]
     assert len(namers) == 1
     batches = [images(seed=500 + i, count=2) for i in range(20)]
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -140,7 +139,7 @@ def test_twenty_concurrent_submissions_all_finish_right_on_one_warm_namer(stack)
         assert job["status"] == "succeeded", job
         for result, label in zip(job["results"], labels):
             assert result["name"].startswith(label), (result, label)
-    assert [p.pid for p in replica_processes("namer")] == namers  # the model was loaded once, not per run
+    assert [p.pid for p in replica_processes(stack, "namer")] == namers  # the model was loaded once, not per run
 
 
 def test_a_small_job_starts_beside_running_big_ones(stack):
@@ -148,7 +147,7 @@ def test_a_small_job_starts_beside_running_big_ones(stack):
     run, starts at once in a run of its own (before any big job ends) and shares the namer."""
     big_files = [images(seed=410 + n, count=LIMITS["MAX_FILES_PER_JOB"])[0] for n in range(3)]
     big = [submit(stack, files).json()["job_id"] for files in big_files]
-    wait_until(lambda: any(status_of(stack, job)["status"] == "running" for job in big), "a big job runs")
+    eventually(lambda: any(status_of(stack, job)["status"] == "running" for job in big), "a big job runs")
     files, labels = images(seed=411, count=1)
     small = submit(stack, files, headers={"X-API-Key": KEY_B}).json()["job_id"]
     small_final = wait(stack.api, small, api_key=KEY_B, timeout=300)
@@ -162,7 +161,7 @@ def test_a_small_job_starts_beside_running_big_ones(stack):
 
 def test_cancel_a_running_job_keeps_what_was_renamed(stack, s3):
     job_id = submit(stack, images(seed=412, count=LIMITS["MAX_FILES_PER_JOB"])[0]).json()["job_id"]
-    wait_until(lambda: status_of(stack, job_id)["named"] > 0, "the job has named a file")
+    eventually(lambda: status_of(stack, job_id)["named"] > 0, "the job has named a file")
     answer = httpx.delete(f"{stack.api}/v1/jobs/{job_id}", headers=A)
     assert answer.status_code == 202, answer.text
     final = wait(stack.api, job_id, api_key=KEY_A, timeout=120)
@@ -185,7 +184,7 @@ def test_callback_is_delivered_once_signed_after_a_500(stack):
         files, _ = images(seed=413, count=1)
         job_id = submit(stack, files, data={"callback_url": receiver.url}).json()["job_id"]
         assert wait(stack.api, job_id, api_key=KEY_A, timeout=300)["status"] == "succeeded"
-        wait_until(lambda: len(receiver.posts) >= 2, "the callback is retried and delivered", timeout=60)
+        eventually(lambda: len(receiver.posts) >= 2, "the callback is retried and delivered", timeout=60)
         headers, body = receiver.posts[-1]
         assert verify(STACK_SECRET, body, headers[SIGNATURE_HEADER])
         delivered = json.loads(body)
@@ -214,10 +213,8 @@ def test_poison_job_lands_in_the_dlq_with_a_failed_status(stack, s3):
     s3.put_object(Bucket=stack.env["S3_OUT_BUCKET"], Key=poison.record_key, Body=poison.model_dump_json())
     sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"namespace": "team-a", "job_id": poison.job_id}))
 
-    deadline, moved = time.monotonic() + 120, []
-    while not moved:
-        assert time.monotonic() < deadline, "the poison message never reached the DLQ"
-        moved = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1).get("Messages", [])
+    moved = eventually(lambda: sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1).get("Messages"),
+                       "the poison message reaches the DLQ", timeout=120)
     assert json.loads(moved[0]["Body"])["job_id"] == poison.job_id
     status = httpx.get(f"{stack.api}/v1/jobs/{poison.job_id}", headers=A).json()
     assert status["status"] == "failed" and "template" in status["error"] and f"{MAX_RECEIVES} attempts" in status["error"]
@@ -225,10 +222,9 @@ def test_poison_job_lands_in_the_dlq_with_a_failed_status(stack, s3):
 
 def test_custom_metrics_reach_ray_metrics(stack):
     """The driver's counters are exported with Ray's own metrics (Prometheus format)."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    def exported() -> bool:
         text = httpx.get(stack.urls["metrics"], timeout=10).text
-        if "renamer_images_renamed" in text and "renamer_job_latency_seconds" in text:
-            return
-        time.sleep(1)  # Ray exports metrics every few seconds: polling the exporter
-    pytest.fail("renamer_* metrics never appeared at " + stack.urls["metrics"])
+        return "renamer_images_renamed" in text and "renamer_job_latency_seconds" in text
+
+    # Ray exports metrics every few seconds: poll the exporter.
+    eventually(exported, "renamer_* metrics appear at " + stack.urls["metrics"], timeout=90, every=1)

@@ -14,14 +14,15 @@ from contextlib import contextmanager
 import boto3
 import pytest
 
-from faults.harness import add_row
-from conftest import drawn_files
 from renamer_ray.config import load_settings
 from renamer_ray.naming import content_type_for, extension_for
 from renamer_ray.pipeline.run import NamerRef
 from renamer_ray.service.driver import Driver
 from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
 from renamer_ray.service.stack import provision
+from tests.e2e.faults.harness import add_row
+from tests.support.images import drawn_files
+from tests.support.eventually import eventually
 
 TENANT = "tenant-1"
 
@@ -81,11 +82,11 @@ def serving(driver: Driver):
 
 
 def final(driver: Driver, record: JobRecord, timeout: float = 180) -> JobRecord:
-    deadline = time.monotonic() + timeout
-    while not (now := driver.store.load(record.namespace, record.job_id)).finished:
-        assert time.monotonic() < deadline, f"job {record.job_id} still {now.status}: {now.error}"
-        time.sleep(0.2)  # polling the job record, not synchronising on time
-    return now
+    def finished() -> JobRecord | None:
+        now = driver.store.load(record.namespace, record.job_id)
+        return now if now.finished else None
+
+    return eventually(finished, f"job {record.job_id} finishes", timeout=timeout, every=0.2)
 
 
 def queue_is_empty(settings) -> bool:
@@ -104,10 +105,9 @@ def assert_done_exactly_once(driver: Driver, record: JobRecord, labels: list[str
     for entry, label in zip(manifest, labels):
         assert entry.status == "ok" and entry.name.startswith(label), (entry, label)
     s3, prefix = driver.store.s3, done.output_prefix + "/"
-    deadline = time.monotonic() + 30
-    while s3.list_objects_v2(Bucket=driver.store.out_bucket, Prefix=prefix + "_manifest/").get("KeyCount"):
-        assert time.monotonic() < deadline, "the claims were never removed"
-        time.sleep(0.1)  # claims go last, after the final status: polling S3 for that
+    # Claims go last, after the final status.
+    eventually(lambda: not s3.list_objects_v2(Bucket=driver.store.out_bucket, Prefix=prefix + "_manifest/").get("KeyCount"),
+               "the claims are removed", timeout=30)
     listed = s3.list_objects_v2(Bucket=driver.store.out_bucket, Prefix=prefix).get("Contents", [])
     assert sorted(o["Key"].removeprefix(prefix) for o in listed) == sorted(m.name for m in manifest)
     return done
@@ -199,10 +199,9 @@ def test_a_namer_that_cannot_be_scheduled_fails_the_job_with_the_watchdogs_reaso
                     outcome=f"{failed.status} in {time.monotonic() - started:.0f} s with the watchdog's reason; DLQ")
             sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
             dlq = sqs.get_queue_url(QueueName=settings.sqs_queue_url.rsplit("/", 1)[1] + "-dlq")["QueueUrl"]
-            deadline, moved = time.monotonic() + 60, []
-            while not moved:  # the driver's next receive lets SQS move it
-                assert time.monotonic() < deadline, "the message never reached the DLQ"
-                moved = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", [])
+            # The driver's next receive lets SQS move it.
+            moved = eventually(lambda: sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages"),
+                               "the message reaches the DLQ", timeout=60)
         assert failed.status == "failed"
         assert "no namer replica could be scheduled" in failed.error and "gave up after 1 attempts" in failed.error
         assert json.loads(moved[0]["Body"])["job_id"] == record.job_id
@@ -244,10 +243,8 @@ def test_a_namer_replica_killed_mid_job_costs_the_job_nothing(settings):
     driver = Driver(settings, namer=NamerRef())
     record, labels = enqueue(driver, seed=760, count=120)
     with serving(driver):
-        deadline = time.monotonic() + 120
-        while not (now := driver.store.load(TENANT, record.job_id)).named:
-            assert time.monotonic() < deadline, "the job never started naming"
-            time.sleep(0.1)  # polling the job record, not synchronising on time
+        now = eventually(lambda: (record_now := driver.store.load(TENANT, record.job_id)).named and record_now,
+                         "the job starts naming", timeout=120)
         [victim] = namers()
         ray.kill(ray.get_actor(victim["name"], namespace="serve"))  # the process is killed, as by SIGKILL
         killed = time.monotonic()

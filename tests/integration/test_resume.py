@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import drawn_files
 from renamer_ray.config import load_settings
 from renamer_ray.pipeline.run import RunOptions, run
+from tests.support.images import drawn_files
+from tests.support.eventually import eventually
 
 SCRIPT = Path(sys.executable).with_name("renamer-ray")
 
@@ -36,9 +36,8 @@ def test_killed_run_resumes_to_the_same_result(ray_local, tmp_path):
     driver = subprocess.Popen([str(SCRIPT), "rename", str(src), str(crashed), "--model", "toy-shapes",
                                "--batch-size", "2"], start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not finished_files(crashed) and driver.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling the file system for the first output, not synchronising on time
+    eventually(lambda: finished_files(crashed) or driver.poll() is not None, "the first output is written",
+               timeout=300, every=0.05)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
     driver.wait(timeout=60)
     before = {name: os.stat(crashed / name).st_ino for name in finished_files(crashed)}

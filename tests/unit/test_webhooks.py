@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from http_receiver import Receiver
 from renamer_ray.service.webhooks import SIGNATURE_HEADER, CallbackRefused, Webhooks, check_url, sign, verify
+from tests.support.http_receiver import Receiver
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ and its import path imports; the node image's Dockerfile lints clean."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -18,11 +19,20 @@ import yaml
 
 from renamer_ray.config import Settings, load_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TF, CLUSTER = REPO / "terraform", REPO / "cluster"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
-sys.path.insert(0, str(CLUSTER))
-import render  # noqa: E402  (cluster/render.py)
+
+
+def _load_render():
+    """cluster/render.py, the launcher config's renderer (a script beside the configs, not a package)."""
+    spec = importlib.util.spec_from_file_location("render", CLUSTER / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _load_render()
 
 FAKE_OUTPUTS = {
     "aws_region": "eu-west-1", "s3_in_bucket": "renamer-ray-input-123456789012-eu-west-1",

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-from conftest import drawn_files
 from renamer_ray.config import load_settings
 from renamer_ray.pipeline.run import RunOptions, run
+from tests.support.images import drawn_files
 
 
 def make_source(folder, seed: int, count: int) -> dict[str, str]:

@@ -3,34 +3,28 @@ with its embedded S3/SQS endpoint, stopped with Ctrl-C: nothing it started is le
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 
 from renamer_ray.service.stack import free_ports
-from service_stack import start_stack
+from tests.support.images import SAMPLES_EXPECTED as EXPECTED
+from tests.support.eventually import eventually
+from tests.support.stack import start_stack
 
 BIN = Path(sys.executable).parent
-EXPECTED = json.loads((Path(__file__).parent / "data" / "samples-expected.json").read_text())
 
 
-def closed(port: int, within: float = 20) -> bool:
-    """Whether nothing accepts connections on the port (allowing a few seconds to wind down)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return True
-        time.sleep(0.2)  # polling a port that is closing, not synchronising on time
-    return False
+def refused(port: int) -> bool:
+    """Whether nothing accepts connections on the port."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def local_env(**extra: str) -> dict[str, str]:
@@ -49,7 +43,8 @@ def test_demo_renames_the_samples_through_the_api_and_stops(tmp_path):
     for relative, label in EXPECTED.items():
         assert table[Path(relative).name].startswith(label), (relative, table)
     assert "succeeded: 10 renamed, 0 failed" in result.stdout
-    assert closed(api_port) and closed(dashboard_port)
+    for port in (api_port, dashboard_port):
+        eventually(lambda: refused(port), f"port {port} closes after the demo", timeout=20, every=0.2)
 
 
 def test_up_prints_its_urls_and_ctrl_c_stops_everything(tmp_path):
@@ -67,7 +62,7 @@ def test_up_prints_its_urls_and_ctrl_c_stops_everything(tmp_path):
     assert "stopped." in "".join(stack.lines)
     gcs = int(stack.urls["Ray address"].rsplit(":", 1)[1])
     for port in (api_port, dashboard_port, gcs, int(endpoint.rsplit(":", 1)[1])):
-        assert closed(port), f"port {port} is still open after Ctrl-C"
+        eventually(lambda: refused(port), f"port {port} closes after Ctrl-C", timeout=20, every=0.2)
 
 
 def test_a_taken_port_is_named_with_the_setting_that_moves_it(tmp_path):
@@ -108,12 +103,16 @@ def test_sigterm_stops_everything_even_with_sigint_ignored(tmp_path):
         stack.process.send_signal(signal.SIGTERM)
         code = stack.process.wait(timeout=60)
     assert code in (0, 143), f"exit status {code}\n" + "".join(stack.lines[-30:])
-    gone_by = time.monotonic() + 30
-    while [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
-        assert time.monotonic() < gone_by, f"still running: {[psutil.Process(p).cmdline()[:2] for p in family if psutil.pid_exists(p)]}"
-        time.sleep(0.2)  # polling processes that are exiting, not synchronising on time
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    eventually(lambda: not [p for p in family if running(p)], "every process of the stack has exited", timeout=30,
+               every=0.2)
     for port in {port for _, port in sockets}:
-        assert closed(port), f"port {port} is still open after SIGTERM"
+        eventually(lambda: refused(port), f"port {port} closes after SIGTERM", timeout=20, every=0.2)
     # ... and a second `up` starts on the same ports.
     again = start_stack(local_env(API_PORT=str(api_port)), tmp_path / "again", dashboard_port)
     assert again.interrupt(timeout=120) == 0

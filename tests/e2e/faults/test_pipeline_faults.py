@@ -21,12 +21,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import drawn_files
-from faults.harness import add_row, s3_outputs, tally
 from renamer_ray.config import load_settings
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES
 from renamer_ray.pipeline.infer import MODEL_RESTARTS
 from renamer_ray.pipeline.run import RunOptions, run
+from tests.support.images import drawn_files
+from tests.e2e.faults.harness import add_row, s3_outputs, tally
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -119,7 +119,7 @@ def corpus(ray_local, s3_endpoint) -> Corpus:
 def test_s3_answering_503_twice_to_every_read_changes_nothing(corpus, s3):
     """Every GET (objects and listings) answered 503 SlowDown twice before it is served: the run
     equals the undisturbed run — the same names, every file copied once, nothing else written."""
-    from faulty_proxy import FaultyProxy
+    from tests.support.faulty_proxy import FaultyProxy
 
     proxy = FaultyProxy(corpus.endpoint, first_gets=2)
     try:
@@ -150,8 +150,8 @@ def test_s3_answering_503_to_every_read_fails_each_file_with_a_reason_then_a_rer
     sabotaged_run.SHORT_STORAGE_BUDGET_S (and the client's attempts per call from 8 to 2), so the
     case takes seconds. With the real ones this failing run took 272 s on a 2-CPU machine: the first
     file each worker process reads costs two client calls of ≈ 45 s of the client's own backoff."""
-    from faulty_proxy import FaultyProxy
-    from faults.sabotaged_run import SHORT_STORAGE_BUDGET_S
+    from tests.support.faulty_proxy import FaultyProxy
+    from tests.e2e.faults.sabotaged_run import SHORT_STORAGE_BUDGET_S
 
     proxy = FaultyProxy(corpus.endpoint, refuse_gets=f"/{corpus.bucket}/in/")
     try:
@@ -218,7 +218,7 @@ def test_a_decode_task_that_exits_cleanly_never_hangs_the_run(corpus, s3, tmp_pa
     it finishes with that file failed (a reason in the manifest) and every other file renamed as
     undisturbed, or it fails as a whole, with a clear error, after at most 1 + DECODE_TASK_RETRIES
     attempts and within a bound. (Today: the latter; Ray Data's default retried the task for ever.)"""
-    from faults.sabotaged_run import POISON_NAME
+    from tests.e2e.faults.sabotaged_run import POISON_NAME
 
     poisoned = {relative: data for relative, (data, _) in corpus.files.items()}
     poisoned[POISON_NAME] = drawn_files(seed=4243, count=2)[1][0]  # a PNG; it is never decoded

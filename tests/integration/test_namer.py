@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import drawn_files
 from renamer_ray.images import decode
 from renamer_ray.model.checkpoint import TOY_MODEL, resolve_checkpoint
 from renamer_ray.model.namer import ImageContext, choose_dtype
 from renamer_ray.naming import sanitize_stem
+from tests.support.images import drawn_files
+from tests.support.eventually import eventually
 
 
 def test_toy_checkpoint_ships_inside_the_package():
@@ -107,14 +107,9 @@ def test_a_fatal_device_error_ends_the_model_process_so_ray_replaces_it(ray_loca
     assert [a["raw"] for a in answers] == [None, None] and "shape mismatch" in answers[0]["error"]
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(holder.name.remote([row], "CUDA error: an illegal memory access was encountered"))
-    deadline = time.monotonic() + 120
-    while True:  # Ray restarts it with a fresh model; calls are refused while it restarts
-        try:
-            restarted, answers = ray.get(holder.name.remote([row], None))
-            break
-        except ray.exceptions.ActorUnavailableError:
-            assert time.monotonic() < deadline, "the actor was never restarted"
-            time.sleep(0.2)  # polling an actor that is restarting, not synchronising on time
+    # Ray restarts it with a fresh model; calls are refused while it restarts.
+    restarted, answers = eventually(lambda: ray.get(holder.name.remote([row], None)), "Ray restarts the actor",
+                                    timeout=120, every=0.2, retry_on=(ray.exceptions.ActorUnavailableError,))
     assert restarted != pid and answers[0]["raw"].startswith(label)
 
     namer = Qwen2VLNamer("toy-shapes")

@@ -13,10 +13,10 @@ import pytest
 
 from renamer_ray.cli import SAMPLES
 from renamer_ray.service.stack import RayHead, free_ports
-from service_stack import own_ray_tmpdir
+from tests.support.stack import own_ray_tmpdir
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from conftest import drawn_files
+from tests.support.images import drawn_files
 
 BIN = Path(sys.executable).parent
 KEY_A, KEY_B = "key-a-0123456789", "key-b-9876543210"
@@ -110,15 +110,9 @@ def status_of(stack, job_id: str) -> dict:
     return httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers=A).json()
 
 
-def wait_until(check, what: str, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)  # polling the API, not synchronising on time
-    return result
-
-
-def replica_processes(deployment: str) -> list[psutil.Process]:
-    """The processes of a Serve deployment's replicas (Ray titles them ray::ServeReplica:APP:NAME)."""
-    title = f"ServeReplica:renamer:{deployment}"
-    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and title in " ".join(p.info["cmdline"])]
+def replica_processes(stack, deployment: str) -> list[psutil.Process]:
+    """The running replicas of one of the stack's Serve deployments, as Serve's REST API (on the Ray
+    dashboard) reports them with their process ids."""
+    details = httpx.get(f"{stack.urls['Ray dashboard']}/api/serve/applications/", timeout=30).json()
+    replicas = details["applications"]["renamer"]["deployments"][deployment]["replicas"]
+    return [psutil.Process(r["pid"]) for r in replicas if r["state"] == "RUNNING" and r.get("pid")]

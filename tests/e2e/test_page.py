@@ -4,7 +4,6 @@ against the running local stack: pick images, submit, wait, read the table, down
 from __future__ import annotations
 
 import shutil
-import time
 import zipfile
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import drawn_files
-from service_stack import KEY_A
+from tests.support.images import drawn_files
+from tests.support.stack import KEY_A
+from tests.support.eventually import eventually
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
 
@@ -69,11 +69,8 @@ def test_upload_wait_read_table_download_zip(stack, browser, tmp_path):
     assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 0 for img in thumbnails)
 
     browser.find_element(By.ID, "zip").click()
-    deadline = time.monotonic() + 60
-    while not [p for p in browser.downloads.glob("*.zip")]:
-        assert time.monotonic() < deadline, "the ZIP was never downloaded"
-        time.sleep(0.2)  # polling the download folder, not synchronising on time
-    archive = next(browser.downloads.glob("*.zip"))
+    archive = eventually(lambda: next(browser.downloads.glob("*.zip"), None), "the ZIP is downloaded", timeout=60,
+                         every=0.2)
     with zipfile.ZipFile(archive) as zipped:
         assert sorted(zipped.namelist()) == sorted(new for _, _, new, _ in table)
 

@@ -10,11 +10,11 @@ import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import drawn_files
 from renamer_ray.config import load_settings
 from renamer_ray.service.api import create_app
 from renamer_ray.service.api.deps import get_driver_status
 from renamer_ray.service.stack import provision
+from tests.support.images import drawn_files
 
 KEY_A, KEY_B = "api-key-a", "api-key-b"
 A, B = {"X-API-Key": KEY_A}, {"X-API-Key": KEY_B}

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import drawn_files, encode
 from renamer_ray.apply import PlanError, apply_plan
 from renamer_ray.cli import SAMPLES, main
 from renamer_ray.config import load_settings
 from renamer_ray.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
+from tests.support.images import SAMPLES_EXPECTED as EXPECTED, drawn_files, encode
 
-EXPECTED = json.loads((Path(__file__).parent / "data" / "samples-expected.json").read_text())
 
 
 def digest(path: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,8 @@ from renamer_ray.cli import SAMPLES
 from renamer_ray.config import load_settings
 from renamer_ray.io.storage import FINGERPRINT_KEY
 from renamer_ray.pipeline.run import RunOptions, run
+from tests.support.images import SAMPLES_EXPECTED as EXPECTED
 
-EXPECTED = json.loads((Path(__file__).parent / "data" / "samples-expected.json").read_text())
 
 
 @pytest.fixture
@@ -109,7 +108,7 @@ def test_resumed_s3_run_keeps_the_names_an_interrupted_attempt_gave(ray_local, s
 def test_s3_answering_slow_down_loses_nothing(ray_local, s3, buckets, s3_endpoint):
     """Every 5th request to S3 answered 503 SlowDown (through a proxy, real HTTP): the retries in
     boto3 ("standard" mode) and pyarrow absorb it, and the result equals a run without faults."""
-    from faulty_proxy import FaultyProxy
+    from tests.support.faulty_proxy import FaultyProxy
 
     src, dst = buckets
     upload_samples(s3, src, "in")
@@ -133,7 +132,7 @@ def test_s3_answering_slow_down_loses_nothing(ray_local, s3, buckets, s3_endpoin
 def test_a_burst_of_slow_down_on_one_object_is_retried_like_every_other_request(s3, buckets, s3_endpoint):
     """Four 503s in a row on one object's GET: pyarrow's client gives up at the first (it reports
     INTERNAL_FAILURE), so reads retry transient errors themselves, with backoff, up to 8 attempts."""
-    from faulty_proxy import FaultyProxy
+    from tests.support.faulty_proxy import FaultyProxy
     from renamer_ray.io.storage import open_location, read_bytes
 
     src, _ = buckets
@@ -180,7 +179,7 @@ def test_an_outage_longer_than_the_clients_retries_is_retried_within_the_budget(
     retries until it is back; with no budget left it raises the transient error at once."""
     import threading
 
-    from cut_proxy import CutProxy
+    from tests.support.cut_proxy import CutProxy
     from renamer_ray.io.storage import is_transient, open_location, read_bytes, retrying
 
     src, _ = buckets

@@ -38,7 +38,7 @@ def test_the_runtime_install_pulls_neither_the_local_stack_nor_test_tools():
     import re
     import tomllib
 
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     runtime = {re.split(r"[\[<>=!~ ;]", requirement)[0].lower() for requirement in project["dependencies"]}
     assert not runtime & {"moto", "httpx", "pytest", "psutil", "numpy", "tokenizers"}
     assert {re.split(r"[\[<>=!~ ;]", r)[0] for r in project["optional-dependencies"]["local"]} == {"moto", "httpx"}
@@ -68,7 +68,7 @@ def test_the_lock_pins_a_version_every_requirement_accepts():
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     pins = dict(line.split("==") for line in (root / "constraints.txt").read_text().splitlines()
                 if line and not line.startswith("#"))

@@ -1,0 +1,1 @@
+"""Pure code and single processes: no network server, no Ray, no child process but the interpreter."""
