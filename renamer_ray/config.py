@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         "allow callback_url to reach loopback/private addresses (the local stack sets it)"))
 
     @property
+    def storage(self) -> "StorageConfig":
+        """How stages reach S3: region and endpoint."""
+        from renamer_ray.io.storage import StorageConfig
+
+        return StorageConfig(region=self.aws_region, endpoint_url=self.aws_endpoint_url)
+
+    @property
     def driver_stale_seconds(self) -> float:
         """A driver that has not polled the queue this long is stuck (one long poll plus a margin):
         its health check fails and /ready answers 503."""

@@ -34,6 +34,15 @@ FINGERPRINT_KEY = "renamer-source"
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """How to reach S3 or an S3-compatible server (from AWS_REGION / AWS_ENDPOINT_URL): picklable,
+    handed to every stage that opens locations."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Location:
     """A folder or file: its filesystem and the path inside it (picklable, goes to Ray workers)."""
 
@@ -67,8 +76,11 @@ class ListedFile:
     mtime: float | None
 
 
-def open_location(uri: str, *, region: str | None = None, endpoint_url: str | None = None) -> Location:
+def open_location(uri: str, config: StorageConfig | None = None, *, region: str | None = None,
+                  endpoint_url: str | None = None) -> Location:
     """A :class:`Location` for a local path or an ``s3://`` URI."""
+    if config is not None:
+        region, endpoint_url = config.region, config.endpoint_url
     if uri.startswith("s3://"):
         bucket_and_key = uri[len("s3://"):].strip("/")
         return Location(_s3_filesystem(region, endpoint_url), bucket_and_key, "s3://" + bucket_and_key, region, endpoint_url)
