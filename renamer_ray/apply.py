@@ -51,14 +51,14 @@ def read_plan(data: bytes) -> list[FileRecord]:
 
 def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummary:
     started = time.monotonic()
-    loc = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-    plan = read_plan(read_bytes(open_location(manifest_uri, **loc)))
-    target_dir = open_location(dst_uri, **loc)
+    storage = settings.storage
+    plan = read_plan(read_bytes(open_location(manifest_uri, storage)))
+    target_dir = open_location(dst_uri, storage)
     problems, taken, jobs = [], {}, []
     for record in plan:
         if record.status != "ok":
             continue
-        source = open_location(record.source, **loc)
+        source = open_location(record.source, storage)
         try:
             data = read_bytes(source)
         except OSError as exc:
@@ -77,7 +77,7 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
             problems.append(problem)
         jobs.append((record, source, target, fmt))
     manifest = target_dir.join(MANIFEST_NAME)
-    if posixpath.normpath(manifest.uri) == posixpath.normpath(open_location(manifest_uri, **loc).uri):
+    if posixpath.normpath(manifest.uri) == posixpath.normpath(open_location(manifest_uri, storage).uri):
         problems.append("the output manifest would overwrite the plan itself: choose another DST")
     if problems:
         raise PlanError("\n".join(problems))

@@ -10,67 +10,34 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import os
 import posixpath
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterator
 
 import pyarrow as pa
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
-from renamer_ray.io.storage import ListedFile, Location, s3_client
+from renamer_ray.io.storage import ListedFile, Location, list_files, subfolders
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.pipeline.columns import LISTED, table
 
 ROWS_PER_BLOCK = 1000
 
 
-def _s3_prefix(root: Location) -> tuple[str, str]:
-    bucket, key = root.bucket_and_key
-    return bucket, (key.rstrip("/") + "/") if key else ""
-
-
 def shards(root: Location) -> list[str]:
     """Top-level folders under ``root`` (relative, ending in "/"), plus "" for its direct files."""
-    if root.is_s3:
-        bucket, prefix = _s3_prefix(root)
-        pages = s3_client(root.region, root.endpoint_url).get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix, Delimiter="/")
-        folders = [p["Prefix"][len(prefix):] for page in pages for p in page.get("CommonPrefixes", [])]
-    else:
-        if not os.path.isdir(root.path):
-            raise FileNotFoundError(root.uri)
-        folders = [e.name + "/" for e in os.scandir(root.path) if e.is_dir(follow_symlinks=False)]
-    return [""] + sorted(folders)
+    return [""] + sorted(subfolders(root))
 
 
 def iter_files(root: Location, shard: str) -> Iterator[ListedFile]:
-    """Files of one shard in sorted order: "" = direct files of root, else the folder, recursively."""
-    if root.is_s3:
-        bucket, prefix = _s3_prefix(root)
-        args = dict(Bucket=bucket, Prefix=prefix + shard, PaginationConfig={"PageSize": 1000})
-        if not shard:
-            args["Delimiter"] = "/"
-        for page in s3_client(root.region, root.endpoint_url).get_paginator("list_objects_v2").paginate(**args):
-            for obj in page.get("Contents", []):
-                if not obj["Key"].endswith("/"):
-                    yield ListedFile(obj["Key"][len(prefix):], obj["Size"], obj["LastModified"].timestamp())
+    """Files of one shard in listing order: "" = direct files of root, else the folder, recursively."""
+    if not shard:
+        yield from list_files(root, recursive=False)
         return
-    base = os.path.join(root.path, shard)
-    for folder, dirs, files in os.walk(base):
-        dirs.sort()
-        if not shard:
-            dirs.clear()
-        relative_folder = os.path.relpath(folder, root.path).replace(os.sep, "/")
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            try:
-                stat = os.stat(path)
-            except OSError:  # a dangling symbolic link: listed, and it fails alone when it is read
-                stat = os.lstat(path)
-            yield ListedFile(posixpath.normpath(posixpath.join(relative_folder, name)), stat.st_size, stat.st_mtime)
+    for listed in list_files(root.join(shard), recursive=True):
+        yield replace(listed, relative=shard + listed.relative)
 
 
 def wanted(relative: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:

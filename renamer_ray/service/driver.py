@@ -30,12 +30,12 @@ from itertools import count
 from typing import Callable
 
 from renamer_ray.config import Settings
+from renamer_ray.io.queue import JobQueue, Message, is_gone
 from renamer_ray.io.storage import open_location, remove_folder
 from renamer_ray.manifest import PARTS_FOLDER, FileRecord
 from renamer_ray.naming import NameTemplate, TemplateError
 from renamer_ray.pipeline.run import NamerRef
 from renamer_ray.service.jobs import CANCEL_REASON, JobFile, JobRecord, final_status, now
-from renamer_ray.service.queue import JobQueue, Message, is_gone
 from renamer_ray.service.scheduling import Waiting, next_run
 from renamer_ray.service.store import JobStore
 

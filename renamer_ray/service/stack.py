@@ -4,7 +4,6 @@ API_PORT (HTTP ingress, warm namer, queue driver) — and a clean stop of all of
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -91,22 +90,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def provision(settings: Settings, queue_name: str = "renamer-ray-jobs") -> Settings:
     """Create the buckets, the DLQ (``<queue_name>-dlq``) and the job queue (with its redrive policy)
     as terraform/ does; returns the settings with SQS_QUEUE_URL filled in. Idempotent."""
-    from renamer_ray.io.storage import s3_client
-    from renamer_ray.service.queue import sqs_client
+    from renamer_ray.io.queue import create_job_queue
+    from renamer_ray.io.storage import S3Storage
 
-    s3 = s3_client(settings.aws_region, settings.aws_endpoint_url)
+    s3 = S3Storage(settings.storage)
     for bucket in (settings.s3_in_bucket, settings.s3_out_bucket):
-        try:
-            s3.create_bucket(Bucket=bucket)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
-    sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url)
-    dlq = sqs.create_queue(QueueName=f"{queue_name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = sqs.create_queue(QueueName=queue_name, Attributes={
-        "VisibilityTimeout": str(settings.visibility_timeout), "ReceiveMessageWaitTimeSeconds": "20",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receives})})["QueueUrl"]
-    return settings.model_copy(update={"sqs_queue_url": queue})
+        s3.create_bucket(bucket)
+    return settings.model_copy(update={"sqs_queue_url": create_job_queue(settings, queue_name)})
 
 
 @dataclass

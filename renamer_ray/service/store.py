@@ -1,4 +1,4 @@
-"""Jobs in S3: uploads, the job record, manifests, presigned downloads (boto3 over HTTP)."""
+"""Jobs in S3: uploads, the job record, manifests, presigned downloads (through the S3 adapter)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Iterator
 
-from botocore.exceptions import ClientError
-
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import head_if_exists, put_if_absent, s3_client
+from renamer_ray.io.storage import S3Storage
 from renamer_ray.manifest import FileRecord, parse_lines
 from renamer_ray.service.jobs import (JOB_ID, JobFile, JobRecord, in_flight_prefix, index_prefix, now,
                                       record_key)
@@ -21,19 +19,27 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 class JobStore:
     def __init__(self, settings: Settings):
-        self.s3 = s3_client(settings.aws_region, settings.aws_endpoint_url)
+        self.storage = S3Storage(settings.storage)
         self.in_bucket, self.out_bucket = settings.s3_in_bucket, settings.s3_out_bucket
         self.expires = settings.url_expires_seconds
+
+    @property
+    def s3(self):
+        """The boto3 client underneath (tests look into the buckets with it)."""
+        return self.storage.client
+
+    def _out(self, key: str) -> str:
+        """The storage path of a key in the output bucket."""
+        return f"{self.out_bucket}/{key}"
 
     # The record -------------------------------------------------------------------------------
     def save(self, record: JobRecord) -> JobRecord:
         record.updated_at = now()
         if record.finished and record.finished_at is None:
             record.finished_at = record.updated_at
-        self.s3.put_object(Bucket=self.out_bucket, Key=record.record_key, Body=record.model_dump_json().encode(),
-                           ContentType="application/json")
+        self.storage.put(self._out(record.record_key), record.model_dump_json().encode(), "application/json")
         if record.finished:
-            self.s3.delete_object(Bucket=self.out_bucket, Key=record.in_flight_key)
+            self.storage.delete(self._out(record.in_flight_key))
         return record
 
     def load(self, namespace: str, job_id: str) -> JobRecord | None:
@@ -46,50 +52,41 @@ class JobStore:
             return list(pool.map(lambda job_id: self.load(namespace, job_id) if JOB_ID.match(job_id) else None, ids))
 
     def _get_if_exists(self, key: str) -> bytes | None:
-        try:
-            return self.s3.get_object(Bucket=self.out_bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+        return self.storage.get_if_exists(self._out(key))
 
     def exists(self, key: str) -> bool:
-        return head_if_exists(self.s3, self.out_bucket, key) is not None
+        return self.storage.head(self._out(key)) is not None
 
     # Listing, newest first ----------------------------------------------------------------------
     def add_to_index(self, record: JobRecord) -> None:
         """List the new job, and count it in flight until it is finished (``save`` removes that)."""
-        self.s3.put_object(Bucket=self.out_bucket, Key=record.in_flight_key, Body=b"")
-        self.s3.put_object(Bucket=self.out_bucket, Key=record.index_key, Body=b"")
+        self.storage.put(self._out(record.in_flight_key), b"")
+        self.storage.put(self._out(record.index_key), b"")
 
     def list_jobs(self, namespace: str, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
         """Up to ``limit`` of the namespace's jobs, newest first, and the cursor of the next page."""
-        prefix = index_prefix(namespace)
-        extra = {"StartAfter": prefix + cursor} if cursor else {}
-        page = self.s3.list_objects_v2(Bucket=self.out_bucket, Prefix=prefix, MaxKeys=limit, **extra)
-        names = [item["Key"][len(prefix):] for item in page.get("Contents", [])]
+        names, truncated = self.storage.list_page(self._out(index_prefix(namespace)), limit, after=cursor)
         ids = [name.rsplit("-", 1)[-1] for name in names]
         records = self.load_many(namespace, ids)
-        more = page.get("IsTruncated") and names
+        more = truncated and names
         return [r for r in records if r is not None], (names[-1] if more else None)
 
     def jobs_in_flight(self, namespace: str, limit: int) -> int:
         """Unfinished jobs, up to ``limit``: one LIST of the in-flight markers. Only at the limit are
         the marked records read, and markers a crash left behind (of finished jobs) removed."""
         prefix = in_flight_prefix(namespace)
-        listed = self.s3.list_objects_v2(Bucket=self.out_bucket, Prefix=prefix, MaxKeys=limit)
-        ids = [item["Key"][len(prefix):] for item in listed.get("Contents", [])]
+        ids, _ = self.storage.list_page(self._out(prefix), limit)
         if len(ids) < limit:
             return len(ids)
         records = self.load_many(namespace, ids)
         stale = [job_id for job_id, record in zip(ids, records) if record is None or record.finished]
         for job_id in stale:
-            self.s3.delete_object(Bucket=self.out_bucket, Key=prefix + job_id)
+            self.storage.delete(self._out(prefix + job_id))
         return len(ids) - len(stale)
 
     # Cancellation -------------------------------------------------------------------------------
     def request_cancel(self, record: JobRecord) -> None:
-        put_if_absent(self.s3, self.out_bucket, record.cancel_key, now().encode())
+        self.storage.write_once(self._out(record.cancel_key), now().encode())
 
     def cancel_requested(self, record: JobRecord) -> bool:
         return self.exists(record.cancel_key)
@@ -113,18 +110,17 @@ class JobStore:
         """Bind the key to ``job_id`` unless a live binding exists; returns the job id that holds."""
         object_key = self._idempotency_key(namespace, key)
         body = json.dumps({"job_id": job_id, "created_at": now()}).encode()
-        if put_if_absent(self.s3, self.out_bucket, object_key, body):
+        if self.storage.write_once(self._out(object_key), body):
             return job_id
         held = self.idempotent_job(namespace, key)
         if held is not None:
             return held
-        self.s3.put_object(Bucket=self.out_bucket, Key=object_key, Body=body)  # an expired binding
+        self.storage.put(self._out(object_key), body)  # an expired binding
         return job_id
 
     # Files ------------------------------------------------------------------------------------
     def put_input(self, record: JobRecord, file: JobFile, body: BinaryIO, content_type: str) -> None:
-        self.s3.upload_fileobj(body, self.in_bucket, f"{record.input_prefix}/{file.key}",
-                               ExtraArgs={"ContentType": content_type})
+        self.storage.upload(body, f"{self.in_bucket}/{record.input_prefix}/{file.key}", content_type)
 
     def input_uri(self, record: JobRecord) -> str:
         return f"s3://{self.in_bucket}/{record.input_prefix}"
@@ -134,11 +130,10 @@ class JobStore:
 
     def write_manifest(self, record: JobRecord, records: list[FileRecord]) -> None:
         body = "".join(r.to_json() + "\n" for r in records).encode("utf-8")
-        self.s3.put_object(Bucket=self.out_bucket, Key=record.manifest_key, Body=body,
-                           ContentType="application/x-ndjson")
+        self.storage.put(self._out(record.manifest_key), body, "application/x-ndjson")
 
     def manifest(self, record: JobRecord) -> list[FileRecord]:
-        body = self.s3.get_object(Bucket=self.out_bucket, Key=record.manifest_key)["Body"].read()
+        body = self.storage.get(self._out(record.manifest_key))
         return list(parse_lines(body.decode("utf-8")))
 
     def output_key(self, record: JobRecord, name: str) -> str:
@@ -146,16 +141,12 @@ class JobStore:
 
     def download_url(self, key: str, filename: str) -> str:
         """A presigned GET (http(s), never s3://) that saves under ``filename``."""
-        return self.s3.generate_presigned_url(
-            "get_object", ExpiresIn=self.expires,
-            Params={"Bucket": self.out_bucket, "Key": key,
-                    "ResponseContentDisposition": f'attachment; filename="{filename}"'})
+        return self.storage.download_url(self._out(key), filename, self.expires)
 
     def stream(self, key: str, chunk: int = 1024 * 1024) -> Iterator[bytes]:
-        body = self.s3.get_object(Bucket=self.out_bucket, Key=key)["Body"]
-        yield from body.iter_chunks(chunk)
+        yield from self.storage.stream(self._out(key), chunk)
 
     def ping(self) -> None:
         for bucket in (self.in_bucket, self.out_bucket):
-            self.s3.head_bucket(Bucket=bucket)
+            self.storage.check_bucket(bucket)
 

@@ -7,9 +7,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from renamer_ray.config import Settings
+from renamer_ray.io.queue import JobQueue
 from renamer_ray.service.api.deps import DriverStatus, Services
 from renamer_ray.service.api.routes import events, jobs, ops, page
-from renamer_ray.service.queue import JobQueue
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits, UploadError
 from renamer_ray.service.views import ERRORS

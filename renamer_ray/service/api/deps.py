@@ -10,8 +10,8 @@ from fastapi import Depends, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from renamer_ray.config import Settings
+from renamer_ray.io.queue import JobQueue
 from renamer_ray.service.jobs import JOB_ID, JobRecord
-from renamer_ray.service.queue import JobQueue
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits
 

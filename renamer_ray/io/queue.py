@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from renamer_ray.config import Settings
+from renamer_ray.io.storage.retry import boto_config
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,19 @@ def is_gone(exc: BaseException) -> bool:
 
 @functools.cache
 def sqs_client(region: str | None, endpoint_url: str | None):
-    return boto3.client("sqs", region_name=region, endpoint_url=endpoint_url,
-                        config=Config(retries={"mode": "standard", "max_attempts": 8}))
+    """A boto3 SQS client per process and endpoint, with the storage clients' retry policy."""
+    return boto3.client("sqs", region_name=region, endpoint_url=endpoint_url, config=boto_config())
+
+
+def create_job_queue(settings: Settings, name: str) -> str:
+    """Create the DLQ (``<name>-dlq``) and the job queue with its redrive policy, as terraform/
+    does (idempotent); returns the job queue's URL."""
+    sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url)
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(settings.visibility_timeout), "ReceiveMessageWaitTimeSeconds": "20",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receives})})["QueueUrl"]
 
 
 class JobQueue:

@@ -1,0 +1,139 @@
+"""Files addressed by URI: local paths and ``s3://bucket/prefix``, one interface (``base.Storage``)
+with a backend for each (``local.py``, ``s3.py``), and the retry policy (``retry.py``).
+
+The same pipeline reads and writes either: ``open_location`` gives a :class:`Location`, which knows
+its backend, and the functions below hand each call to it. S3 endpoint and region come from the
+standard AWS variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``) passed in as a :class:`StorageConfig`,
+never read here.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import BinaryIO, ContextManager, Iterator
+
+from botocore.exceptions import ClientError  # what S3 requests raise, re-exported for callers
+
+from renamer_ray.io.storage import retry, s3
+from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
+from renamer_ray.io.storage.local import LocalStorage
+from renamer_ray.io.storage.retry import TRANSIENT_S3_ERRORS, StorageUnavailable, is_transient, retrying
+from renamer_ray.io.storage.s3 import (FINGERPRINT_KEY, S3Storage, _s3_filesystem, head_if_exists, multipart_copy,
+                                       put_if_absent, s3_client)
+
+__all__ = [
+    # the interface, its backends, the rule for "already copied"
+    "Storage", "LocalStorage", "S3Storage", "StorageConfig", "Location", "ListedFile", "TargetExists", "already_there",
+    # locations and what is done with them
+    "open_location", "read_bytes", "read_lines", "read_text_if_exists", "exists", "make_dirs", "copy", "write_once",
+    "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
+    # retries (and, forwarded below: S3_ATTEMPTS, STORAGE_RETRY_SECONDS, PROBE_SECONDS, OUTAGE_GAP_SECONDS)
+    "retrying", "is_transient", "StorageUnavailable", "TRANSIENT_S3_ERRORS",
+    # S3 itself (_s3_filesystem: fault hooks clear its cache; SINGLE_COPY_LIMIT, MULTIPART_COPY_PART forwarded)
+    "s3_client", "_s3_filesystem", "put_if_absent", "head_if_exists", "multipart_copy", "FINGERPRINT_KEY",
+    "ClientError",
+]
+
+LOCAL = LocalStorage()
+
+
+def open_location(uri: str, config: StorageConfig | None = None, *, region: str | None = None,
+                  endpoint_url: str | None = None) -> Location:
+    """A :class:`Location` for a local path or an ``s3://`` URI. (``region``/``endpoint_url``: the
+    older spelling of ``config``.)"""
+    if uri.startswith("s3://"):
+        bucket_and_key = uri[len("s3://"):].strip("/")
+        return Location(S3Storage(config or StorageConfig(region, endpoint_url)), bucket_and_key,
+                        "s3://" + bucket_and_key)
+    if "://" in uri:
+        raise ValueError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
+    path = str(Path(uri).expanduser().resolve())
+    return Location(LOCAL, path, path)
+
+
+def read_bytes(location: Location) -> bytes:
+    """The file's bytes; transient S3 errors are retried (``retrying``), as every other S3 request is."""
+    return location.storage.read_bytes(location.path)
+
+
+def read_lines(location: Location) -> Iterator[str]:
+    """A text file's lines (with their newlines), streamed."""
+    return location.storage.read_lines(location.path)
+
+
+def read_text_if_exists(location: Location) -> str | None:
+    return location.storage.read_text_if_exists(location.path)
+
+
+def exists(location: Location) -> bool:
+    return location.storage.exists(location.path)
+
+
+def make_dirs(location: Location) -> None:
+    """Create a local folder; S3 has no folders (and an empty "prefix/" marker object is clutter)."""
+    location.storage.make_dirs(location.path)
+
+
+def copy(source: Location, target: Location, *, content_type: str | None = None) -> None:
+    """Copy a file without ever overwriting a different one (:class:`TargetExists`); a target that is
+    already a copy of this source counts as done (``base.already_there``). S3 → S3 is a server-side
+    copy (no download)."""
+    target.storage.copy(source, target.path, content_type)
+
+
+def write_once(location: Location, text: str) -> bool:
+    """Create a small file only if it does not exist yet (S3: If-None-Match; local: an atomic
+    link). True if this call created it."""
+    return location.storage.write_once(location.path, text.encode("utf-8"))
+
+
+def write_text(location: Location, text: str) -> None:
+    with open_output(location) as stream:
+        stream.write(text.encode("utf-8"))
+
+
+def open_output(location: Location) -> ContextManager[BinaryIO]:
+    """A stream that writes ``location`` whole. Locally through a temporary file renamed into place:
+    a symbolic link planted at the name is replaced, never written through, and readers never see
+    half a file. On S3 a (multipart) upload, which is atomic anyway."""
+    return location.storage.open_output(location.path)
+
+
+def any_file_under(location: Location) -> bool:
+    """Whether a folder (or S3 prefix) holds at least one file (one request on S3)."""
+    return location.storage.any_file_under(location.path)
+
+
+def remove_folder(location: Location) -> None:
+    """Delete a folder of our own (local tree, or every key under an S3 prefix; no marker left)."""
+    location.storage.remove_folder(location.path)
+
+
+def subfolders(location: Location) -> list[str]:
+    """The folder's direct subfolders, each ending in "/" (a missing local folder: FileNotFoundError)."""
+    return location.storage.subfolders(location.path)
+
+
+def list_files(location: Location, recursive: bool = True) -> Iterator[ListedFile]:
+    """The files under a folder, relative to it, streamed (S3: 1,000 keys per request) in the
+    backend's order; only its direct files unless ``recursive``."""
+    return location.storage.list_files(location.path, recursive)
+
+
+# The tunables and the outage state live in the module that reads them. Setting one here (tests and
+# fault hooks shorten the retry budget: ``storage.STORAGE_RETRY_SECONDS = 1``) sets it there, and
+# reading one here reads it there, so a change always takes effect: each is a property of this
+# module's class.
+_FORWARDED = {**{name: retry for name in ("S3_ATTEMPTS", "STORAGE_RETRY_SECONDS", "PROBE_SECONDS",
+                                          "OUTAGE_GAP_SECONDS", "_failing_since", "_last_failure", "_last_error")},
+              **{name: s3 for name in ("SINGLE_COPY_LIMIT", "MULTIPART_COPY_PART")}}
+
+
+def _forwarded(module: types.ModuleType, name: str) -> property:
+    return property(lambda _: getattr(module, name), lambda _, value: setattr(module, name, value))
+
+
+sys.modules[__name__].__class__ = type("StoragePackage", (types.ModuleType,),
+                                       {name: _forwarded(module, name) for name, module in _FORWARDED.items()})

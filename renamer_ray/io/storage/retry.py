@@ -1,0 +1,103 @@
+"""The one retry policy for storage (and every AWS client): what counts as transient, how often a
+client retries a request, and the budget the stages retry within on top of that."""
+
+from __future__ import annotations
+
+import time
+
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+# Every client (boto3's, pyarrow's S3 client, SQS) uses the AWS SDKs' "standard" retry mode (it
+# also retries SlowDown) with this many attempts per request: pyarrow's default, 3, turned a short
+# burst of SlowDown into a failed file.
+S3_ATTEMPTS = 8
+
+
+def boto_config() -> Config:
+    """The retry policy above, for a boto3 client (read when the client is made)."""
+    return Config(retries={"mode": "standard", "max_attempts": S3_ATTEMPTS})
+
+
+# Errors of pyarrow's S3 client that a later attempt may not see (the same list Ray Data retries:
+# DataContext.retried_io_errors). A 503 on GetObject surfaces as INTERNAL_FAILURE ("Failed to flush
+# response stream"), which pyarrow's own retry strategy does not retry.
+TRANSIENT_S3_ERRORS = ("AWS Error INTERNAL_FAILURE", "AWS Error NETWORK_CONNECTION", "AWS Error SLOW_DOWN",
+                       "AWS Error SERVICE_UNAVAILABLE", "HTTP status 503")
+
+
+# A storage outage (an endpoint restarting, a network partition, a long burst of throttling) can
+# outlast the clients' own retries (8 attempts: seconds). The stages retry transient errors on top,
+# with backoff, until this budget is spent; only then does a file fail ("running again may succeed").
+STORAGE_RETRY_SECONDS = 60.0
+_TRANSIENT_CODES = ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
+                    "ThrottlingException", "RequestTimeTooSkewed")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An S3 error that a later attempt may not see: no connection, a timeout, a 5xx, throttling."""
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
+        return meta.get("HTTPStatusCode", 0) >= 500 or error.get("Code") in _TRANSIENT_CODES
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        return isinstance(exc, ConnectionError) or any(words in str(exc) for words in TRANSIENT_S3_ERRORS)
+    return False
+
+
+# A store that is down, not blinking. Per process: when the current stretch of transient failures
+# began (the start of the first failed call) and when the last one ended. Once a stretch has lasted
+# longer than a call's budget, calls fail at once (StorageUnavailable) for PROBE_SECONDS after each
+# failure, and then one call tries again. So a run over a store that never answers fails its files
+# in about one budget per process, not one budget per file: a decode task reads its 8 files one
+# after the other, and each read is itself up to S3_ATTEMPTS requests with the client's backoff
+# (≈ 50 s against a store that answers 503). A pause of OUTAGE_GAP_SECONDS without a failure, or any
+# success, ends the stretch.
+_failing_since: float | None = None
+_last_failure = 0.0
+_last_error = ""
+PROBE_SECONDS = 5.0
+OUTAGE_GAP_SECONDS = 30.0
+
+
+class StorageUnavailable(ConnectionError):
+    """Not tried: this process has seen only transient storage errors for longer than the budget."""
+
+
+def _store_down(now: float, budget: float) -> bool:
+    return (_failing_since is not None and now - _last_failure < OUTAGE_GAP_SECONDS
+            and now - _failing_since > budget)
+
+
+def retrying(call, *args, budget: float | None = None, **kwargs):
+    """``call(*args, **kwargs)``, retried on transient storage errors with backoff until
+    ``budget`` seconds (STORAGE_RETRY_SECONDS) have passed; other errors are raised at once. While
+    the store is down (above) it is tried at most once per PROBE_SECONDS in this process."""
+    global _failing_since, _last_failure, _last_error
+    budget = STORAGE_RETRY_SECONDS if budget is None else budget
+    deadline = time.monotonic() + budget
+    delay = 0.1
+    while True:
+        started = time.monotonic()
+        if _store_down(started, budget) and started - _last_failure < PROBE_SECONDS:
+            raise StorageUnavailable(f"storage has answered only errors for {started - _failing_since:.0f} s, "
+                                     f"so this was not tried (the last: {_last_error})")
+        try:
+            result = call(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            now = time.monotonic()
+            if _failing_since is None or now - _last_failure >= OUTAGE_GAP_SECONDS:
+                _failing_since = started
+            text = str(exc).strip()
+            _last_failure, _last_error = now, (text.splitlines()[0][:200] if text else type(exc).__name__)
+            if now + delay > deadline or _store_down(now, budget):
+                raise
+        else:
+            _failing_since = None
+            return result
+        time.sleep(delay)  # backoff between attempts
+        delay = min(delay * 2, 5.0)
