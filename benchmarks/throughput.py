@@ -113,7 +113,7 @@ def upload_images(s3, bucket: str, count: int, seed: int = 7) -> list[str]:
 def seed_worker_loop(s3, bucket: str, keys: list[str], settings) -> tuple[float, float]:
     """The seed's worker: sequential batches, preprocessing inline. Returns (load s, run s)."""
     from renamer_ray.images import decode
-    from renamer_ray.model.checkpoint import pixel_budget
+    from renamer_ray.model.vision import pixel_budget
     from renamer_ray.model.namer import ImageContext, Qwen2VLNamer
     from renamer_ray.naming import assign_unique, file_name, sanitize_stem
 

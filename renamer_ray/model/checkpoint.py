@@ -1,8 +1,7 @@
-"""Where a checkpoint lives and what it accepts, read without loading torch or the weights."""
+"""Where a checkpoint lives, found without loading torch or the weights (what it accepts: model.vision)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 TOY_MODEL = "toy-shapes"
@@ -14,13 +13,3 @@ def resolve_checkpoint(model_id: str) -> str:
         return str(Path(__file__).resolve().parent / "checkpoints" / TOY_MODEL)
     return model_id
 
-
-def pixel_budget(model_id: str, max_pixels: int) -> int:
-    """Pixels per image worth decoding: MAX_PIXELS, or less if a local checkpoint's processor caps
-    it (the toy's 6,272), so the decode stage never ships pixels the processor would throw away.
-    Hub ids are not looked up (no network at run time): MAX_PIXELS applies."""
-    config = Path(resolve_checkpoint(model_id)) / "processor_config.json"
-    if not config.is_file():
-        return max_pixels
-    size = json.loads(config.read_text()).get("image_processor", {}).get("size", {})
-    return min(max_pixels, int(size.get("longest_edge", max_pixels)))

@@ -16,6 +16,7 @@ from PIL import Image
 from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForConditionalGeneration
 
 from renamer_ray import prompts
+from renamer_ray.model import vision
 from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
@@ -84,10 +85,10 @@ class Qwen2VLNamer:
         if self.dtype == torch.float16:
             # Qwen2-VL's vision tower overflows in fp16 ("!!!!" names, transformers#33294): keep it in fp32.
             self.model.model.visual.float()
-        size = dict(self.processor.image_processor.size)
-        # A checkpoint's own pixel budget is an upper bound too (the toy was trained on small images).
-        self.max_pixels = min(max_pixels, int(size.get("longest_edge", max_pixels)))
-        self.min_pixels = int(size.get("shortest_edge", 56 * 56))
+        # The bounds the decode stage used too (model.vision); a checkpoint's own pixel budget is an
+        # upper bound (the toy was trained on small images). The loaded processor's size is the one
+        # read here, so hub ids get their own numbers.
+        self.min_pixels, self.max_pixels = vision.bounds(dict(self.processor.image_processor.size), max_pixels)
         self.max_new_tokens = max_new_tokens
         self.max_chars, self.max_words = max_chars, max_words
         tokenizer = self.processor.tokenizer

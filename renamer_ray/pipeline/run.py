@@ -15,7 +15,7 @@ from renamer_ray.config import Settings
 from renamer_ray.io.storage import (Location, any_file_under, make_dirs, open_location, open_output, read_lines,
                                     remove_folder, write_text)
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
-from renamer_ray.model.checkpoint import pixel_budget
+from renamer_ray.model.vision import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_ARGS, DECODE_TASK_RETRIES, decode_batch, decode_memory

@@ -12,7 +12,6 @@ import zlib
 import pytest
 from PIL import Image, ImageFile
 
-from renamer_ray import images
 from renamer_ray.images import (
     SUPPORTED_FORMATS,
     DecodedImage,
@@ -21,6 +20,7 @@ from renamer_ray.images import (
     decode,
     sniff_format,
 )
+from renamer_ray.model.vision import plan
 
 BIG = 10_000_000  # max_pixels large enough to never resize the small fixtures
 
@@ -226,6 +226,17 @@ def test_truncated_jpeg_fails_even_if_someone_enabled_lenient_loading(monkeypatc
 
 def test_lenient_loading_is_off_after_import():
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_lenient_loading_is_refused_and_left_as_it_was(monkeypatch):
+    # Whoever switched Pillow's process-wide lenient mode on keeps it: decode does not flip it back,
+    # it decodes nothing while truncation cannot be told, and says so, file by file.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageError, match="LOAD_TRUNCATED_IMAGES is enabled"):
+        decode(encode(solid(), "PNG"), max_pixels=BIG)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    with pytest.raises(ImageError, match="empty file"):  # files that are no image still say so
+        decode(b"", max_pixels=BIG)
 
 
 def test_jpeg_with_only_a_few_header_bytes_is_reported_as_corrupt():
@@ -522,6 +533,25 @@ def test_broken_exif_does_not_fail_the_image():
     assert (d.width, d.height) == (64, 48)
 
 
+def test_an_unreadable_exif_field_is_ignored_alone():
+    # IFD0: Make, Model, DateTime and an Exif sub-IFD pointer of -8 (type SLONG): Pillow's seek to it
+    # raises ValueError when the sub-IFD is read; its dates are lost, IFD0's fields are not.
+    entries = [(271, 2, b"Canon\x00"), (272, 2, b"EOS R5\x00"), (306, 2, b"2019:05:06 07:08:09\x00")]
+    count = len(entries) + 1
+    offset = 8 + 2 + 12 * count + 4
+    table, blobs = b"", b""
+    for tag, typ, value in entries:
+        table += struct.pack(">HHII", tag, typ, len(value), offset + len(blobs))
+        blobs += value
+    table += struct.pack(">HHIi", 0x8769, 9, 1, -8)
+    ifd = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", count) + table + struct.pack(">I", 0) + blobs
+    with Image.open(io.BytesIO(encode(solid(), "JPEG", exif=b"Exif\x00\x00" + ifd))) as im:
+        with pytest.raises(ValueError):
+            im.getexif().get_ifd(0x8769)  # the fixture really has an unreadable sub-IFD
+    meta = decode(encode(solid(), "JPEG", exif=b"Exif\x00\x00" + ifd), max_pixels=BIG).meta
+    assert (meta.date, meta.camera) == ("2019-05-06", "Canon EOS R5")
+
+
 # --------------------------------------------------------------------------- geometry
 
 
@@ -594,7 +624,7 @@ def test_geometry_invariants_over_many_sizes():
     for max_pixels in (784, 10_000, 448 * 448, 1_003_520):
         for w in sides:
             for h in sides:
-                cw, ch, kw, kh = images._plan(w, h, max_pixels)
+                cw, ch, kw, kh = plan(w, h, max_pixels)
                 assert kw * kh <= max_pixels, (w, h, max_pixels)
                 assert min(kw, kh) >= 28 and max(kw, kh) / min(kw, kh) <= 200
                 assert cw <= w and ch <= h and cw <= kw and ch <= kh  # never upscales
