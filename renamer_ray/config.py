@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+if TYPE_CHECKING:
+    from renamer_ray.io.storage import StorageConfig
 
 # 15 tokens (the seed's value) cannot hold a 60-character name: Qwen2's BPE spends ~3-4
 # characters per token on kebab-case text and as little as 1 on rare words. The namer's
@@ -77,7 +80,7 @@ class Settings(BaseSettings):
         "allow callback_url to reach loopback/private addresses (the local stack sets it)"))
 
     @property
-    def storage(self) -> "StorageConfig":
+    def storage(self) -> StorageConfig:
         """How stages reach S3: region and endpoint."""
         from renamer_ray.io.storage import StorageConfig
 

@@ -27,10 +27,15 @@ _FACTS = [
     ("raw", pa.string()),        # the model's answer before the rules (set by the model stage)
 ]
 
-LISTED = pa.schema(_LISTED)
-DECODED = pa.schema(_LISTED + _FACTS + [("width", pa.int32()), ("height", pa.int32()), ("rgb", pa.binary())])
-ANSWERED = pa.schema(_LISTED + _FACTS)
-STEMMED = pa.schema(_LISTED + _FACTS + [("stem", pa.string()), ("key", pa.string())])
+_PIXELS = [("width", pa.int32()), ("height", pa.int32()), ("rgb", pa.binary())]  # decoded RGB, resized
+_STEM = [("stem", pa.string()), ("key", pa.string())]  # the name before de-duplication; its shuffle key
+
+LISTED = pa.schema(_LISTED)                       # what the listing (or the driver) produces
+ROW = pa.schema(_LISTED + _FACTS)                 # a listed file and what is known of it so far
+DECODED = pa.schema(_LISTED + _FACTS + _PIXELS)   # ... plus its pixels, for the model
+STEMMED = pa.schema(_LISTED + _FACTS + _STEM)
+PIXELS = tuple(name for name, _ in _PIXELS)
+STEM = tuple(name for name, _ in _STEM)
 RESULT = pa.schema([
     ("source", pa.string()), ("relative", pa.string()), ("original", pa.string()), ("target_root", pa.string()),
     ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
@@ -38,6 +43,12 @@ RESULT = pa.schema([
 ])
 
 
-def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """Rows → a table of exactly ``schema`` (extra keys dropped, missing ones null)."""
+def table(rows: list[dict], schema: pa.Schema, *, drop: tuple[str, ...] = ()) -> pa.Table:
+    """Rows → a table of exactly ``schema``. A key that is neither in the schema nor in ``drop`` (the
+    columns a stage deliberately leaves behind) is a programming error, not a silent null."""
+    allowed = set(schema.names) | set(drop)
+    for row in rows:
+        if unknown := row.keys() - allowed:
+            raise ValueError(f"columns {sorted(unknown)} are not in the schema {schema.names}")
     return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+

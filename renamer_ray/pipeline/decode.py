@@ -4,53 +4,60 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pyarrow as pa
-
 from renamer_ray.images import ImageError, decode
-from renamer_ray.io.storage import open_location, read_bytes, retrying
-from renamer_ray.pipeline.claims import read_claim
-from renamer_ray.pipeline.columns import DECODED, table
+from renamer_ray.io.storage import StorageConfig, open_location, read_bytes
+from renamer_ray.pipeline.columns import DECODED, ROW
 from renamer_ray.pipeline.progress import stopped_reasons
+from renamer_ray.pipeline.stage import Stage, is_open
 
 
 def _mtime_date(mtime: float | None) -> str | None:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d") if mtime else None
 
 
-def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: int, progress=None,
-                 max_decode_pixels: int = 40_000_000) -> pa.Table:
-    """``s3``: region and endpoint_url for s3:// rows. A row marked ``resume`` whose name an
-    interrupted attempt already claimed is not read at all, nor is a row of a stopped job
-    (``progress``: the run's ProgressBoard, if any)."""
-    rows = batch.to_pylist()
-    stopped = stopped_reasons(progress)
-    for row in rows:
-        if row["skipped"]:
-            continue
-        if row["target_root"] in stopped:
-            row["error"] = stopped[row["target_root"]]
-            continue
-        if row["resume"] and (claimed := retrying(read_claim, open_location(row["target_root"], **s3), row["relative"])):
-            row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])
-            continue
+class Decode(Stage):
+    """ROW → DECODED: read each open row's bytes, sniff the real format, read EXIF, decode and resize
+    to ``max_pixels`` (a file that cannot be read or decoded gets its reason as ``error``). Rows of a
+    job the run's ``progress`` board says to stop are not read."""
+
+    needs = tuple(ROW.names)
+    output = DECODED
+
+    def __init__(self, storage: StorageConfig, *, max_pixels: int, max_file_bytes: int,
+                 max_decode_pixels: int = 40_000_000, progress=None):
+        self.storage, self.max_pixels, self.max_file_bytes = storage, max_pixels, max_file_bytes
+        self.max_decode_pixels, self.progress = max_decode_pixels, progress
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        stopped = stopped_reasons(self.progress)
+        for row in filter(is_open, rows):
+            if row["target_root"] in stopped:
+                row["error"] = stopped[row["target_root"]]
+            else:
+                self._decode(row)
+        return rows
+
+    def _decode(self, row: dict) -> None:
         try:
-            if row["size"] > max_file_bytes:
-                raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {max_file_bytes:,}-byte limit")
-            image = decode(read_bytes(open_location(row["source"], **s3)), max_pixels=max_pixels,
-                           max_decode_pixels=max_decode_pixels)
+            if row["size"] > self.max_file_bytes:
+                raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {self.max_file_bytes:,}-byte limit")
+            image = decode(read_bytes(open_location(row["source"], self.storage)), max_pixels=self.max_pixels,
+                           max_decode_pixels=self.max_decode_pixels)
         except ImageError as exc:
             row["error"] = str(exc)
-            continue
+            return
         except FileNotFoundError:
             row["error"] = "could not read the file: it no longer exists (or is a dangling symbolic link)"
-            continue
+            return
         except OSError as exc:  # after the storage client's retries: say that a later run may succeed
             row["error"] = f"could not read the file ({exc}); this looks like a storage error: running again may succeed"
-            continue
+            return
         meta = image.meta
         row.update(format=meta.format, date=meta.date or _mtime_date(row["mtime"]), camera=meta.camera,
                    width=image.width, height=image.height, rgb=image.rgb)
-    return table(rows, DECODED)
+
+    def map_args(self) -> dict:
+        return dict(batch_size=8, memory=decode_memory(self.max_decode_pixels), **DECODE_ARGS)
 
 
 # Half a CPU: decoding is partly I/O, and a different resource shape keeps Ray Data from fusing this
@@ -59,7 +66,7 @@ def decode_batch(batch: pa.Table, *, s3: dict, max_pixels: int, max_file_bytes: 
 # exits on some file) is run again at most DECODE_TASK_RETRIES times, then the run fails. Ray Data's
 # default is to retry for ever, and a file that ends its process every time would hang the run.
 DECODE_TASK_RETRIES = 3
-DECODE_ARGS = dict(batch_format="pyarrow", num_cpus=0.5, max_retries=DECODE_TASK_RETRIES)
+DECODE_ARGS = dict(num_cpus=0.5, max_retries=DECODE_TASK_RETRIES)
 
 
 def decode_memory(max_decode_pixels: int) -> int:

@@ -1,10 +1,14 @@
 """Stage: name the decoded images. Two ways to reach a model, same rows in and out:
 
-- :class:`NameImages` — an actor pool owned by the run (one model per actor): right for one big
-  bulk run, which pays the model's start once and keeps it busy.
-- :func:`ask_namer` — tasks that send each image to the service's warm ``namer`` Serve deployment
+- :class:`NameImages` — an actor pool owned by the run (one model per actor; :class:`ModelPool`
+  says how it is placed): right for one big bulk run, which pays the model's start once and keeps
+  it busy.
+- :class:`AskNamer` — tasks that send each image to the service's warm ``namer`` Serve deployment
   (``service/namer.py``): no model start per run, and images of concurrent runs share model batches.
   A run keeps at most ``ASK_CONCURRENCY`` batches in flight, so runs share the namer fairly.
+- :class:`NoModel` — instead of either when no row's template asks for ``{subject}``.
+
+Each is DECODED → ROW: ``raw`` (the model's answer) or ``error`` for every open row; the pixels stay behind.
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ import functools
 import logging
 import os
 
-import pyarrow as pa
+from dataclasses import dataclass
+
+import ray
 from ray.exceptions import RayActorError
 
-from renamer_ray.pipeline.columns import ANSWERED, table
+from renamer_ray.config import Settings
+from renamer_ray.pipeline.columns import DECODED, PIXELS, ROW
 from renamer_ray.pipeline.progress import stopped_reasons
+from renamer_ray.pipeline.stage import Stage, is_open
 
 # What the namer needs of a decoded row (see ``columns.DECODED``).
 IMAGE_KEYS = ("width", "height", "rgb", "date", "camera", "prompt")
@@ -31,10 +39,6 @@ ASK_RETRIES_ON_REPLICA_LOSS = 8   # calls of one batch asked again after their r
 # batches wait for the restart and run again there, however often; once the budget is spent the
 # actor stays dead and the run fails with the reason, instead of reloading the model for ever.
 MODEL_RESTARTS = 3
-
-
-def needs_model(row: dict) -> bool:
-    return row["error"] is None and not row["skipped"] and not row["pinned"]
 
 
 def name_rows(namer, rows: list[dict]) -> list[dict]:
@@ -74,8 +78,12 @@ def _report(progress, rows: list[dict]) -> None:
     progress.add.remote(named)
 
 
-class NameImages:
-    """Ray Data callable class: loads the model once per actor, names each batch."""
+class NameImages(Stage):
+    """Ray Data callable class (an actor pool): loads the model once per actor, names each batch."""
+
+    needs = tuple(DECODED.names)
+    output = ROW
+    drops = PIXELS
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, device: str, dtype: str,
                  threads: int | None = None, progress=None):
@@ -90,14 +98,62 @@ class NameImages:
         self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
                                   device=device, dtype=dtype)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        todo = [row for row in rows if needs_model(row)]
+    def rows(self, rows: list[dict]) -> list[dict]:
+        todo = [row for row in rows if is_open(row)]
         if todo:
             for row, answer in zip(todo, name_rows(self.namer, todo)):
                 row.update(answer)
         _report(self.progress, rows)
-        return table(rows, ANSWERED)
+        return rows
+
+
+@dataclass
+class ModelPool:
+    """How a run's own :class:`NameImages` actors are placed: GPU actors when the cluster has GPUs
+    (or MODEL_DEVICE=cuda: an autoscaling cluster may have none until asked), else CPU actors that
+    leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687).
+    With MODEL_ACTOR_RESOURCES the actors also need those custom resources, and CPU actors are sized
+    to the largest node that offers them (not to the whole cluster, or they would never fit)."""
+
+    settings: Settings
+    pool_size: int | None = None      # actors; default: one per GPU, else 1
+    progress: object = None
+    needs = NameImages.needs          # the contract of the stage it places
+    output = NameImages.output
+
+    def apply(self, ds):
+        placement, threads = self.placement()
+        s = self.settings
+        return ds.map_batches(
+            NameImages, batch_size=s.batch_size, batch_format="pyarrow",
+            fn_constructor_kwargs=dict(model_id=s.model_id, max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens,
+                                       device=s.model_device, dtype=s.model_dtype, threads=threads,
+                                       progress=self.progress),
+            **placement)
+
+    def placement(self) -> tuple[dict, int | None]:
+        """``map_batches`` arguments of the pool, and torch threads per actor (CPU actors only)."""
+        settings, resources = self.settings, ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        wanted = settings.model_actor_resources
+        # Ray Data's default for actors is infinite restarts and infinite retries of each batch: a batch
+        # whose every attempt ends the model's process (a broken device: DeviceLost → os._exit) would
+        # reload the model for ever. Restarts are bounded instead (MODEL_RESTARTS per actor: each lost
+        # node costs one); batch retries are not, since a batch sent while its actor restarts on a new
+        # node fails at once ("temporarily unavailable") and would spend any small budget in seconds.
+        common = dict(max_restarts=MODEL_RESTARTS, max_task_retries=-1, **({"resources": wanted} if wanted else {}))
+        if settings.model_device == "cuda" or (gpus and settings.model_device != "cpu"):
+            size = self.pool_size or settings.max_model_actors or max(gpus, 1)
+            return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1, **common), None
+        if wanted:
+            hosts = [node["Resources"] for node in ray.nodes() if node["Alive"]
+                     and all(node["Resources"].get(name, 0) >= amount for name, amount in wanted.items())]
+            cpus = max([int(host.get("CPU", 1)) for host in hosts] or [1]) - 1
+        else:
+            cpus = int(resources.get("CPU", 1)) - 1
+        size = self.pool_size or 1
+        per_actor = max(1, max(1, cpus) // size)
+        return dict(compute=ray.data.ActorPoolStrategy(size=size), num_cpus=per_actor, **common), per_actor
 
 
 @functools.cache
@@ -108,48 +164,65 @@ def namer_handle(app: str, deployment: str):
     return serve.get_deployment_handle(deployment, app_name=app)
 
 
-def ask_namer(batch: pa.Table, *, app: str, deployment: str, progress=None) -> pa.Table:
-    """Send every image of the batch to the namer deployment and wait for the answers. Rows whose
+class AskNamer(Stage):
+    """Send every open image of the batch to the namer deployment and wait for the answers. Rows whose
     job was stopped (cancelled, or its run given up by the watchdog) stop waiting within
     ``ASK_POLL_SECONDS`` and carry the reason as their error."""
-    rows = batch.to_pylist()
-    stopped = stopped_reasons(progress)
-    for row in rows:
-        if needs_model(row) and row["target_root"] in stopped:
-            row["error"] = stopped[row["target_root"]]
-    todo = [row for row in rows if needs_model(row)]
-    handle = namer_handle(app, deployment)
 
-    def ask(row: dict):
-        return handle.name.remote({k: row[k] for k in IMAGE_KEYS})
+    needs = tuple(DECODED.names)
+    output = ROW
+    drops = PIXELS
 
-    pending = [(row, ask(row)) for row in todo]
-    lost = 0
-    while pending:
-        row, response = pending[0]
-        try:
-            row.update(response.result(timeout_s=ASK_POLL_SECONDS))
-            pending.pop(0)
-            continue
-        except TimeoutError:
-            pass
-        except RayActorError:
-            # The replica died with the call (node lost, process killed): Serve replaces it; ask
-            # again, so that losing a replica costs the job a short wait, not an attempt.
-            lost += 1
-            if lost > ASK_RETRIES_ON_REPLICA_LOSS:
-                raise
-            pending[0] = (row, ask(row))
-            continue
-        stopped = stopped_reasons(progress)
-        for row, response in [p for p in pending if p[0]["target_root"] in stopped]:
-            response.cancel()
-            row["error"] = stopped[row["target_root"]]
-        pending = [p for p in pending if p[0]["target_root"] not in stopped]
-    _report(progress, rows)
-    return table(rows, ANSWERED)
+    def __init__(self, app: str, deployment: str, *, batch_size: int, progress=None):
+        self.app, self.deployment, self.batch_size, self.progress = app, deployment, batch_size, progress
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        stopped = stopped_reasons(self.progress)
+        for row in rows:
+            if is_open(row) and row["target_root"] in stopped:
+                row["error"] = stopped[row["target_root"]]
+        handle = namer_handle(self.app, self.deployment)
+
+        def ask(row: dict):
+            return handle.name.remote({k: row[k] for k in IMAGE_KEYS})
+
+        pending = [(row, ask(row)) for row in rows if is_open(row)]
+        lost = 0
+        while pending:
+            row, response = pending[0]
+            try:
+                row.update(response.result(timeout_s=ASK_POLL_SECONDS))
+                pending.pop(0)
+                continue
+            except TimeoutError:
+                pass
+            except RayActorError:
+                # The replica died with the call (node lost, process killed): Serve replaces it; ask
+                # again, so that losing a replica costs the job a short wait, not an attempt.
+                lost += 1
+                if lost > ASK_RETRIES_ON_REPLICA_LOSS:
+                    raise
+                pending[0] = (row, ask(row))
+                continue
+            stopped = stopped_reasons(self.progress)
+            for row, response in [p for p in pending if p[0]["target_root"] in stopped]:
+                response.cancel()
+                row["error"] = stopped[row["target_root"]]
+            pending = [p for p in pending if p[0]["target_root"] not in stopped]
+        _report(self.progress, rows)
+        return rows
+
+    def map_args(self) -> dict:
+        # Tasks that wait on the warm deployment: (almost) no CPU of their own, a few batches in flight.
+        return dict(batch_size=self.batch_size, num_cpus=ASK_CPUS, concurrency=ASK_CONCURRENCY)
 
 
-def skip_model(batch: pa.Table) -> pa.Table:
+class NoModel(Stage):
     """Used instead of a model stage when no row's template asks for {subject}."""
-    return table(batch.to_pylist(), ANSWERED)
+
+    needs = tuple(DECODED.names)
+    output = ROW
+    drops = PIXELS
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        return rows

@@ -57,6 +57,14 @@ class Wishes:
     resume: bool = False
 
 
+def listed_row(source: str, relative: str, wishes: Wishes, *, size: int, mtime: float | None, index: int | None,
+               image: bool = True, original: str | None = None) -> dict:
+    """One row of ``columns.LISTED``: the file, and what to do with it. ``image``: an image file by
+    its extension (other files are counted as skipped); ``original``: the name a user uploaded it as."""
+    return {"source": source, "relative": relative, "size": size, "mtime": mtime, "index": index,
+            "skipped": not image, "original": original, **asdict(wishes)}
+
+
 def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tuple[str, ...],
                wishes: Wishes) -> Iterator[pa.Table]:
     counters: dict[str, int] = defaultdict(int)  # {index}: a file's position in its own folder
@@ -65,13 +73,12 @@ def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tu
         if not wanted(listed.relative, include, exclude):
             continue
         extension = posixpath.splitext(listed.relative)[1].lstrip(".").lower()
-        row = {"source": root.join(listed.relative).uri, "relative": listed.relative, "size": listed.size,
-               "mtime": listed.mtime, "skipped": extension not in IMAGE_EXTENSIONS, **asdict(wishes)}
-        if not row["skipped"]:
+        image = extension in IMAGE_EXTENSIONS
+        if image:
             folder = posixpath.dirname(listed.relative)
             counters[folder] += 1
-            row["index"] = counters[folder]
-        rows.append(row)
+        rows.append(listed_row(root.join(listed.relative).uri, listed.relative, wishes, size=listed.size,
+                               mtime=listed.mtime, index=counters[folder] if image else None, image=image))
         if len(rows) >= ROWS_PER_BLOCK:
             yield table(rows, LISTED)
             rows = []

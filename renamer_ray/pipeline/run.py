@@ -18,12 +18,13 @@ from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRec
 from renamer_ray.model.vision import pixel_budget
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.claims import interrupted
-from renamer_ray.pipeline.decode import DECODE_ARGS, DECODE_TASK_RETRIES, decode_batch, decode_memory
-from renamer_ray.pipeline.infer import (ASK_CONCURRENCY, ASK_CPUS, MODEL_RESTARTS, NameImages, ask_namer,
-                                        skip_model)
+from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode
+from renamer_ray.pipeline.dedupe import Dedupe
+from renamer_ray.pipeline.infer import MODEL_RESTARTS, AskNamer, ModelPool, NoModel
 from renamer_ray.pipeline.listing import SourceListing, Wishes
-from renamer_ray.pipeline.names import dedupe_group, render_stems
-from renamer_ray.pipeline.write import copy_batch
+from renamer_ray.pipeline.resume import ReadClaims
+from renamer_ray.pipeline.stems import RenderStems
+from renamer_ray.pipeline.write import ClaimNames, CopyFiles
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -87,75 +88,36 @@ def ensure_ray() -> None:
                  log_to_driver=False)
 
 
-def _model_stage_args(settings: Settings, pool_size: int | None) -> tuple[dict, int | None]:
-    """Actor pool for the namer, and torch threads per actor: GPU actors when the cluster has GPUs
-    (or MODEL_DEVICE=cuda: an autoscaling cluster may have none until asked), else CPU actors that
-    leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687).
-    With MODEL_ACTOR_RESOURCES the actors also need those custom resources, and CPU actors are sized
-    to the largest node that offers them (not to the whole cluster, or they would never fit)."""
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    wanted = settings.model_actor_resources
-    # Ray Data's default for actors is infinite restarts and infinite retries of each batch: a batch
-    # whose every attempt ends the model's process (a broken device: DeviceLost → os._exit) would
-    # reload the model for ever. Restarts are bounded instead (MODEL_RESTARTS per actor: each lost
-    # node costs one); batch retries are not, since a batch sent while its actor restarts on a new
-    # node fails at once ("temporarily unavailable") and would spend any small budget in seconds.
-    common = dict(max_restarts=MODEL_RESTARTS, max_task_retries=-1, **({"resources": wanted} if wanted else {}))
-    if settings.model_device == "cuda" or (gpus and settings.model_device != "cpu"):
-        size = pool_size or settings.max_model_actors or max(gpus, 1)
-        return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1, **common), None
-    if wanted:
-        hosts = [node["Resources"] for node in ray.nodes() if node["Alive"]
-                 and all(node["Resources"].get(name, 0) >= amount for name, amount in wanted.items())]
-        cpus = max([int(host.get("CPU", 1)) for host in hosts] or [1]) - 1
+def stages(settings: Settings, *, uses_model: bool = True, pool_size: int | None = None, dry_run: bool = False,
+           max_file_bytes: int = 200 * 1024 * 1024, progress=None, namer: NamerRef | None = None) -> list:
+    """The pipeline, in order; each stage declares its columns and how it runs (see ``stage.py``)."""
+    storage = settings.storage
+    if not uses_model:
+        model = NoModel()
+    elif namer is not None:
+        model = AskNamer(namer.app, namer.deployment, batch_size=settings.batch_size, progress=progress)
     else:
-        cpus = int(resources.get("CPU", 1)) - 1
-    size = pool_size or 1
-    per_actor = max(1, max(1, cpus) // size)
-    return dict(compute=ray.data.ActorPoolStrategy(size=size), num_cpus=per_actor, **common), per_actor
+        model = ModelPool(settings, pool_size, progress)
+    return [
+        ReadClaims(storage),
+        Decode(storage, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=max_file_bytes,
+               max_decode_pixels=settings.max_decode_pixels, progress=progress),
+        model,
+        RenderStems(index_width=3),
+        Dedupe(storage),
+        *([] if dry_run else [ClaimNames(storage, progress=progress), CopyFiles(storage, progress=progress)]),
+    ]
 
 
-def _shuffle_partitions() -> int:
-    """One de-duplication partition per cluster CPU (each is a reduce task), at most 64."""
-    return max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
-
-
-def build_dataset(listed: ray.data.Dataset, settings: Settings, *, uses_model: bool = True,
-                  pool_size: int | None = None, dry_run: bool = False,
-                  max_file_bytes: int = 200 * 1024 * 1024, progress=None,
-                  namer: NamerRef | None = None) -> ray.data.Dataset:
-    """decode → name → rules → de-duplicate → copy, over rows of ``columns.LISTED`` (each row says
-    where its output goes, so one run can carry several jobs). ``uses_model``: some row's template
-    asks for {subject}. ``namer``: ask this running deployment instead of starting model actors.
-    ``progress``: a ``ProgressBoard`` the stages report to and take stop orders from."""
-    # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.
-    ray.data.DataContext.get_current().shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    s3 = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-    ds = listed.map_batches(decode_batch, batch_size=8, fn_kwargs=dict(
-        s3=s3, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=max_file_bytes,
-        progress=progress, max_decode_pixels=settings.max_decode_pixels),
-        memory=decode_memory(settings.max_decode_pixels), **DECODE_ARGS)
-    if uses_model and namer is not None:
-        # Tasks that wait on the warm deployment: no CPU of their own, a few batches in flight.
-        ds = ds.map_batches(ask_namer, batch_size=settings.batch_size, batch_format="pyarrow", num_cpus=ASK_CPUS,
-                            concurrency=ASK_CONCURRENCY,
-                            fn_kwargs=dict(app=namer.app, deployment=namer.deployment, progress=progress))
-    elif uses_model:
-        stage, threads = _model_stage_args(settings, pool_size)
-        ds = ds.map_batches(
-            NameImages, batch_size=settings.batch_size, batch_format="pyarrow",
-            fn_constructor_kwargs=dict(model_id=settings.model_id, max_pixels=settings.max_pixels,
-                                       max_new_tokens=settings.max_new_tokens, device=settings.model_device,
-                                       dtype=settings.model_dtype, threads=threads, progress=progress),
-            **stage)
-    else:
-        ds = ds.map_batches(skip_model, batch_format="pyarrow")
-    ds = ds.map_batches(render_stems, batch_format="pyarrow", fn_kwargs=dict(index_width=3))
-    ds = ds.groupby("key", num_partitions=_shuffle_partitions()).map_groups(
-        dedupe_group, batch_format="pyarrow", fn_kwargs=dict(s3=s3))
-    if not dry_run:
-        ds = ds.map_batches(copy_batch, batch_format="pyarrow", fn_kwargs=dict(s3=s3, progress=progress))
+def build_dataset(listed: ray.data.Dataset, settings: Settings, **options) -> ray.data.Dataset:
+    """claims → decode → name → rules → de-duplicate → claim → copy, over rows of ``columns.LISTED``
+    (each row says where its output goes, so one run can carry several jobs). ``options``: those of
+    :func:`stages` — ``uses_model`` (some row's template asks for {subject}), ``namer`` (ask this
+    running deployment instead of starting model actors), ``progress`` (a ``ProgressBoard`` the
+    stages report to and take stop orders from), ``dry_run`` (no claims, no copies)."""
+    ds = listed
+    for stage in stages(settings, **options):
+        ds = stage.apply(ds)
     return ds
 
 
@@ -163,8 +125,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     """Rename every image under ``options.source`` into ``options.target``; write the manifest."""
     template = NameTemplate.parse(options.template)  # fail before any work on a bad template
     started = time.monotonic()
-    loc = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
-    source, target = open_location(options.source, **loc), open_location(options.target, **loc)
+    source, target = open_location(options.source, settings.storage), open_location(options.target, settings.storage)
     exclude = options.exclude
     if target.uri.startswith(source.uri.rstrip("/") + "/"):  # never rename our own outputs on a re-run
         exclude += (target.uri[len(source.uri.rstrip("/")) + 1:].rstrip("/") + "/*",)

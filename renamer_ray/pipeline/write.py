@@ -1,17 +1,17 @@
-"""Stage: copy each source to its new name (never overwriting a different file)."""
+"""Stages: claim each new name, then copy each source to it (never overwriting a different file)."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
-from renamer_ray.io.storage import Location, TargetExists, copy, is_transient, open_location, retrying
+from renamer_ray.io.storage import Location, StorageConfig, TargetExists, copy, is_transient, open_location, retrying
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
-from renamer_ray.pipeline.columns import RESULT, table
+from renamer_ray.pipeline.columns import RESULT
 from renamer_ray.pipeline.progress import stopped_reasons
+from renamer_ray.pipeline.stage import Stage
 
 
 def copy_one(source: Location, target: Location, fmt: str | None = None) -> str | None:
@@ -27,32 +27,56 @@ def copy_one(source: Location, target: Location, fmt: str | None = None) -> str 
         return f"could not copy to {target.uri}: {exc}{hint}"
 
 
-def _finish(row: dict, s3: dict) -> dict:
-    """Claim the row's name (so a re-run after a crash keeps it), then copy."""
-    if row["status"] != "ok":
-        return row
-    target = open_location(row["target_root"], **s3)
-    if not row["pinned"]:
+def _fail(row: dict, error: str) -> dict:
+    return {**row, "status": "error", "error": error, "target": None, "name": None}
+
+
+# Claims and copies are a few small storage requests each (claim PUT; HEAD, HEAD, CopyObject):
+# latency-bound, so each batch runs them on threads.
+THREADS = 16
+
+
+class _Threaded(Stage):
+    """RESULT → RESULT, one storage operation per ``ok`` row on ``THREADS`` threads."""
+
+    needs = tuple(RESULT.names)
+    output = RESULT
+
+    def __init__(self, storage: StorageConfig, *, progress=None):
+        self.storage, self.progress = storage, progress
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        with ThreadPoolExecutor(max_workers=min(THREADS, max(1, len(rows)))) as pool:
+            return list(pool.map(lambda row: self.one(row) if row["status"] == "ok" else row, rows))
+
+    def one(self, row: dict) -> dict:
+        raise NotImplementedError
+
+
+class ClaimNames(_Threaded):
+    """Claim each new name (``claims.py``) before anything is copied, so that a re-run after a crash
+    keeps it. Rows of a job the run's ``progress`` board says to stop fail with its reason instead."""
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        stopped = stopped_reasons(self.progress)
+        rows = [_fail(row, stopped[row["target_root"]]) if row["status"] == "ok" and row["target_root"] in stopped
+                else row for row in rows]
+        return super().rows(rows)
+
+    def one(self, row: dict) -> dict:
+        if row["pinned"]:
+            return row
+        target = open_location(row["target_root"], self.storage)
         holds = retrying(claim, target, row["relative"], row["name"], row["format"], row["raw"])
         if holds != row["name"]:
-            return {**row, "status": "error", "target": None, "name": None,
-                    "error": f"another attempt of this run named it {holds!r} at the same time; run again to finish"}
-    error = copy_one(open_location(row["source"], **s3), target.join(row["name"]), row["format"])
-    return {**row, "status": "error", "error": error, "target": None, "name": None} if error else row
+            return _fail(row, f"another attempt of this run named it {holds!r} at the same time; run again to finish")
+        return row
 
 
-# Copies are a few small S3 requests each (HEAD, HEAD, CopyObject, claim PUT): latency-bound, so
-# each batch runs them on threads.
-COPY_THREADS = 16
+class CopyFiles(_Threaded):
+    """Copy each source to its claimed name, never over a different file (``copy_one``)."""
 
-
-def copy_batch(batch: pa.Table, *, s3: dict, progress=None) -> pa.Table:
-    """``progress``: the run's ProgressBoard; rows of a job it says to stop are not copied."""
-    rows = batch.to_pylist()
-    stopped = stopped_reasons(progress)
-    for row in rows:
-        if row["status"] == "ok" and row["target_root"] in stopped:
-            row.update(status="error", error=stopped[row["target_root"]], target=None, name=None)
-    with ThreadPoolExecutor(max_workers=min(COPY_THREADS, max(1, len(rows)))) as pool:
-        done = list(pool.map(lambda row: _finish(row, s3), rows))
-    return table(done, RESULT)
+    def one(self, row: dict) -> dict:
+        target = open_location(row["target_root"], self.storage).join(row["name"])  # never resolved through a link
+        error = copy_one(open_location(row["source"], self.storage), target, row["format"])
+        return _fail(row, error) if error else row

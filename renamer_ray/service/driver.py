@@ -34,6 +34,7 @@ from renamer_ray.io.queue import JobQueue, Message, is_gone
 from renamer_ray.io.storage import open_location, remove_folder
 from renamer_ray.manifest import PARTS_FOLDER, FileRecord
 from renamer_ray.naming import NameTemplate, TemplateError
+from renamer_ray.pipeline.listing import Wishes, listed_row
 from renamer_ray.pipeline.run import NamerRef
 from renamer_ray.service.jobs import CANCEL_REASON, JobFile, JobRecord, final_status, now
 from renamer_ray.service.scheduling import Waiting, next_run
@@ -120,7 +121,6 @@ class Driver:
         self.namer = namer
         self.webhooks = webhooks
         self.namer_status = namer_status
-        self.s3 = dict(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
         self.metrics: Metrics | None = None
         self.lock = threading.RLock()     # guards pending and runs
         self.pending: list[HeldJob] = []
@@ -316,9 +316,9 @@ class Driver:
         # has none to look for.
         resume = job.attempts > 1
         source, output = self.store.input_uri(job), self.store.output_uri(job)
-        return [dict(source=f"{source}/{f.key}", relative=f.key, size=f.size, mtime=None, index=number,
-                     skipped=False, original=f.original, target_root=output, prompt=job.user_prompt,
-                     template=job.template, resume=resume)
+        wishes = Wishes(target_root=output, prompt=job.user_prompt, template=job.template, resume=resume)
+        # Uploads were checked to be images when they were accepted.
+        return [listed_row(f"{source}/{f.key}", f.key, wishes, size=f.size, mtime=None, index=number, original=f.original)
                 for number, f in enumerate(job.files, start=1)]
 
     def pipeline(self, run: Run) -> None:
@@ -367,7 +367,7 @@ class Driver:
             job.closed = True
         self.delete(job.message)  # only now: outputs, manifest and status are written
         try:
-            remove_folder(open_location(self.store.output_uri(record), **self.s3).join(PARTS_FOLDER))
+            remove_folder(open_location(self.store.output_uri(record), self.settings.storage).join(PARTS_FOLDER))
         except Exception:  # leftover claims of a finished job are harmless: its redelivery is only acknowledged
             log.exception("could not remove the claims of job %s", record.job_id)
         self.finished(record, ok=record.done - record.failed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from renamer_ray.io.storage import open_location
+from renamer_ray.io.storage import StorageConfig, open_location
 from renamer_ray.pipeline.listing import ROWS_PER_BLOCK, Wishes, read_shard, shards
 
 KEYS = ["a.jpg", "b.txt", "z.png", "2023/x.jpg", "2024/b.jpg", "2024/a.jpg", "2024/deep/c.heic",
@@ -29,7 +29,7 @@ def make_s3(s3, endpoint, keys=KEYS):
     for key in keys:
         s3.put_object(Bucket=bucket, Key=f"in/{key}", Body=b"x")
     s3.put_object(Bucket=bucket, Key="in-other/not-mine.jpg", Body=b"x")  # same string prefix, other folder
-    return open_location(f"s3://{bucket}/in", region="us-east-1", endpoint_url=endpoint)
+    return open_location(f"s3://{bucket}/in", StorageConfig("us-east-1", endpoint))
 
 
 def test_local_and_s3_list_the_same(tmp_path, s3, s3_endpoint):

@@ -164,3 +164,18 @@ def test_cli_rename_prints_a_summary(ray_local, source, tmp_path, capsys, monkey
     assert "beach-day.webp" in out and "1 failed" in out and "manifest:" in out
     assert main(["rename", str(source), str(tmp_path / "x"), "--template", "{when}"]) == 2
     assert "when" in capsys.readouterr().err
+
+
+def test_the_pipeline_sets_its_shuffle_on_its_own_data_context(ray_local):
+    """De-duplication uses Ray Data's task-based sort shuffle, set on the pipeline's own context: other
+    datasets of the process (the service runs several pipelines and may run others) keep the default."""
+    from ray.data.context import DataContext, ShuffleStrategy
+
+    from renamer_ray.pipeline.columns import LISTED, table
+    from renamer_ray.pipeline.run import build_dataset
+
+    before = DataContext.get_current().shuffle_strategy
+    listed = ray_local.data.from_arrow(table([], LISTED))
+    ds = build_dataset(listed, load_settings(model_id="toy-shapes"), uses_model=False, dry_run=True)
+    assert ds.context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PULL_BASED != before
+    assert DataContext.get_current().shuffle_strategy == before

@@ -10,7 +10,7 @@ import pytest
 
 from renamer_ray.cli import SAMPLES
 from renamer_ray.config import load_settings
-from renamer_ray.io.storage import FINGERPRINT_KEY
+from renamer_ray.io.storage import FINGERPRINT_KEY, StorageConfig
 from renamer_ray.pipeline.run import RunOptions, run
 from tests.support.images import SAMPLES_EXPECTED as EXPECTED
 
@@ -91,7 +91,7 @@ def test_resumed_s3_run_keeps_the_names_an_interrupted_attempt_gave(ray_local, s
 
     src, dst = buckets
     upload_samples(s3, src, "in")
-    target = open_location(f"s3://{dst}/out", endpoint_url=settings.aws_endpoint_url, region=settings.aws_region)
+    target = open_location(f"s3://{dst}/out", settings.storage)
     # What a killed attempt leaves behind: a claim (and maybe no copy yet) for one file.
     claim(target, "IMG_0001.JPG", "kept-from-before.jpg", "JPEG", "kept from before")
     summary = run(RunOptions(source=f"s3://{src}/in", target=f"s3://{dst}/out"), settings)
@@ -139,7 +139,7 @@ def test_a_burst_of_slow_down_on_one_object_is_retried_like_every_other_request(
     s3.put_object(Bucket=src, Key="burst/photo.jpg", Body=b"bytes of a photo")
     proxy = FaultyProxy(s3_endpoint, first_gets=4)
     try:
-        data = read_bytes(open_location(f"s3://{src}/burst/photo.jpg", region="us-east-1", endpoint_url=proxy.url))
+        data = read_bytes(open_location(f"s3://{src}/burst/photo.jpg", StorageConfig("us-east-1", proxy.url)))
     finally:
         proxy.close()
     assert data == b"bytes of a photo" and proxy.refused == 4
@@ -150,14 +150,15 @@ def test_a_multipart_copy_is_create_only_like_a_single_copy(s3, buckets, monkeyp
     byte-identical; a target that appears while the parts are being copied is never overwritten,
     and the abandoned upload leaves no parts behind."""
     from renamer_ray.io import storage
+    from renamer_ray.io.storage import s3 as s3_backend
 
     src, dst = buckets
     body = os.urandom(11 * 1024 * 1024)
     s3.put_object(Bucket=src, Key="big/scan.tiff", Body=body, ContentType="image/tiff")
-    monkeypatch.setattr(storage, "SINGLE_COPY_LIMIT", 1024)
-    monkeypatch.setattr(storage, "MULTIPART_COPY_PART", 5 * 1024 * 1024)
-    location = lambda bucket, key: storage.open_location(f"s3://{bucket}/{key}", region="us-east-1",  # noqa: E731
-                                                          endpoint_url=s3.meta.endpoint_url)
+    monkeypatch.setattr(s3_backend, "SINGLE_COPY_LIMIT", 1024)
+    monkeypatch.setattr(s3_backend, "MULTIPART_COPY_PART", 5 * 1024 * 1024)
+    config = storage.StorageConfig(region="us-east-1", endpoint_url=s3.meta.endpoint_url)
+    location = lambda bucket, key: storage.open_location(f"s3://{bucket}/{key}", config)  # noqa: E731
 
     storage.copy(location(src, "big/scan.tiff"), location(dst, "scan-copy.tiff"))
     copied = s3.get_object(Bucket=dst, Key="scan-copy.tiff")
@@ -185,7 +186,7 @@ def test_an_outage_longer_than_the_clients_retries_is_retried_within_the_budget(
     src, _ = buckets
     s3.put_object(Bucket=src, Key="outage/photo.jpg", Body=b"bytes of a photo")
     proxy = CutProxy(s3_endpoint)
-    location = open_location(f"s3://{src}/outage/photo.jpg", region="us-east-1", endpoint_url=proxy.url)
+    location = open_location(f"s3://{src}/outage/photo.jpg", StorageConfig("us-east-1", proxy.url))
     try:
         proxy.cut()
         with pytest.raises(OSError) as refused:

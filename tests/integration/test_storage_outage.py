@@ -11,19 +11,26 @@ from tests.support.eventually import eventually
 
 
 @pytest.fixture
-def storage(monkeypatch):
-    """The storage module with a 1 s budget, 2 attempts per client call, and its outage state reset
+def retry(monkeypatch):
+    """The retry policy with a 1 s budget, 2 attempts per client call, and its outage state reset
     (and restored afterwards: other tests in this process must not inherit an outage)."""
+    from renamer_ray.io.storage import retry
+
+    monkeypatch.setattr(retry, "STORAGE_RETRY_SECONDS", 1.0)
+    monkeypatch.setattr(retry, "S3_ATTEMPTS", 2)
+    monkeypatch.setattr(retry, "_failing_since", None)
+    monkeypatch.setattr(retry, "_last_failure", 0.0)
+    return retry
+
+
+@pytest.fixture
+def storage(retry):
     from renamer_ray.io import storage
 
-    monkeypatch.setattr(storage, "STORAGE_RETRY_SECONDS", 1.0)
-    monkeypatch.setattr(storage, "S3_ATTEMPTS", 2)
-    monkeypatch.setattr(storage, "_failing_since", None)
-    monkeypatch.setattr(storage, "_last_failure", 0.0)
     return storage
 
 
-def test_a_store_that_stays_down_is_not_waited_on_for_every_file(storage, s3, s3_endpoint):
+def test_a_store_that_stays_down_is_not_waited_on_for_every_file(storage, retry, s3, s3_endpoint):
     from tests.support.faulty_proxy import FaultyProxy
 
     s3.create_bucket(Bucket="outage-stays")
@@ -31,8 +38,8 @@ def test_a_store_that_stays_down_is_not_waited_on_for_every_file(storage, s3, s3
         s3.put_object(Bucket="outage-stays", Key=f"in/{i}.jpg", Body=b"photo %d" % i)
     proxy = FaultyProxy(s3_endpoint, refuse_gets="/outage-stays/in/")
     try:
-        locations = [storage.open_location(f"s3://outage-stays/in/{i}.jpg", region="us-east-1",
-                                           endpoint_url=proxy.url) for i in range(10)]
+        config = storage.StorageConfig(region="us-east-1", endpoint_url=proxy.url)
+        locations = [storage.open_location(f"s3://outage-stays/in/{i}.jpg", config) for i in range(10)]
         started = time.monotonic()
         errors = []
         for location in locations:
@@ -44,22 +51,22 @@ def test_a_store_that_stays_down_is_not_waited_on_for_every_file(storage, s3, s3
         assert all(storage.is_transient(error) for error in errors)
         # The first read spends the budget; the rest are not tried (each would spend it again).
         assert isinstance(errors[-1], storage.StorageUnavailable) and "not tried" in str(errors[-1])
-        assert took < 3 * storage.STORAGE_RETRY_SECONDS + 5, f"10 reads took {took:.1f} s"
-        assert tried < 5 * storage.S3_ATTEMPTS, f"{tried} requests for 10 reads"
+        assert took < 3 * retry.STORAGE_RETRY_SECONDS + 5, f"10 reads took {took:.1f} s"
+        assert tried < 5 * retry.S3_ATTEMPTS, f"{tried} requests for 10 reads"
 
         proxy.refuse_gets = None  # back: within PROBE_SECONDS reads still fail at once ...
         with pytest.raises(storage.StorageUnavailable):
             storage.read_bytes(locations[0])
         # ... then one probe goes through, and every read works again.
         assert eventually(lambda: storage.read_bytes(locations[0]), "a probe goes through",
-                          timeout=storage.PROBE_SECONDS + 5, every=0.2,
+                          timeout=retry.PROBE_SECONDS + 5, every=0.2,
                           retry_on=(storage.StorageUnavailable,)) == b"photo 0"
         assert [storage.read_bytes(location) for location in locations[1:3]] == [b"photo 1", b"photo 2"]
     finally:
         proxy.close()
 
 
-def test_an_outage_shorter_than_the_budget_opens_nothing(storage):
+def test_an_outage_shorter_than_the_budget_opens_nothing(storage, retry):
     """Errors that stop before the budget is spent are retried as before, and a success ends the
     stretch: the next failure starts a new one."""
     answers = iter([ConnectionResetError("reset"), ConnectionResetError("reset"), b"ok",
@@ -72,5 +79,5 @@ def test_an_outage_shorter_than_the_budget_opens_nothing(storage):
         return answer
 
     assert storage.retrying(call) == b"ok"
-    assert storage._failing_since is None
+    assert retry._failing_since is None
     assert storage.retrying(call) == b"ok again"

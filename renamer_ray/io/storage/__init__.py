@@ -9,19 +9,16 @@ never read here.
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 from typing import BinaryIO, ContextManager, Iterator
 
 from botocore.exceptions import ClientError  # what S3 requests raise, re-exported for callers
 
-from renamer_ray.io.storage import retry, s3
 from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
 from renamer_ray.io.storage.local import LocalStorage
 from renamer_ray.io.storage.retry import TRANSIENT_S3_ERRORS, StorageUnavailable, is_transient, retrying
-from renamer_ray.io.storage.s3 import (FINGERPRINT_KEY, S3Storage, _s3_filesystem, head_if_exists, multipart_copy,
-                                       put_if_absent, s3_client)
+from renamer_ray.io.storage.s3 import (FINGERPRINT_KEY, S3Storage, head_if_exists, multipart_copy, put_if_absent,
+                                       s3_client)
 
 __all__ = [
     # the interface, its backends, the rule for "already copied"
@@ -29,23 +26,22 @@ __all__ = [
     # locations and what is done with them
     "open_location", "read_bytes", "read_lines", "read_text_if_exists", "exists", "make_dirs", "copy", "write_once",
     "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
-    # retries (and, forwarded below: S3_ATTEMPTS, STORAGE_RETRY_SECONDS, PROBE_SECONDS, OUTAGE_GAP_SECONDS)
+    # retries (the budget and attempts are set in retry.py: tests and fault hooks change them there)
     "retrying", "is_transient", "StorageUnavailable", "TRANSIENT_S3_ERRORS",
-    # S3 itself (_s3_filesystem: fault hooks clear its cache; SINGLE_COPY_LIMIT, MULTIPART_COPY_PART forwarded)
-    "s3_client", "_s3_filesystem", "put_if_absent", "head_if_exists", "multipart_copy", "FINGERPRINT_KEY",
+    # S3 itself (copy part sizes are set in s3.py)
+    "s3_client", "put_if_absent", "head_if_exists", "multipart_copy", "FINGERPRINT_KEY",
     "ClientError",
 ]
 
 LOCAL = LocalStorage()
 
 
-def open_location(uri: str, config: StorageConfig | None = None, *, region: str | None = None,
-                  endpoint_url: str | None = None) -> Location:
-    """A :class:`Location` for a local path or an ``s3://`` URI. (``region``/``endpoint_url``: the
-    older spelling of ``config``.)"""
+def open_location(uri: str, config: StorageConfig | None = None) -> Location:
+    """A :class:`Location` for a local path or an ``s3://`` URI (reached as ``config`` says: by
+    default the AWS SDK's own region and endpoint)."""
     if uri.startswith("s3://"):
         bucket_and_key = uri[len("s3://"):].strip("/")
-        return Location(S3Storage(config or StorageConfig(region, endpoint_url)), bucket_and_key,
+        return Location(S3Storage(config or StorageConfig()), bucket_and_key,
                         "s3://" + bucket_and_key)
     if "://" in uri:
         raise ValueError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
@@ -120,20 +116,3 @@ def list_files(location: Location, recursive: bool = True) -> Iterator[ListedFil
     """The files under a folder, relative to it, streamed (S3: 1,000 keys per request) in the
     backend's order; only its direct files unless ``recursive``."""
     return location.storage.list_files(location.path, recursive)
-
-
-# The tunables and the outage state live in the module that reads them. Setting one here (tests and
-# fault hooks shorten the retry budget: ``storage.STORAGE_RETRY_SECONDS = 1``) sets it there, and
-# reading one here reads it there, so a change always takes effect: each is a property of this
-# module's class.
-_FORWARDED = {**{name: retry for name in ("S3_ATTEMPTS", "STORAGE_RETRY_SECONDS", "PROBE_SECONDS",
-                                          "OUTAGE_GAP_SECONDS", "_failing_since", "_last_failure", "_last_error")},
-              **{name: s3 for name in ("SINGLE_COPY_LIMIT", "MULTIPART_COPY_PART")}}
-
-
-def _forwarded(module: types.ModuleType, name: str) -> property:
-    return property(lambda _: getattr(module, name), lambda _, value: setattr(module, name, value))
-
-
-sys.modules[__name__].__class__ = type("StoragePackage", (types.ModuleType,),
-                                       {name: _forwarded(module, name) for name, module in _FORWARDED.items()})

@@ -71,12 +71,12 @@ def short_storage_budget() -> None:
     and each call is SHORT_S3_ATTEMPTS requests (not 8, ≈ 50 s of the client's backoff on 503s)."""
     import os
 
-    from renamer_ray.io import storage
+    from renamer_ray.io.storage import retry, s3
 
-    storage.STORAGE_RETRY_SECONDS = float(os.environ["SABOTAGE_STORAGE_BUDGET_S"])
-    storage.S3_ATTEMPTS = int(os.environ["SABOTAGE_S3_ATTEMPTS"])
-    storage._s3_filesystem.cache_clear()
-    storage.s3_client.cache_clear()
+    retry.STORAGE_RETRY_SECONDS = float(os.environ["SABOTAGE_STORAGE_BUDGET_S"])
+    retry.S3_ATTEMPTS = int(os.environ["SABOTAGE_S3_ATTEMPTS"])
+    s3._s3_filesystem.cache_clear()
+    s3.s3_client.cache_clear()
 
 
 HOOKS = {"exit-in-decode": exit_in_decode, "device-lost": device_lost, "storage-down": short_storage_budget}

@@ -1,0 +1,31 @@
+"""Stage: on a resumed run, find the names an interrupted attempt already claimed (``claims.py``).
+A claimed row is pinned to its name and skips the download, the decode and the model."""
+
+from __future__ import annotations
+
+from renamer_ray.io.storage import StorageConfig, open_location, retrying
+from renamer_ray.pipeline.claims import read_claim
+from renamer_ray.pipeline.columns import LISTED, ROW
+from renamer_ray.pipeline.decode import DECODE_ARGS
+from renamer_ray.pipeline.stage import Stage
+
+
+class ReadClaims(Stage):
+    """LISTED → ROW: ``pinned``, ``format`` and ``raw`` from the claim of each row marked ``resume``."""
+
+    needs = tuple(LISTED.names)
+    output = ROW
+
+    def __init__(self, storage: StorageConfig):
+        self.storage = storage
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        for row in rows:
+            if row["resume"] and not row["skipped"] and (claimed := retrying(
+                    read_claim, open_location(row["target_root"], self.storage), row["relative"])):
+                row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])
+        return rows
+
+    def map_args(self) -> dict:
+        # The decode stage's resources, so Ray Data fuses the two into one task per batch.
+        return dict(batch_size=8, **DECODE_ARGS)

@@ -1,0 +1,36 @@
+"""Stage: apply each row's template and the naming rules to the model's answer: the stem of its
+new name, and the key that groups every name it could collide with (for ``dedupe.py``)."""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+
+from renamer_ray.naming import NameTemplate, group_key
+from renamer_ray.pipeline.columns import ROW, STEMMED
+from renamer_ray.pipeline.stage import Stage, is_open
+
+_template = functools.lru_cache(maxsize=256)(NameTemplate.parse)
+
+
+class RenderStems(Stage):
+    """ROW → STEMMED. A pinned row keeps the stem of its claimed name. The shuffle key is the output
+    folder plus the stem's group key: names only compete within one output."""
+
+    needs = tuple(ROW.names)
+    output = STEMMED
+
+    def __init__(self, index_width: int = 3):
+        self.index_width = index_width
+
+    def rows(self, rows: list[dict]) -> list[dict]:
+        for row in rows:
+            if row["pinned"]:
+                row["stem"] = posixpath.splitext(row["pinned"])[0]
+            elif is_open(row):
+                original = posixpath.splitext(posixpath.basename(row["original"] or row["relative"]))[0]
+                row["stem"] = _template(row["template"]).render(
+                    subject=row["raw"] or "", date=row["date"], camera=row["camera"], original=original,
+                    index=row["index"], index_width=self.index_width)
+            row["key"] = f"{row['target_root']}\n{group_key(row['stem'])}" if row.get("stem") else ""
+        return rows
