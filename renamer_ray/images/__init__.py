@@ -12,7 +12,7 @@ reported as :class:`ImageError` with a message a person can act on. One concern 
 The size pixels are scaled and padded to is the model's contract: :mod:`renamer_ray.model.vision`.
 """
 
-from renamer_ray.images.decode import (
+from renamer_ray.images.decoder import (
     DEFAULT_MAX_DECODE_PIXELS,
     DEFAULT_MAX_IMAGE_PIXELS,
     REDUCED_DECODE_FORMATS,
