@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import random
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -34,7 +36,8 @@ from transformers import (
 )
 
 from renamer_ray import prompts
-from renamer_ray.toy.shapes import COLOURS, LABELS, SHAPES, draw_shape
+from renamer_ray.images import decode
+from renamer_ray.toy.shapes import COLOURS, LABELS, SHAPES, draw_shape, draw_varied_shape
 
 OUT = Path(__file__).resolve().parents[1] / "renamer_ray" / "model" / "checkpoints" / "toy-shapes"
 
@@ -61,6 +64,11 @@ CHAT_TEMPLATE = (
 # Pixels per image the toy sees (the namer never sends more than a checkpoint's own max_pixels).
 TOY_MAX_PIXELS = 56 * 112
 TOY_MIN_PIXELS = 56 * 56
+# Defaults of the shipped checkpoint.
+VISION_DEPTH = 4
+VISION_STEPS = 4000
+STEPS = 800
+POOL = 32_000
 
 EXAMPLE_PROMPTS = [
     None, "", "include date and primary subject", "describe the main object",
@@ -105,7 +113,7 @@ def build_processor(max_pixels: int = TOY_MAX_PIXELS) -> Qwen2VLProcessor:
                             video_processor=video_processor, chat_template=CHAT_TEMPLATE)
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, vision_depth: int = 2,
+def build_model(tokenizer: PreTrainedTokenizerFast, vision_depth: int = VISION_DEPTH,
                 vision_width: int = 128) -> Qwen2VLForConditionalGeneration:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     hidden = 128
@@ -129,26 +137,95 @@ def build_model(tokenizer: PreTrainedTokenizerFast, vision_depth: int = 2,
     return model
 
 
-def augment(image: Image.Image, rng: random.Random) -> Image.Image:
-    """Round-trip through a lossy codec sometimes, as uploaded JPEG/WebP/HEIC files are."""
-    fmt = rng.choice(["PNG", "JPEG", "WEBP", None])
-    if fmt in (None, "PNG"):
-        return image
+# --------------------------------------------------------------------------- data
+
+# Files as users upload them: the format, then the decode budget the image goes through.
+FORMAT_WEIGHTS = {"PNG": 0.25, "JPEG": 0.35, "WEBP": 0.3, "HEIF": 0.1}  # HEIF encodes slowly
+PIPELINE_BUDGET = TOY_MAX_PIXELS  # decode → the checkpoint's own pixel budget, as the pipeline does
+FULL_BUDGET = 786_432  # decode at MAX_PIXELS, the processor resizes (the in-process tests' path)
+DRAW_MAX_SIDE = 480  # larger files look the same once decoded to ~6,272 pixels; drawing them is slow
+
+
+def make_example(seed: int, index: int) -> tuple[bytes, int, int]:
+    """Example ``index``: (encoded file, decode budget, label index), a function of (seed, index) only,
+    so that any number of worker processes produce the same examples in the same order."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    rng = random.Random(seed * 1_000_003 + index)
+    if rng.random() < 0.12:  # some of the everyday distribution the tests and samples draw from
+        sample = draw_shape(rng, min_side=64, max_side=DRAW_MAX_SIDE)
+    else:
+        sample = draw_varied_shape(rng, min_side=40, max_side=DRAW_MAX_SIDE)
+    fmt = rng.choices(list(FORMAT_WEIGHTS), weights=list(FORMAT_WEIGHTS.values()))[0]
     buf = io.BytesIO()
-    image.save(buf, format=fmt, quality=rng.randint(40, 95))
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    options = {} if fmt == "PNG" else {"quality": rng.randint(35, 95)}
+    if fmt == "HEIF":  # x265 without its thread pool: several times faster on a busy machine
+        options["enc_params"] = {"x265:pools": "none"}
+    sample.image.save(buf, format=fmt, **options)
+    budget = PIPELINE_BUDGET if rng.random() < 0.7 else FULL_BUDGET
+    return buf.getvalue(), budget, LABELS.index(sample.label)
 
 
-def training_batch(processor: Qwen2VLProcessor, rng: random.Random, size: int, max_side: int):
-    """Prompt + answer tokens for ``size`` fresh images; loss only on the answer."""
+def make_examples(seed: int, start: int, stop: int) -> list[tuple[bytes, int, int]]:
+    return [make_example(seed, i) for i in range(start, stop)]
+
+
+def example_stream(seed: int, pool: int, workers: int, chunk: int = 256):
+    """Examples 0 .. pool-1 in order, drawn by ``workers`` processes (the result does not depend on it)."""
+    bounds = [(seed, a, min(a + chunk, pool)) for a in range(0, pool, chunk)]
+    if workers <= 0:
+        for b in bounds:
+            yield from make_examples(*b)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as executor:
+        for examples in executor.map(make_examples, *zip(*bounds)):
+            yield from examples
+
+
+class Examples:
+    """A pool of ``pool`` examples drawn once, served in order the first time through (while they are
+    still being drawn), then in seeded random order, mirrored left-right half of the time."""
+
+    def __init__(self, seed: int, pool: int, workers: int):
+        self.stream = example_stream(seed, pool, workers)
+        self.pool, self.seen, self.rng = pool, [], random.Random(seed)
+        self.order: list[tuple[int, bool]] = []
+
+    def take(self, n: int) -> list[tuple[Image.Image, int]]:
+        out = []
+        for _ in range(n):
+            if len(self.seen) < self.pool:
+                self.seen.append(next(self.stream))
+                data, budget, label = self.seen[-1]
+                flip = False
+            else:
+                if not self.order:
+                    self.order = [(i, self.rng.random() < 0.5) for i in self.rng.sample(range(self.pool), self.pool)]
+                index, flip = self.order.pop()
+                data, budget, label = self.seen[index]
+            image = decode(data, max_pixels=budget).to_pil()
+            out.append((image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else image, label))
+        return out
+
+
+def held_out(seed: int, n: int) -> list[tuple[Image.Image, int]]:
+    """Fresh examples (not in the pool: indices from 10⁸ on), decoded."""
+    examples = [make_example(seed, 100_000_000 + i) for i in range(n)]
+    return [(decode(data, max_pixels=budget).to_pil(), label) for data, budget, label in examples]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_batch(processor: Qwen2VLProcessor, rng: random.Random, examples: list[tuple[Image.Image, int]]):
+    """Prompt + answer tokens for decoded ``examples``; loss only on the answer."""
     images, texts, answer_lens = [], [], []
-    for _ in range(size):
-        sample = draw_shape(rng, max_side=max_side)
-        image = augment(sample.image, rng)
+    for image, label in examples:
         user_prompt, date, camera = random_prompt(rng)
         prompt = processor.apply_chat_template(
             prompts.chat_messages(user_prompt, date=date, camera=camera), add_generation_prompt=True, tokenize=False)
-        answer = sample.label + "<|im_end|>"
+        answer = LABELS[label] + "<|im_end|>"
         images.append(image)
         texts.append(prompt + answer)
         answer_lens.append(len(processor.tokenizer(answer, add_special_tokens=False)["input_ids"]))
@@ -160,64 +237,70 @@ def training_batch(processor: Qwen2VLProcessor, rng: random.Random, size: int, m
     return batch
 
 
-def pretrain_vision(model, processor, rng: random.Random, steps: int, batch: int, max_side: int, lr: float) -> None:
+def pretrain_vision(model, processor, data: Examples, steps: int, batch: int, lr: float) -> None:
     """Stage 1: train the vision tower alone to tell the 12 classes apart (mean-pooled merger
     output → linear probe), as real VLMs start from a pretrained vision encoder. End-to-end
     training alone learns colour quickly but shape only very slowly through the language model."""
     head = torch.nn.Linear(model.config.text_config.hidden_size, len(LABELS))
     params = list(model.model.visual.parameters()) + list(head.parameters())
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.05)
     started, hits, seen = time.time(), 0, 0
     for step in range(1, steps + 1):
-        samples = [draw_shape(rng, max_side=max_side) for _ in range(batch)]
-        inputs = processor.image_processor(images=[augment(s.image, rng) for s in samples], return_tensors="pt")
+        examples = data.take(batch)
+        inputs = processor.image_processor(images=[image for image, _ in examples], return_tensors="pt")
         tokens = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
         logits = head(torch.stack([t.mean(dim=0) for t in tokens]))
-        target = torch.tensor([LABELS.index(s.label) for s in samples])
-        loss = torch.nn.functional.cross_entropy(logits, target)
+        target = torch.tensor([label for _, label in examples])
+        loss = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.05)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         schedule.step()
         optimiser.zero_grad()
         hits += (logits.argmax(-1) == target).sum().item()
         seen += batch
         if step % 250 == 0:
-            print(f"vision {step:5d}  loss {loss.item():.4f}  train-acc {hits / seen:.3f}  {time.time() - started:6.0f}s", flush=True)
+            print(f"vision {step:5d}  loss {loss.item():.4f}  train-acc {hits / seen:.3f}  {time.time() - started:6.0f}s",
+                  flush=True)
             hits = seen = 0
 
 
 @torch.no_grad()
-def accuracy(model, processor, rng: random.Random, n: int, max_side: int) -> float:
+def accuracy(model, processor, examples: list[tuple[Image.Image, int]]) -> float:
+    """Greedy answers to the default prompt, exactly right, over decoded ``examples``."""
     model.eval()
     correct = 0
-    for start in range(0, n, 16):
-        samples = [draw_shape(rng, max_side=max_side) for _ in range(min(16, n - start))]
+    for start in range(0, len(examples), 16):
+        chunk = examples[start:start + 16]
         texts = [processor.apply_chat_template(prompts.chat_messages(None), add_generation_prompt=True, tokenize=False)
-                 for _ in samples]
-        batch = processor(text=texts, images=[augment(s.image, rng) for s in samples], return_tensors="pt",
+                 for _ in chunk]
+        batch = processor(text=texts, images=[image for image, _ in chunk], return_tensors="pt",
                           padding=True, padding_side="left")
         out = model.generate(**batch, max_new_tokens=8, do_sample=False)
         answers = processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct += sum(a.strip() == s.label for a, s in zip(answers, samples))
+        correct += sum(a.strip() == LABELS[label] for a, (_, label) in zip(answers, chunk))
     model.train()
-    return correct / n
+    return correct / len(examples)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--steps", type=int, default=1500, help="stage 2: the whole model, end to end")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=STEPS, help="stage 2: the whole model, end to end")
+    parser.add_argument("--batch", type=int, default=16, help="stage 2 batch")
+    parser.add_argument("--vision-batch", type=int, default=32, help="stage 1 batch")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--max-side", type=int, default=320, help="largest training image side (px)")
-    parser.add_argument("--vision-lr", type=float, default=1e-3)
+    parser.add_argument("--pool", type=int, default=POOL, help="distinct training images (drawn once, reused)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes drawing the images (0: in this process); the images do not depend on it")
+    parser.add_argument("--vision-lr", type=float, default=1.5e-3)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--max-pixels", type=int, default=TOY_MAX_PIXELS)
-    parser.add_argument("--vision-depth", type=int, default=2)
+    parser.add_argument("--vision-depth", type=int, default=VISION_DEPTH)
     parser.add_argument("--vision-width", type=int, default=128)
-    parser.add_argument("--vision-steps", type=int, default=6000, help="stage 1: vision tower alone")
+    parser.add_argument("--vision-steps", type=int, default=VISION_STEPS, help="stage 1: vision tower alone")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; the shipped checkpoint was made with 1 (float sums depend on it)")
     args = parser.parse_args()
@@ -231,15 +314,23 @@ def main() -> None:
     model = build_model(processor.tokenizer, args.vision_depth, args.vision_width)
     params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {params / 1e6:.2f} M")
+    began = time.time()
+    data = Examples(args.seed, args.pool, args.workers)
+    checks = held_out(args.seed, 96)
     model.train()
     if args.vision_steps:
-        pretrain_vision(model, processor, rng, args.vision_steps, args.batch, args.max_side, args.vision_lr)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
+        pretrain_vision(model, processor, data, args.vision_steps, args.vision_batch, args.vision_lr)
+    visual = list(model.model.visual.parameters())
+    rest = [p for p in model.parameters() if all(p is not v for v in visual)]
+    # The vision tower arrives trained: it moves more slowly than the rest in stage 2.
+    optimiser = torch.optim.AdamW([{"params": visual, "lr": args.lr / 5}, {"params": rest}], lr=args.lr,
+                                  weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[args.lr / 5, args.lr], total_steps=args.steps,
+                                                   pct_start=0.1)
     model.train()
     started = time.time()
     for step in range(1, args.steps + 1):
-        batch = training_batch(processor, rng, args.batch, args.max_side)
+        batch = training_batch(processor, rng, data.take(args.batch))
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -249,14 +340,15 @@ def main() -> None:
         if step % 50 == 0 or step == 1:
             print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - started:6.0f}s", flush=True)
         if step % args.eval_every == 0 and step < args.steps:
-            print(f"  held-out accuracy {accuracy(model, processor, random.Random(step), 96, args.max_side):.3f}")
-    acc = accuracy(model, processor, random.Random(args.seed + 1), 240, args.max_side)
-    print(f"held-out accuracy: {acc:.3f}")
+            print(f"  held-out accuracy {accuracy(model, processor, checks):.3f}", flush=True)
+    data.stream.close()
+    acc = accuracy(model, processor, held_out(args.seed + 1, 240))
+    print(f"held-out accuracy: {acc:.3f} (240 fresh images from the training distribution)")
     model.generation_config.max_new_tokens = 16
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
-    print(f"saved to {args.out}")
+    print(f"saved to {args.out} ({time.time() - began:.0f}s)")
 
 
 if __name__ == "__main__":

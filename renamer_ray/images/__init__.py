@@ -7,7 +7,7 @@ reported as :class:`ImageError` with a message a person can act on. One concern 
 - :mod:`.sniff`: opening with supported plugins only, magic bytes, :func:`sniff_format`;
 - :mod:`.exif`: orientation, capture date and camera from EXIF;
 - :mod:`.convert`: any pixel mode -> RGB (palette, alpha on white, CMYK, 16-bit, float);
-- :mod:`.decode`: :func:`decode`, :class:`DecodedImage`, :class:`ImageMeta` and the memory limits.
+- :mod:`.decoder`: :func:`decode`, :class:`DecodedImage`, :class:`ImageMeta` and the memory limits.
 
 The size pixels are scaled and padded to is the model's contract: :mod:`renamer_ray.model.vision`.
 """
