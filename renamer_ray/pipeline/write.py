@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from renamer_ray.io.storage import Location, StorageConfig, TargetExists, copy, is_transient, open_location, retrying
+from renamer_ray.io.storage import (STORAGE_ERRORS, Location, StorageConfig, TargetExists, copy, is_transient,
+                                    open_location, retrying)
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT
@@ -22,7 +21,7 @@ def copy_one(source: Location, target: Location, fmt: str | None = None) -> str 
         return None
     except TargetExists as exc:
         return str(exc)
-    except (OSError, ClientError, BotoCoreError) as exc:
+    except STORAGE_ERRORS as exc:
         hint = "; this looks like a storage error: running again may succeed" if is_transient(exc) else ""
         return f"could not copy to {target.uri}: {exc}{hint}"
 

@@ -23,11 +23,6 @@ class JobStore:
         self.in_bucket, self.out_bucket = settings.s3_in_bucket, settings.s3_out_bucket
         self.expires = settings.url_expires_seconds
 
-    @property
-    def s3(self):
-        """The boto3 client underneath (tests look into the buckets with it)."""
-        return self.storage.client
-
     def _out(self, key: str) -> str:
         """The storage path of a key in the output bucket."""
         return f"{self.out_bucket}/{key}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, ContextManager, Iterator
 
-from botocore.exceptions import ClientError  # what S3 requests raise, re-exported for callers
+from botocore.exceptions import BotoCoreError, ClientError  # what S3 requests raise, re-exported for callers
 
 from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
 from renamer_ray.io.storage.local import LocalStorage
@@ -30,8 +30,11 @@ __all__ = [
     "retrying", "is_transient", "StorageUnavailable", "TRANSIENT_S3_ERRORS",
     # S3 itself (copy part sizes are set in s3.py)
     "s3_client", "put_if_absent", "head_if_exists", "multipart_copy", "FINGERPRINT_KEY",
-    "ClientError",
+    "ClientError", "STORAGE_ERRORS",
 ]
+
+# What a storage call may raise besides TargetExists: local I/O, S3's answers, S3's transport.
+STORAGE_ERRORS = (OSError, ClientError, BotoCoreError)
 
 LOCAL = LocalStorage()
 
