@@ -115,4 +115,11 @@ def replica_processes(stack, deployment: str) -> list[psutil.Process]:
     dashboard) reports them with their process ids."""
     details = httpx.get(f"{stack.urls['Ray dashboard']}/api/serve/applications/", timeout=30).json()
     replicas = details["applications"]["renamer"]["deployments"][deployment]["replicas"]
-    return [psutil.Process(r["pid"]) for r in replicas if r["state"] == "RUNNING" and r.get("pid")]
+    processes = []
+    for replica in replicas:
+        if replica["state"] == "RUNNING" and replica.get("pid"):
+            try:
+                processes.append(psutil.Process(replica["pid"]))
+            except psutil.NoSuchProcess:  # killed a moment ago: Serve has not noticed yet
+                pass
+    return processes
