@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -41,6 +42,21 @@ def _apply(args: argparse.Namespace) -> int:
         return 2
     print_summary(summary, dry_run=False)
     return 0 if summary.failed == 0 else 1
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Print every setting's effective value and where it came from (secrets masked)."""
+    from renamer_ray.config import SECRETS, config_files, setting_sources
+
+    settings, sources = load_settings(), setting_sources()
+    rows = [(name.upper(), "***" if name in SECRETS and value else repr(value) if isinstance(value, str) else str(value),
+             sources[name]) for name, value in settings.model_dump().items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    print(f"# files read, lowest precedence first (flags > environment > files > defaults): "
+          f"{', '.join(str(f) + ('' if f.is_file() else ' (none)') for f in config_files())}")
+    for name, value, source in rows:
+        print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source}")
+    return 0
 
 
 def _service_settings(args: argparse.Namespace):
@@ -117,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("dst", help="output folder or s3:// prefix")
     apply.set_defaults(func=_apply)
 
+    config = sub.add_parser("config", help="print the effective settings and where each came from "
+                                            "(flags > environment > renamer-ray.toml > defaults)")
+    config.set_defaults(func=_config)
+
     for name, func, help_text in (
             ("up", _up, "start the whole service locally: embedded S3/SQS, Ray head + dashboard, Serve API, driver"),
             ("demo", _demo, "start the local stack, send the bundled samples through the HTTP API, print old -> new")):
@@ -136,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ConfigError, TemplateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

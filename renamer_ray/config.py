@@ -1,12 +1,16 @@
-"""Settings from the environment (the seed's variables and defaults), validated at start-up."""
+"""Settings from flags, the environment (the seed's variables and defaults) and an optional
+``renamer-ray.toml``, validated at start-up. Precedence: flags > environment > file > defaults."""
 
 from __future__ import annotations
 
+import os
 import re
+import tomllib
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
 
 if TYPE_CHECKING:
     from renamer_ray.io.storage import StorageConfig
@@ -23,10 +27,53 @@ class ConfigError(ValueError):
     """A setting has an invalid value; the message names the environment variable."""
 
 
+CONFIG_FILE = "renamer-ray.toml"
+SECRETS = ("api_keys", "webhook_secret")   # shown as *** by `renamer-ray config`
+
+
+def config_files() -> list[Path]:
+    """The settings files read, lowest precedence first: the user's config folder
+    (``$XDG_CONFIG_HOME/renamer-ray/``, else ``~/.config/renamer-ray/``), then the project folder
+    (the working directory). ``RENAMER_RAY_CONFIG`` names one file instead (it must exist)."""
+    if explicit := os.environ.get("RENAMER_RAY_CONFIG"):
+        return [Path(explicit).expanduser()]
+    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "renamer-ray" / CONFIG_FILE
+    return [user, Path.cwd() / CONFIG_FILE]
+
+
+def read_config_files() -> dict[str, tuple[object, Path]]:
+    """Setting (lower case) → (value, file) from the files that exist; the later file wins. Keys are
+    the environment's names (``MODEL_ID`` or ``model_id``); an unknown key is an error, since a typo
+    in a file would otherwise be ignored silently."""
+    found: dict[str, tuple[object, Path]] = {}
+    files = config_files()
+    if os.environ.get("RENAMER_RAY_CONFIG") and not files[0].is_file():
+        raise ConfigError(f"RENAMER_RAY_CONFIG names {files[0]}, which is not a file")
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key.lower() not in Settings.model_fields:
+                raise ConfigError(f"{path}: unknown setting {key!r} (the settings are the environment variables "
+                                  "in the README's configuration table; `renamer-ray config` lists them)")
+            found[key.lower()] = (value, path)
+    return found
+
+
 class Settings(BaseSettings):
     """Every knob, read from environment variables of the same name (upper-case)."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        """Flags (keyword arguments) > environment > renamer-ray.toml files > defaults."""
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_files())
 
     aws_region: str = Field("us-east-1", min_length=1)
     aws_endpoint_url: str | None = Field(None, description="S3/SQS-compatible endpoint (moto, MinIO, LocalStack)")
@@ -130,18 +177,35 @@ class Settings(BaseSettings):
         return value or None
 
 
+def setting_sources(overrides: dict | None = None) -> dict[str, str]:
+    """Where each setting's effective value comes from: "flag", "environment", the file, or "default"."""
+    files = read_config_files()
+    environment = {name.lower() for name in os.environ}
+    return {name: "flag" if name in (overrides or {}) else "environment" if name in environment
+            else str(files[name][1]) if name in files else "default"
+            for name in Settings.model_fields}
+
+
 def load_settings(**overrides) -> Settings:
-    """Settings from the environment plus explicit overrides; errors name the variable."""
+    """Settings from flags (``overrides``), the environment and the config files; errors name the
+    variable (and the file, for a value from a file)."""
     try:
+        read_config_files()  # a broken or misspelled file is named before anything else
         return Settings(**overrides)
     except SettingsError as exc:  # a JSON-valued variable (MODEL_ACTOR_RESOURCES) that is not JSON
         field = re.search(r'field "(\w+)"', str(exc))
         name = field.group(1).upper() if field else "a variable"
         raise ConfigError(f"invalid configuration: {name} is not valid JSON (a JSON object is expected)") from None
     except ValidationError as exc:
+        sources = setting_sources(overrides)
+
+        def where(loc: tuple) -> str:
+            source = sources.get(str(loc[0]).lower(), "default") if loc else "default"
+            return "" if source in ("flag", "environment", "default") else f" (in {source})"
+
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}={err.get('input')!r}: {err['msg']}" if err["loc"]
-            else err["msg"].removeprefix("Value error, ")
+            f"{'.'.join(str(p) for p in err['loc']).upper()}={err.get('input')!r}{where(err['loc'])}: {err['msg']}"
+            if err["loc"] else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None

@@ -6,6 +6,7 @@ Each test is marked with its tier (``unit``, ``integration``, ``e2e``) from its 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ import pytest
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
     os.environ.pop(_name, None)
+# No settings file of the developer's (~/.config/renamer-ray, ./renamer-ray.toml) leaks into the suite:
+# one empty file stands in for them (the config-file tests point elsewhere).
+_EMPTY_CONFIG = Path(tempfile.mkdtemp(prefix="renamer-ray-config-")) / "renamer-ray.toml"
+_EMPTY_CONFIG.write_text("")
+os.environ["RENAMER_RAY_CONFIG"] = str(_EMPTY_CONFIG)
 # The suite's own local Ray instance runs without token auth: Ray 2.60 would otherwise switch it on
 # for this process and its children (RAY_AUTH_MODE=token) and write ~/.ray/auth_token.
 os.environ["RAY_AUTH_MODE"] = "disabled"
