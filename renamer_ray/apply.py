@@ -12,7 +12,8 @@ import time
 
 from renamer_ray.config import Settings
 from renamer_ray.images import ImageError, sniff_format
-from renamer_ray.io.storage import exists, make_dirs, open_location, read_bytes, write_text
+from renamer_ray.io.storage import (Location, exists, make_dirs, open_location, read_bytes, read_head, size_of,
+                                    write_text)
 from renamer_ray.manifest import MANIFEST_NAME, FileRecord, dump_lines, parse_lines
 from renamer_ray.naming import extension_for, is_valid_stem
 from renamer_ray.pipeline.run import RunSummary
@@ -38,6 +39,27 @@ def _check(record: FileRecord, real_format: str, taken: dict[str, str]) -> str |
     return None
 
 
+# Bytes read to tell a file's format: every supported format's header fits (a JPEG's EXIF segment
+# is at most 64 KiB); a file whose header does not is read whole before it is refused.
+HEAD_BYTES = 256 * 1024
+
+
+def _real_format(source: Location) -> str:
+    """The format the file's first bytes say it is, without reading the rest."""
+    head = read_head(source, HEAD_BYTES)
+    try:
+        return sniff_format(head)
+    except ImageError:
+        if len(head) < HEAD_BYTES:
+            raise
+        return sniff_format(read_bytes(source))
+
+
+def _same_file(source: Location, target: Location) -> bool:
+    """Whether the target already holds the source's bytes (sizes first: most differ there)."""
+    return size_of(source) == size_of(target) and read_bytes(source) == read_bytes(target)
+
+
 def read_plan(data: bytes) -> list[FileRecord]:
     """The records of a manifest's bytes; anything that is not one valid record per line is a
     PlanError naming the line (never a traceback)."""
@@ -60,18 +82,16 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
             continue
         source = open_location(record.source, storage)
         try:
-            data = read_bytes(source)
+            fmt = _real_format(source)
         except OSError as exc:
             problems.append(f"{record.source}: cannot be read: {exc}")
             continue
-        try:
-            fmt = sniff_format(data)
         except ImageError as exc:
             problems.append(f"{record.source}: {exc}")
             continue
         problem = _check(record, fmt, taken)
         target = target_dir.join(record.name or "")
-        if problem is None and exists(target) and read_bytes(target) != data:
+        if problem is None and exists(target) and not _same_file(source, target):
             problem = f"{record.source}: {target.uri} already exists with other content"
         if problem:
             problems.append(problem)

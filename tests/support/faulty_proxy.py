@@ -24,6 +24,7 @@ class FaultyProxy:
         self.refuse_gets = refuse_gets
         self.gets: dict[str, int] = {}
         self.requests = self.refused = 0
+        self.bytes_served = 0             # response bodies passed to clients
         self.lock = threading.Lock()
         proxy = self
 
@@ -78,6 +79,8 @@ class FaultyProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
+                    with proxy.lock:
+                        proxy.bytes_served += len(data)
                 upstream.close()
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle

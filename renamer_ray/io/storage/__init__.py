@@ -24,7 +24,7 @@ __all__ = [
     # the interface, its backends, the rule for "already copied"
     "Storage", "LocalStorage", "S3Storage", "StorageConfig", "Location", "ListedFile", "TargetExists", "already_there",
     # locations and what is done with them
-    "open_location", "read_bytes", "read_lines", "read_text_if_exists", "exists", "make_dirs", "copy", "write_once",
+    "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "make_dirs", "copy", "write_once",
     "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
     # retries (the budget and attempts are set in retry.py: tests and fault hooks change them there)
     "retrying", "is_transient", "StorageUnavailable", "TRANSIENT_S3_ERRORS",
@@ -55,6 +55,15 @@ def open_location(uri: str, config: StorageConfig | None = None) -> Location:
 def read_bytes(location: Location) -> bytes:
     """The file's bytes; transient S3 errors are retried (``retrying``), as every other S3 request is."""
     return location.storage.read_bytes(location.path)
+
+
+def read_head(location: Location, size: int) -> bytes:
+    """The file's first ``size`` bytes (enough to tell its format), without reading the rest."""
+    return location.storage.read_head(location.path, size)
+
+
+def size_of(location: Location) -> int:
+    return location.storage.size(location.path)
 
 
 def read_lines(location: Location) -> Iterator[str]:

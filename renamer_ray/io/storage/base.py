@@ -66,6 +66,16 @@ class Storage(ABC):
                 return stream.read()
         return retrying(read)
 
+    def read_head(self, path: str, size: int) -> bytes:
+        """The first ``size`` bytes (S3: one ranged GET), retried as ``read_bytes``."""
+        def read() -> bytes:
+            with self.filesystem.open_input_file(path) as file:
+                return file.read(size)
+        return retrying(read)
+
+    def size(self, path: str) -> int:
+        return self.filesystem.get_file_info(path).size
+
     def read_lines(self, path: str) -> Iterator[str]:
         with self.filesystem.open_input_stream(path) as stream:
             yield from io.TextIOWrapper(stream, encoding="utf-8")
