@@ -1,6 +1,7 @@
 """`renamer-ray apply`: carry out a plan (a dry-run manifest a person may have edited).
 
-Every name is checked again before anything is copied: the naming rules, the extension against
+Every name is checked again before anything is copied: the naming rules of the record's style
+(``style`` in the record; the default kebab-case when absent), the extension against
 the file's real format, collisions within the plan (case-insensitive, by name without extension)
 and files already in the destination. One problem anywhere and nothing is copied.
 """
@@ -15,7 +16,7 @@ from renamer_ray.images import ImageError, sniff_format
 from renamer_ray.io.storage import (Location, exists, make_dirs, open_location, read_bytes, read_head, size_of,
                                     write_text)
 from renamer_ray.manifest import MANIFEST_NAME, FileRecord, dump_lines, parse_lines
-from renamer_ray.naming import extension_for, is_valid_stem
+from renamer_ray.naming import DEFAULT_STYLE, NamingStyle, StyleError, extension_for
 from renamer_ray.pipeline.run import RunSummary
 from renamer_ray.pipeline.write import copy_one
 
@@ -27,9 +28,14 @@ class PlanError(ValueError):
 def _check(record: FileRecord, real_format: str, taken: dict[str, str]) -> str | None:
     name = record.name or ""
     stem, dot, ext = name.rpartition(".")
-    if not dot or not is_valid_stem(stem):
-        return (f"{record.source}: {name!r} breaks the naming rules (lowercase a-z, 0-9 and single hyphens, "
-                f"at most 60 characters and 10 words, no blocked words, plus the extension)")
+    try:
+        style = DEFAULT_STYLE if record.style is None else NamingStyle.parse(**record.style)
+    except (StyleError, TypeError) as exc:
+        return f"{record.source}: its style {record.style!r} is not valid: {exc}"
+    if not dot or not style.is_valid(stem):
+        shown = "" if style.is_default else f"its {style.case} style: "
+        return (f"{record.source}: {name!r} breaks the naming rules ({shown}{style.describe()}, "
+                "plus the extension)")
     real = extension_for(real_format)
     if ext != real:
         return f"{record.source}: extension .{ext} does not match the file's real format (.{real})"

@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from renamer_ray.config import ConfigError, load_settings
-from renamer_ray.naming import TemplateError
+from renamer_ray.naming import CASES, NamingStyle, StyleError, TemplateError
 
 SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
 
@@ -21,7 +21,12 @@ def _rename(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in dict(model_id=args.model, batch_size=args.batch_size).items() if v is not None}
     settings = load_settings(**overrides)
-    options = RunOptions(source=args.src, target=args.dst, user_prompt=args.prompt,
+    wished = dict(case=args.case, max_chars=args.max_chars, max_words=args.max_words, language=args.language)
+    try:  # each flag overrides its NAME_* setting
+        style = NamingStyle.parse(**{**dict(settings.naming_style), **{k: v for k, v in wished.items() if v is not None}})
+    except StyleError as exc:
+        raise ConfigError(f"invalid naming style: {exc}") from None
+    options = RunOptions(source=args.src, target=args.dst, user_prompt=args.prompt, style=style,
                          template=args.template or settings.name_template, dry_run=args.dry_run,
                          pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude),
                          namer=NamerRef() if args.namer_service else None)
@@ -115,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     rename.add_argument("dst", nargs="?", default="renamed", help="output folder or s3:// prefix (default: ./renamed)")
     rename.add_argument("--prompt", help="what the names should say, e.g. 'include date and primary subject'")
     rename.add_argument("--template", help="e.g. '{date}-{subject}'; fields: subject date camera original index")
+    rename.add_argument("--case", choices=CASES, help="how names are written: kebab red-circle, snake red_circle, "
+                        "camel redCircle, pascal RedCircle, title 'Red Circle', lower 'red circle' (default: NAME_CASE)")
+    rename.add_argument("--max-chars", type=int, metavar="N", help="at most N characters per name, 1-120 (default: NAME_MAX_CHARS)")
+    rename.add_argument("--max-words", type=int, metavar="N", help="at most N words per name, 1-20 (default: NAME_MAX_WORDS)")
+    rename.add_argument("--language", help="names in this language, e.g. French or ja; non-Latin scripts are "
+                        "transliterated to ASCII (default: NAME_LANGUAGE, else English)")
     rename.add_argument("--model", help="hub id, local checkpoint path, or toy-shapes (default: MODEL_ID)")
     rename.add_argument("--dry-run", action="store_true", help="write only DST/manifest.jsonl: the plan")
     rename.add_argument("--batch-size", type=int, help="images per model call (default: BATCH_SIZE)")

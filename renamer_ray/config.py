@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         '{"namer-node": 1}: the actors go only to nodes that offer them'))
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     name_template: str = Field("{subject}", min_length=1)
+    name_case: Literal["kebab", "snake", "camel", "pascal", "title", "lower"] = Field(
+        "kebab", description="default for --case: how names are written (naming/style.py)")
+    name_max_chars: int = Field(60, ge=1, le=120, description="default for --max-chars")
+    name_max_words: int = Field(10, ge=1, le=20, description="default for --max-words")
+    name_language: str | None = Field(None, description="default for --language (none: English)")
 
     # The service (API + queue driver).
     api_host: str = "0.0.0.0"
@@ -149,6 +154,24 @@ class Settings(BaseSettings):
             key, _, namespace = item.partition(":")
             out[key] = namespace or "k-" + hashlib.sha256(key.encode()).hexdigest()[:12]
         return out
+
+    @property
+    def naming_style(self):
+        """The NAME_* settings as a ``NamingStyle`` (the default of every run and job)."""
+        from renamer_ray.naming import NamingStyle
+
+        return NamingStyle(case=self.name_case, max_chars=self.name_max_chars, max_words=self.name_max_words,
+                           language=self.name_language)
+
+    @field_validator("name_language")
+    @classmethod
+    def _a_language_name(cls, value: str | None) -> str | None:
+        from renamer_ray.naming import NamingStyle, StyleError
+
+        try:
+            return NamingStyle.parse(language=value).language
+        except StyleError as exc:
+            raise ValueError(str(exc).removeprefix("language ")) from None
 
     @model_validator(mode="after")
     def _settings_that_can_work(self) -> "Settings":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import heapq
 import json
-from typing import Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 MANIFEST_NAME = "manifest.jsonl"
 PARTS_FOLDER = "_manifest"        # sorted parts of a run in progress, merged into MANIFEST_NAME
@@ -18,6 +18,8 @@ class FileRecord(BaseModel):
 
     ``source`` is where the input is (URI or path); ``name`` is the final file name with its extension; ``error`` is a sentence a person can act
     on (only when ``status`` is ``error``); ``raw`` is the model's text before the rules applied.
+    ``style`` is the naming style ``name`` was written in (``naming/style.py``), present only when it
+    is not the default (kebab-case, 60 characters, 10 words): ``apply`` checks a plan's names against it.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -29,6 +31,13 @@ class FileRecord(BaseModel):
     status: Literal["ok", "error"]
     error: str | None = None
     raw: str | None = None
+    style: dict[str, Any] | None = None
+
+    @field_validator("style", mode="before")
+    @classmethod
+    def _style_from_json(cls, value):
+        """A pipeline row carries the style as JSON text."""
+        return json.loads(value) if isinstance(value, str) else value
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(exclude_none=True), ensure_ascii=False)

@@ -3,6 +3,13 @@
 Loads any Qwen2-VL checkpoint (a hub id such as ``Qwen/Qwen2-VL-2B-Instruct``, a local path, or
 ``toy-shapes`` for the bundled test checkpoint) with the real transformers classes, and runs
 batched, greedy, left-padded generation under :class:`KebabNameConstraint`.
+
+With a ``language`` (``NamingStyle.language``) generation is not constrained: the model must write
+that language's own letters, and Qwen2's byte-level BPE splits most non-Latin letters over several
+tokens none of which decodes to a letter alone, so a per-token character check cannot say "any
+letter"; nor can a character budget be kept before transliteration (``東京`` becomes ``dongjing``).
+The answer's first line goes to the rules, which transliterate it and fit it to the limits;
+``max_new_tokens`` bounds the generation.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from renamer_ray.model import vision
 from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
+from renamer_ray.naming.style import NamingStyle
 
 log = logging.getLogger(__name__)
 
@@ -99,30 +107,35 @@ class Qwen2VLNamer:
         log.info("loaded %s on %s (%s), max_pixels=%d", model_id, self.device, self.dtype, self.max_pixels)
 
     def name(self, images: Sequence[Image.Image], contexts: Sequence[ImageContext] | None = None,
-             user_prompt: str | None = None) -> list[Naming]:
+             user_prompt: str | None = None, style: NamingStyle | None = None) -> list[Naming]:
         """Names for ``images`` in the same order. A failing image fails alone, never its batch; a
-        fatal device error raises :class:`DeviceLost` instead of failing every image after it."""
+        fatal device error raises :class:`DeviceLost` instead of failing every image after it.
+        ``style``: its limits bound the answer and its language is asked for (default: this
+        namer's ``max_chars``/``max_words``, English); its case is the rules' business, not the model's."""
         contexts = list(contexts) if contexts is not None else [ImageContext()] * len(images)
         if len(contexts) != len(images):
             raise ValueError("one context per image is required")
         if not images:
             return []
         try:
-            return [Naming(raw=text) for text in self._generate(images, contexts, user_prompt)]
+            return [Naming(raw=text) for text in self._generate(images, contexts, user_prompt, style)]
         except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as exc:
             if is_fatal_device_error(exc):
                 raise DeviceLost(str(exc)) from exc  # not this image's fault: no image may fail for it
             if len(images) == 1:
                 return [Naming(error=f"the model could not process this image: {exc}")]
             log.warning("batch of %d failed (%s); retrying one image at a time", len(images), exc)
-            return [self.name([img], [ctx], user_prompt)[0] for img, ctx in zip(images, contexts)]
+            return [self.name([img], [ctx], user_prompt, style)[0] for img, ctx in zip(images, contexts)]
 
     @torch.inference_mode()
     def _generate(self, images: Sequence[Image.Image], contexts: Sequence[ImageContext],
-                  user_prompt: str | None) -> list[str]:
+                  user_prompt: str | None, style: NamingStyle | None = None) -> list[str]:
+        max_chars, max_words = (style.max_chars, style.max_words) if style else (self.max_chars, self.max_words)
+        language = style.language if style else None
         texts = [
             self.processor.apply_chat_template(
-                prompts.chat_messages(user_prompt, date=c.date, camera=c.camera),
+                prompts.chat_messages(user_prompt, date=c.date, camera=c.camera, language=language,
+                                      max_chars=max_chars, max_words=max_words),
                 add_generation_prompt=True, tokenize=False)
             for c in contexts
         ]
@@ -131,11 +144,16 @@ class Qwen2VLNamer:
             size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
         ).to(self.device)
         prompt_length = inputs["input_ids"].shape[1]
-        constraint = KebabNameConstraint(self.table, self.eos_ids, prompt_length,
-                                         max_chars=self.max_chars, max_words=self.max_words)
+        # Kebab-case characters bound every case's rendering from above (camel and pascal drop the
+        # separators), so the constraint's limits hold for the rendered name too.
+        constraints = [] if language else [KebabNameConstraint(self.table, self.eos_ids, prompt_length,
+                                                               max_chars=max_chars, max_words=max_words)]
         output = self.model.generate(
             **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-            logits_processor=LogitsProcessorList([constraint]), pad_token_id=self.pad_id,
+            logits_processor=LogitsProcessorList(constraints), pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids,
         )
-        return self.processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+        answers = self.processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+        if language:  # unconstrained: the name is the first line, not whatever the model added after it
+            answers = [next((line.strip() for line in text.splitlines() if line.strip()), "") for text in answers]
+        return answers

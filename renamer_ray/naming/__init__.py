@@ -1,6 +1,6 @@
 """Pure naming rules: sanitising, templates, de-duplication, formats. No I/O."""
 
-from renamer_ray.naming.dedupe import GROUP_KEY_CHARS, assign_unique, group_key, with_suffix
+from renamer_ray.naming.dedupe import GROUP_KEY_CHARS, NoRoom, assign_unique, group_key, with_suffix
 from renamer_ray.naming.formats import (
     IMAGE_EXTENSIONS,
     SUPPORTED_FORMATS,
@@ -10,6 +10,7 @@ from renamer_ray.naming.formats import (
     file_name,
 )
 from renamer_ray.naming.rules import (
+    CASES,
     FALLBACK_STEM,
     MAX_CHARS,
     MAX_WORDS,
@@ -17,6 +18,7 @@ from renamer_ray.naming.rules import (
     load_blocklist,
     sanitize_stem,
 )
+from renamer_ray.naming.style import DEFAULT_STYLE, NamingStyle, StyleError
 from renamer_ray.naming.template import (
     ALLOWED_FIELDS,
     DEFAULT_TEMPLATE,
@@ -26,6 +28,8 @@ from renamer_ray.naming.template import (
 
 __all__ = [
     "ALLOWED_FIELDS",
+    "CASES",
+    "DEFAULT_STYLE",
     "DEFAULT_TEMPLATE",
     "FALLBACK_STEM",
     "GROUP_KEY_CHARS",
@@ -34,6 +38,9 @@ __all__ = [
     "MAX_WORDS",
     "SUPPORTED_FORMATS",
     "NameTemplate",
+    "NamingStyle",
+    "NoRoom",
+    "StyleError",
     "TemplateError",
     "UnsupportedFormat",
     "assign_unique",

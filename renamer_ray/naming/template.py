@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
-from renamer_ray.naming.rules import sanitize_stem
+from renamer_ray.naming.style import DEFAULT_STYLE, NamingStyle
 
 ALLOWED_FIELDS: tuple[str, ...] = ("subject", "date", "camera", "original", "index")
 # A template needs one of these, else it could give every file the same name.
@@ -79,8 +79,9 @@ class NameTemplate:
         original: str,
         index: int,
         index_width: int = 3,
+        style: NamingStyle = DEFAULT_STYLE,
     ) -> str:
-        """Fill the placeholders and sanitise the whole result into a valid stem.
+        """Fill the placeholders and sanitise the whole result into a valid stem of ``style``.
 
         Missing values become empty and collapse away; the length limit applies
         to the whole name, cutting whole words from the end.
@@ -93,4 +94,4 @@ class NameTemplate:
             "index": f"{index:0{index_width}d}",
         }
         text = "".join(lit + (values[name] if name else "") for lit, name in self._parts)
-        return sanitize_stem(text)
+        return style.sanitize(text)

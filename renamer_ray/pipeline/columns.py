@@ -16,6 +16,7 @@ _LISTED = [
     ("target_root", pa.string()),  # output folder / S3 prefix URI
     ("prompt", pa.string()),     # the user's prompt, or null
     ("template", pa.string()),   # name template, e.g. "{subject}"
+    ("style", pa.string()),      # naming style as JSON (naming/style.py: case, limits, language), or null: the default
     ("resume", pa.bool_()),      # an earlier attempt into target_root was interrupted: look for claims
 ]
 _FACTS = [
@@ -40,6 +41,7 @@ RESULT = pa.schema([
     ("source", pa.string()), ("relative", pa.string()), ("original", pa.string()), ("target_root", pa.string()),
     ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
     ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()), ("pinned", pa.string()),
+    ("style", pa.string()),  # on named rows of a non-default style: the manifest records it for `apply`
 ])
 
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 import ray
 
 from renamer_ray.io.storage import StorageConfig, open_location
-from renamer_ray.naming import assign_unique, file_name
+from renamer_ray.naming import NamingStyle, file_name
 from renamer_ray.pipeline.columns import RESULT, STEMMED
 from renamer_ray.pipeline.stage import Stage
 
 PASSED_ON = ("source", "relative", "original", "target_root", "raw", "pinned")
+
+
+def no_room(style: NamingStyle) -> str:
+    return (f"every name this file could have within {style.max_chars} characters and {style.max_words} words "
+            f"({style.case} case, with a de-duplication suffix) is taken by another file: allow longer names "
+            "(max_chars, max_words)")
 
 
 class Dedupe(Stage):
@@ -29,8 +35,12 @@ class Dedupe(Stage):
 
     def rows(self, rows: list[dict]) -> list[dict]:
         named = [row for row in rows if row["error"] is None and not row["skipped"]]
-        unique = assign_unique([(row["source"], row["stem"]) for row in named],
-                               pinned={row["source"]: row["stem"] for row in named if row["pinned"]})
+        unique: dict[str, str] = {}
+        for style_json in {row["style"] for row in named}:  # one output (one job) has one style
+            style = NamingStyle.from_json(style_json)
+            mine = [row for row in named if row["style"] == style_json]
+            unique.update(style.assign_unique([(row["source"], row["stem"]) for row in mine],
+                                              pinned={row["source"]: row["stem"] for row in mine if row["pinned"]}))
         results = []
         for row in rows:
             common = {k: row[k] for k in PASSED_ON}
@@ -38,10 +48,13 @@ class Dedupe(Stage):
                 results.append({**common, "status": "skipped"})
             elif row["error"] is not None:
                 results.append({**common, "status": "error", "error": row["error"]})
+            elif row["source"] not in unique:
+                results.append({**common, "status": "error", "error": no_room(NamingStyle.from_json(row["style"]))})
             else:
                 name = file_name(unique[row["source"]], row["format"])
                 target = open_location(row["target_root"], self.storage).join(name)
-                results.append({**common, "format": row["format"], "target": target.uri, "name": name, "status": "ok"})
+                results.append({**common, "format": row["format"], "target": target.uri, "name": name, "status": "ok",
+                                "style": row["style"]})
         return results
 
     def apply(self, ds):

@@ -28,7 +28,7 @@ from renamer_ray.pipeline.progress import stopped_reasons
 from renamer_ray.pipeline.stage import Stage, is_open
 
 # What the namer needs of a decoded row (see ``columns.DECODED``).
-IMAGE_KEYS = ("width", "height", "rgb", "date", "camera", "prompt")
+IMAGE_KEYS = ("width", "height", "rgb", "date", "camera", "prompt", "style")
 ASK_CONCURRENCY = 2               # batches one run may have in flight at the namer
 # The asking tasks only wait, but a zero-CPU map stage costs ≈ 1 s of scheduling per run in Ray
 # Data 2.60 (measured: 1.2 s → 0.25 s for a one-image run); a hundredth of a CPU avoids it.
@@ -42,21 +42,22 @@ MODEL_RESTARTS = 3
 
 
 def name_rows(namer, rows: list[dict]) -> list[dict]:
-    """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order; one model call per prompt
-    (rows of several jobs may share a batch)."""
+    """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order; one model call per prompt and
+    language and limits (rows of several jobs may share a batch; the case is applied after the model)."""
     from PIL import Image
 
     from renamer_ray.model.namer import DeviceLost, ImageContext
+    from renamer_ray.naming import NamingStyle
 
     answers: list[dict | None] = [None] * len(rows)
-    by_prompt: dict[str | None, list[int]] = {}
+    by_prompt: dict[tuple[str | None, NamingStyle], list[int]] = {}
     for number, row in enumerate(rows):
-        by_prompt.setdefault(row["prompt"], []).append(number)
-    for prompt, numbers in by_prompt.items():
+        by_prompt.setdefault((row["prompt"], NamingStyle.from_json(row.get("style")).for_model()), []).append(number)
+    for (prompt, style), numbers in by_prompt.items():
         images = [Image.frombytes("RGB", (rows[n]["width"], rows[n]["height"]), rows[n]["rgb"]) for n in numbers]
         contexts = [ImageContext(date=rows[n]["date"], camera=rows[n]["camera"]) for n in numbers]
         try:
-            named = namer.name(images, contexts, prompt)
+            named = namer.name(images, contexts, prompt, style=style)
         except DeviceLost as exc:
             # A broken CUDA context never recovers: leave so Ray restarts the actor or replica
             # (ray#59522); the rows are retried there. A clean exit would not be restarted (ray#62746).

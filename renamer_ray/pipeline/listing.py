@@ -20,7 +20,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from renamer_ray.io.storage import ListedFile, Location, list_files, subfolders
-from renamer_ray.naming import IMAGE_EXTENSIONS
+from renamer_ray.naming import DEFAULT_STYLE, IMAGE_EXTENSIONS, NamingStyle
 from renamer_ray.pipeline.columns import LISTED, table
 
 ROWS_PER_BLOCK = 1000
@@ -55,6 +55,7 @@ class Wishes:
     prompt: str | None = None
     template: str = "{subject}"
     resume: bool = False
+    style: NamingStyle = DEFAULT_STYLE
 
 
 def listed_row(source: str, relative: str, wishes: Wishes, *, size: int, mtime: float | None, index: int | None,
@@ -62,7 +63,8 @@ def listed_row(source: str, relative: str, wishes: Wishes, *, size: int, mtime: 
     """One row of ``columns.LISTED``: the file, and what to do with it. ``image``: an image file by
     its extension (other files are counted as skipped); ``original``: the name a user uploaded it as."""
     return {"source": source, "relative": relative, "size": size, "mtime": mtime, "index": index,
-            "skipped": not image, "original": original, **asdict(wishes)}
+            "skipped": not image, "original": original, **asdict(wishes),
+            "style": None if wishes.style.is_default else wishes.style.to_json()}
 
 
 def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tuple[str, ...],

@@ -16,7 +16,7 @@ from renamer_ray.io.storage import (Location, any_file_under, make_dirs, open_lo
                                     remove_folder, write_text)
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 from renamer_ray.model.vision import pixel_budget
-from renamer_ray.naming import NameTemplate
+from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode
 from renamer_ray.pipeline.dedupe import Dedupe
@@ -32,6 +32,7 @@ class RunOptions:
     target: str
     user_prompt: str | None = None
     template: str = "{subject}"
+    style: NamingStyle = DEFAULT_STYLE  # case, limits and language of the names
     dry_run: bool = False
     pool_size: int | None = None      # model actors; default: one per GPU, else 1
     max_file_bytes: int = 200 * 1024 * 1024
@@ -138,7 +139,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     shown: list[FileRecord] = []
     counts = {"ok": 0, "error": 0, "skipped": 0}
     wishes = Wishes(target_root=target.uri, prompt=options.user_prompt, template=options.template,
-                    resume=not options.dry_run and interrupted(target))
+                    resume=not options.dry_run and interrupted(target), style=options.style)
     listed = ray.data.read_datasource(SourceListing(source, wishes, options.include, exclude))
     resumed = 0
 

@@ -1,12 +1,12 @@
-"""Stage: apply each row's template and the naming rules to the model's answer: the stem of its
-new name, and the key that groups every name it could collide with (for ``dedupe.py``)."""
+"""Stage: apply each row's template and the naming rules of its style to the model's answer: the stem
+of its new name, and the key that groups every name it could collide with (for ``dedupe.py``)."""
 
 from __future__ import annotations
 
 import functools
 import posixpath
 
-from renamer_ray.naming import NameTemplate, group_key
+from renamer_ray.naming import NameTemplate, NamingStyle
 from renamer_ray.pipeline.columns import ROW, STEMMED
 from renamer_ray.pipeline.stage import Stage, is_open
 
@@ -25,12 +25,13 @@ class RenderStems(Stage):
 
     def rows(self, rows: list[dict]) -> list[dict]:
         for row in rows:
+            style = NamingStyle.from_json(row["style"])
             if row["pinned"]:
                 row["stem"] = posixpath.splitext(row["pinned"])[0]
             elif is_open(row):
                 original = posixpath.splitext(posixpath.basename(row["original"] or row["relative"]))[0]
                 row["stem"] = _template(row["template"]).render(
                     subject=row["raw"] or "", date=row["date"], camera=row["camera"], original=original,
-                    index=row["index"], index_width=self.index_width)
-            row["key"] = f"{row['target_root']}\n{group_key(row['stem'])}" if row.get("stem") else ""
+                    index=row["index"], index_width=self.index_width, style=style)
+            row["key"] = f"{row['target_root']}\n{style.group_key(row['stem'])}" if row.get("stem") else ""
         return rows

@@ -316,7 +316,8 @@ class Driver:
         # has none to look for.
         resume = job.attempts > 1
         source, output = self.store.input_uri(job), self.store.output_uri(job)
-        wishes = Wishes(target_root=output, prompt=job.user_prompt, template=job.template, resume=resume)
+        wishes = Wishes(target_root=output, prompt=job.user_prompt, template=job.template, resume=resume,
+                        style=job.style)
         # Uploads were checked to be images when they were accepted.
         return [listed_row(f"{source}/{f.key}", f.key, wishes, size=f.size, mtime=None, index=number, original=f.original)
                 for number, f in enumerate(job.files, start=1)]

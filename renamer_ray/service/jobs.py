@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from renamer_ray.naming import DEFAULT_STYLE, NamingStyle
+
 Status = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
 FileState = Literal["waiting", "named", "renamed", "failed", "cancelled"]
 FINISHED = ("succeeded", "partial", "failed", "cancelled")
@@ -45,6 +47,7 @@ class JobRecord(BaseModel):
     count: int
     user_prompt: str | None = None
     template: str = "{subject}"
+    style: NamingStyle = DEFAULT_STYLE  # case, limits and language of the names
     callback_url: str | None = None   # POSTed the final view, signed (service/webhooks.py)
     files: list[JobFile] = Field(default_factory=list)
     error: str | None = None          # why the whole job failed, or the last retried failure

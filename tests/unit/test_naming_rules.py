@@ -101,9 +101,14 @@ def test_unicode_output_words_are_whole_words_of_the_normalised_input(text: str)
         ("Ñandú", "nandu"),
         ("Øresund Bridge", "oresund-bridge"),
         ("Ｆｕｌｌｗｉｄｔｈ Text", "fullwidth-text"),
-        ("日本の猫 cat", "cat"),
-        ("東京", FALLBACK_STEM),
+        # anyascii transliterates every script (han characters by their Mandarin reading) where the
+        # hand-made table this replaced dropped them: a name is better than a dropped word or "image".
+        ("日本の猫 cat", "ribennomao-cat"),
+        ("東京", "dongjing"),
+        ("красный круг", "krasnyy-krug"),
+        ("κόκκινος κύκλος", "kokkinos-kyklos"),
         ("car→bus", "car-bus"),
+        ("cat 😺 ™", "cat"),  # symbols and emoji separate words; they are not transliterated
     ],
 )
 def test_transliterates_or_drops_non_ascii(text: str, expected: str) -> None:

@@ -48,3 +48,57 @@ def test_render_stems_names_open_rows_and_keeps_pinned_ones():
     out = RenderStems()(pa.Table.from_pylist(rows, schema=ROW)).to_pylist()
     assert [r["stem"] for r in out] == ["red-circle", "blue-square", None]
     assert out[0]["key"].startswith("/out\n") and out[2]["key"] == ""
+
+
+def test_stems_and_dedupe_follow_each_rows_style(tmp_path):
+    """One run may carry jobs of several styles: each row is named, suffixed and recorded in its own."""
+    from renamer_ray.naming import NamingStyle
+    from renamer_ray.pipeline.columns import STEMMED
+    from renamer_ray.pipeline.dedupe import Dedupe
+
+    title, snake = NamingStyle(case="title"), NamingStyle(case="snake", max_chars=30)
+    base = dict(relative="a.jpg", size=1, mtime=None, index=1, skipped=False, original=None, prompt=None,
+                template="{subject}", resume=False, format="JPEG", date=None, camera=None, error=None, pinned=None,
+                raw="red circle")
+    rows = [dict(base, source=f"s/{job}{n}.jpg", target_root=str(tmp_path / job), style=style.to_json())
+            for job, style in (("t", title), ("s", snake)) for n in range(2)]
+    rows.append(dict(base, source="s/k.jpg", target_root=str(tmp_path / "k"), style=None))
+    stemmed = RenderStems()(pa.Table.from_pylist(rows, schema=ROW)).to_pylist()
+    assert [r["stem"] for r in stemmed] == ["Red Circle", "Red Circle", "red_circle", "red_circle", "red-circle"]
+    out = Dedupe(load_settings().storage)(pa.Table.from_pylist(stemmed, schema=STEMMED)).to_pylist()
+    assert [r["name"] for r in out] == ["Red Circle.jpg", "Red Circle 001.jpg", "red_circle.jpg", "red_circle_001.jpg",
+                                       "red-circle.jpg"]
+    assert [NamingStyle.from_json(r["style"]) for r in out] == [title, title, snake, snake, NamingStyle()]
+
+
+def test_a_duplicate_with_no_room_for_a_suffix_fails_alone(tmp_path):
+    from renamer_ray.naming import NamingStyle
+    from renamer_ray.pipeline.columns import STEMMED
+    from renamer_ray.pipeline.dedupe import Dedupe
+
+    tiny = NamingStyle(max_chars=3).to_json()
+    rows = [dict(source=f"s/{n}.jpg", relative=f"{n}.jpg", skipped=False, target_root=str(tmp_path), style=tiny,
+                 format="PNG", error=None, pinned=None, raw="cat", stem="cat", key="k") for n in range(2)]
+    out = Dedupe(load_settings().storage)(pa.Table.from_pylist(rows, schema=STEMMED)).to_pylist()
+    assert out[0]["name"] == "cat.png" and out[1]["status"] == "error" and "3 characters" in out[1]["error"]
+
+
+def test_the_model_is_asked_once_per_prompt_language_and_limits_not_per_case():
+    from renamer_ray.model.namer import Naming
+    from renamer_ray.naming import NamingStyle
+    from renamer_ray.pipeline.infer import name_rows
+
+    calls = []
+
+    class Recording:
+        def name(self, images, contexts, prompt, style=None):
+            calls.append((len(images), prompt, style))
+            return [Naming(raw="red-circle") for _ in images]
+
+    pixel = dict(width=1, height=1, rgb=b"\0\0\0", date=None, camera=None)
+    styles = [NamingStyle(case="title"), NamingStyle(case="snake"), NamingStyle(language="Japanese"), None]
+    rows = [dict(pixel, prompt=None, style=style and style.to_json()) for style in styles]
+    rows.append(dict(pixel, prompt="the colour", style=None))
+    assert [a["raw"] for a in name_rows(Recording(), rows)] == ["red-circle"] * 5
+    assert sorted(calls, key=str) == sorted([(3, None, NamingStyle()), (1, None, NamingStyle(language="Japanese")),
+                                             (1, "the colour", NamingStyle())], key=str)

@@ -54,7 +54,7 @@ def device_lost() -> None:
 
     from renamer_ray.model.namer import Qwen2VLNamer
 
-    def generate(self, images, contexts, user_prompt):
+    def generate(self, images, contexts, user_prompt, style=None):
         with open(os.path.join(os.environ["SABOTAGE_WORKDIR"], "fault.log"), "a") as log:
             log.write(f"{os.getpid()} {time.time()}\n")
         raise RuntimeError("CUDA error: an illegal memory access was encountered")

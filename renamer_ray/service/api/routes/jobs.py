@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from renamer_ray.naming import NameTemplate, TemplateError, content_type_for, extension_for
+from renamer_ray.naming import CASES, NamingStyle, NameTemplate, StyleError, TemplateError, content_type_for, extension_for
 from renamer_ray.service.api.deps import (JobDep, NamespaceDep, QueueDep, Services, SettingsDep, StoreDep,
                                          get_services)
 from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
@@ -26,8 +26,23 @@ FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
         "user_prompt": {"type": "string"},
         "template": {"type": "string", "example": "{date}-{subject}"},
+        "case": {"type": "string", "enum": list(CASES), "description": "how names are written (default NAME_CASE)"},
+        "max_chars": {"type": "integer", "minimum": 1, "maximum": 120, "description": "default NAME_MAX_CHARS"},
+        "max_words": {"type": "integer", "minimum": 1, "maximum": 20, "description": "default NAME_MAX_WORDS"},
+        "language": {"type": "string", "maxLength": 40, "example": "French",
+                     "description": "names in this language, transliterated to ASCII (default NAME_LANGUAGE)"},
         "callback_url": {"type": "string", "format": "uri",
                          "description": "POSTed the final job view, signed (X-Renamer-Signature)"}}}}}}}
+
+
+def _style(fields: dict[str, str], settings) -> NamingStyle:
+    """The naming style from the form; an empty or absent field takes its NAME_* setting."""
+    wished = {name: value.strip() for name in ("case", "max_chars", "max_words", "language")
+              if (value := fields.get(name)) is not None and value.strip()}
+    try:
+        return NamingStyle.parse(**{**dict(settings.naming_style), **wished})
+    except StyleError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _check_fields(fields: dict[str, str], settings) -> tuple[str | None, str, str | None]:
@@ -68,8 +83,9 @@ def _replay(response: Response, record: JobRecord) -> Accepted:
 async def submit(request: Request, response: Response, ns: NamespaceDep, settings: SettingsDep, store: StoreDep,
                  queue: QueueDep, services: Annotated[Services, Depends(get_services)],
                  idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
-    """Upload images (form field `files`, repeatable) with an optional `user_prompt`, `template` and
-    `callback_url`; answers at once with the queued job. With an `Idempotency-Key` header, a repeat
+    """Upload images (form field `files`, repeatable) with an optional `user_prompt`, `template`,
+    naming style (`case`, `max_chars`, `max_words`, `language`) and `callback_url`; answers at once
+    with the queued job. With an `Idempotency-Key` header, a repeat
     of the request by the same caller within 24 h returns the first job instead of making another."""
     key = _idempotency_key(idempotency_key)
     if key and (first := await run_in_threadpool(store.idempotent_job, ns, key)):
@@ -84,7 +100,7 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
     try:
         prompt, template, callback = _check_fields(fields, settings)
         record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(uploads), user_prompt=prompt,
-                           template=template, callback_url=callback)
+                           template=template, style=_style(fields, settings), callback_url=callback)
         for number, upload in enumerate(uploads, start=1):
             extension = extension_for(upload.format) if upload.format else "bin"
             record.files.append(JobFile(original=upload.original, key=f"{number:04d}.{extension}", size=upload.size))
