@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from renamer_ray.config import ConfigError, load_settings
-from renamer_ray.naming import CASES, NamingStyle, StyleError, TemplateError
+from renamer_ray.naming import CASES, IMAGE_EXTENSIONS, NamingStyle, StyleError, TemplateError
 
 SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
 
@@ -31,6 +31,10 @@ def _rename(args: argparse.Namespace) -> int:
                          pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude),
                          namer=NamerRef() if args.namer_service else None)
     summary = run(options, settings)
+    if summary.ok + summary.failed == 0:
+        print(f"error: no images under {args.src} ({summary.skipped} other files; images are "
+              f"{', '.join(sorted(IMAGE_EXTENSIONS))} by extension)", file=sys.stderr)
+        return 2
     print_summary(summary, dry_run=args.dry_run)
     return 0 if summary.failed == 0 else 1
 
@@ -110,8 +114,38 @@ def _demo(args: argparse.Namespace) -> int:
                 dashboard_port=args.dashboard_port)
 
 
+EXAMPLES = """\
+examples:
+  renamer-ray rename ~/Pictures/2024 ~/Pictures/2024-named       copy every image under a new name
+  renamer-ray rename s3://photos/raw s3://photos/named --dry-run  only write the plan (manifest.jsonl)
+  renamer-ray rename in out --template '{date}-{subject}' --prompt 'the place and the main subject'
+  renamer-ray apply out/manifest.jsonl final                      carry out a plan, perhaps edited by hand
+  renamer-ray up                                                  the whole service on this machine
+  renamer-ray config                                              the effective settings, and where from
+
+exit status: 0 done; 1 some files failed (reasons in the manifest); 2 an error said in one line;
+130 interrupted (run the same command again: names already given are kept)
+"""
+
+
+def _environment_help() -> str:
+    import textwrap
+
+    from renamer_ray.config import CONFIG_FILE, Settings
+
+    names = ", ".join(name.upper() for name in Settings.model_fields)
+    return textwrap.fill(f"environment variables (the same keys may be in {CONFIG_FILE}; flags > environment > "
+                         f"file > defaults; the README's configuration table says what each means): {names}",
+                         width=100)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="renamer-ray", description="Strict, meaningful image names from a VLM, on Ray.")
+    from importlib.metadata import version
+
+    parser = argparse.ArgumentParser(prog="renamer-ray", description="Strict, meaningful image names from a VLM, on Ray.",
+                                     epilog=EXAMPLES + "\n" + _environment_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('renamer-ray')}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -162,25 +196,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can act on, said in one line (imported only once one happened: Ray is slow to load)."""
+    from renamer_ray.apply import PlanError
+    from renamer_ray.io.storage import LocationError
+    from renamer_ray.pipeline.run import CannotStart, ProcessLost
+    from renamer_ray.service.stack import PortInUse
+
+    return ConfigError, TemplateError, CannotStart, LocationError, PlanError, ProcessLost, PortInUse
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 1 some files failed (each with its reason in the manifest), 2 an expected
+    error said in one line (nothing was renamed), 130 interrupted (run the same command again to resume)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: names given so far are kept; run the same command again to finish", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (ConfigError, TemplateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except FileNotFoundError as exc:
         print(f"error: not found: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
-        from renamer_ray.pipeline.run import ProcessLost
-        from renamer_ray.service.stack import PortInUse
-
-        if not isinstance(exc, (PortInUse, ProcessLost)):
+    except Exception as exc:
+        if not isinstance(exc, _expected_errors()):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,11 @@ def iter_files(root: Location, shard: str) -> Iterator[ListedFile]:
         yield replace(listed, relative=shard + listed.relative)
 
 
+def is_image(relative: str) -> bool:
+    """An image file by its extension (other files are counted as skipped, never read)."""
+    return posixpath.splitext(relative)[1].lstrip(".").lower() in IMAGE_EXTENSIONS
+
+
 def wanted(relative: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
     """Glob filters on the path relative to the source (``*`` also crosses "/")."""
     if include and not any(fnmatch.fnmatchcase(relative, p) for p in include):
@@ -74,8 +79,7 @@ def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tu
     for listed in iter_files(root, shard):
         if not wanted(listed.relative, include, exclude):
             continue
-        extension = posixpath.splitext(listed.relative)[1].lstrip(".").lower()
-        image = extension in IMAGE_EXTENSIONS
+        image = is_image(listed.relative)
         if image:
             folder = posixpath.dirname(listed.relative)
             counters[folder] += 1

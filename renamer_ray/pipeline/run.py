@@ -12,16 +12,17 @@ import ray
 from ray.exceptions import RayActorError, WorkerCrashedError
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import (Location, any_file_under, make_dirs, open_location, open_output, read_lines,
-                                    remove_folder, write_text)
+from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, explain, list_files, make_dirs,
+                                    open_location, open_output, read_lines, remove_folder, write_text)
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 from renamer_ray.model.vision import pixel_budget
+from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode
 from renamer_ray.pipeline.dedupe import Dedupe
 from renamer_ray.pipeline.infer import MODEL_RESTARTS, AskNamer, ModelPool, NoModel
-from renamer_ray.pipeline.listing import SourceListing, Wishes
+from renamer_ray.pipeline.listing import SourceListing, Wishes, is_image, wanted
 from renamer_ray.pipeline.resume import ReadClaims
 from renamer_ray.pipeline.stems import RenderStems
 from renamer_ray.pipeline.write import ClaimNames, CopyFiles
@@ -45,6 +46,32 @@ class ProcessLost(RuntimeError):
     """A worker process of the run ended more often than its budget allows (a model actor: see
     ``MODEL_RESTARTS``; a decode task: ``DECODE_TASK_RETRIES``): the run stops with this reason
     instead of retrying for ever. No manifest is written; a run again keeps the names already claimed."""
+
+
+class CannotStart(ValueError):
+    """The run did not start: SRC holds no files, or a place cannot be reached (credentials, bucket)."""
+
+
+def check_locations(source: Location, target: Location, include: tuple[str, ...] = (),
+                    exclude: tuple[str, ...] = ()) -> None:
+    """Before Ray starts, so that what a user mistypes costs a second, not a cluster start: both
+    places answer (credentials, buckets, the endpoint) and SRC holds an image the filters let
+    through (the listing stops at the first one)."""
+    def reach(role: str, location: Location, probe) -> bool:
+        try:
+            return probe()
+        except FileNotFoundError:
+            return False
+        except STORAGE_ERRORS as exc:
+            raise CannotStart(f"{role} {location.uri}: {explain(exc) or _first_line(exc)}") from None
+
+    found = reach("SRC", source, lambda: any(is_image(listed.relative) and wanted(listed.relative, include, exclude)
+                                             for listed in list_files(source)))
+    reach("DST", target, lambda: any_file_under(target))
+    if not found:
+        raise CannotStart(f"no images under {source.uri}" + (" that the --include/--exclude filters let through"
+                                                            if include or exclude else "")
+                          + f" (it does not exist, or holds no {', '.join(sorted(IMAGE_EXTENSIONS))} files)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -130,6 +157,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     exclude = options.exclude
     if target.uri.startswith(source.uri.rstrip("/") + "/"):  # never rename our own outputs on a re-run
         exclude += (target.uri[len(source.uri.rstrip("/")) + 1:].rstrip("/") + "/*",)
+    check_locations(source, target, options.include, exclude)
     ensure_ray()
     make_dirs(target)
     parts_folder = target.join(PARTS_FOLDER)

@@ -3,7 +3,10 @@
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(sys.executable).with_name("renamer-ray")
 
@@ -26,10 +29,59 @@ def test_invalid_setting_stops_at_start_up_naming_the_variable(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_source_folder_is_a_clear_error(tmp_path):
-    result = run("rename", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", "toy-shapes")
-    assert result.returncode == 2
-    assert "not found" in result.stderr
+NO_CREDENTIALS = dict(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="", AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+                      AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_endpoint):
+    import boto3
+
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="photos/a.png", Body=b"\x89PNG")
+    return name
+
+
+@pytest.mark.parametrize("case", ["bad scheme", "missing folder", "folder without images", "missing bucket",
+                                  "mistyped prefix", "missing output bucket", "no credentials", "broken plan"])
+def test_an_expected_error_is_one_line_exit_2_and_touches_nothing(case, tmp_path, s3_endpoint, bucket):
+    """What a user mistypes or lacks is said in one line before Ray starts (seconds, not a cluster
+    start) and leaves nothing behind: no DST, no _manifest folder."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("not an image")
+    (tmp_path / "plan.jsonl").write_text('{"source": "a.jpg", "status": "ok", "name": "a.jpg"}\n{oops\n')
+    out, env = str(tmp_path / "out"), {"AWS_ENDPOINT_URL": s3_endpoint}
+    args, expected = {
+        "bad scheme": (["ftp://host/photos", out], "unsupported location 'ftp://host/photos'"),
+        "missing folder": ([str(tmp_path / "nope"), out], f"no images under {tmp_path / 'nope'}"),
+        "folder without images": ([str(tmp_path / "notes"), out], "no images under"),
+        "missing bucket": (["s3://no-such-bucket-here/photos", out], "the bucket does not exist"),
+        "mistyped prefix": ([f"s3://{bucket}/fotos", out], f"no images under s3://{bucket}/fotos"),
+        "missing output bucket": ([f"s3://{bucket}/photos", "s3://no-such-bucket-here/out"],
+                                  "DST s3://no-such-bucket-here/out: the bucket does not exist"),
+        "no credentials": ([f"s3://{bucket}/photos", out], "no AWS credentials were found"),
+        "broken plan": (["apply", str(tmp_path / "plan.jsonl"), out], "the manifest is not valid"),
+    }[case]
+    if case == "no credentials":
+        env.update(NO_CREDENTIALS)
+    command = args if args[0] == "apply" else ["rename", *args, "--model", "toy-shapes"]
+    result = run(*command, **env)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and "ray" not in result.stderr.lower().replace("renamer-ray", "")
+    if command[0] == "rename":
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_version_and_help_say_what_a_user_needs():
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("renamer-ray ")
+    help_text = run("--help").stdout
+    assert "examples:" in help_text and "renamer-ray rename" in help_text
+    assert "MODEL_ID" in help_text and "renamer-ray.toml" in help_text and "130 interrupted" in help_text
 
 
 def test_the_runtime_install_pulls_neither_the_local_stack_nor_test_tools():

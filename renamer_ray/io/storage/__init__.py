@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # what S3 requests r
 
 from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
 from renamer_ray.io.storage.local import LocalStorage
-from renamer_ray.io.storage.retry import TRANSIENT_S3_ERRORS, StorageUnavailable, is_transient, retrying
+from renamer_ray.io.storage.retry import TRANSIENT_S3_ERRORS, StorageUnavailable, explain, is_transient, retrying
 from renamer_ray.io.storage.s3 import (FINGERPRINT_KEY, S3Storage, head_if_exists, multipart_copy, put_if_absent,
                                        s3_client)
 
@@ -27,7 +27,7 @@ __all__ = [
     "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "make_dirs", "copy", "write_once",
     "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
     # retries (the budget and attempts are set in retry.py: tests and fault hooks change them there)
-    "retrying", "is_transient", "StorageUnavailable", "TRANSIENT_S3_ERRORS",
+    "retrying", "is_transient", "explain", "StorageUnavailable", "TRANSIENT_S3_ERRORS", "LocationError",
     # S3 itself (copy part sizes are set in s3.py)
     "s3_client", "put_if_absent", "head_if_exists", "multipart_copy", "FINGERPRINT_KEY",
     "ClientError", "STORAGE_ERRORS",
@@ -39,6 +39,10 @@ STORAGE_ERRORS = (OSError, ClientError, BotoCoreError)
 LOCAL = LocalStorage()
 
 
+class LocationError(ValueError):
+    """Not a location this program can read or write (another URI scheme)."""
+
+
 def open_location(uri: str, config: StorageConfig | None = None) -> Location:
     """A :class:`Location` for a local path or an ``s3://`` URI (reached as ``config`` says: by
     default the AWS SDK's own region and endpoint)."""
@@ -47,7 +51,7 @@ def open_location(uri: str, config: StorageConfig | None = None) -> Location:
         return Location(S3Storage(config or StorageConfig()), bucket_and_key,
                         "s3://" + bucket_and_key)
     if "://" in uri:
-        raise ValueError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
+        raise LocationError(f"unsupported location {uri!r}: use a local path or s3://bucket/prefix")
     path = str(Path(uri).expanduser().resolve())
     return Location(LOCAL, path, path)
 

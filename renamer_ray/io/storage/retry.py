@@ -35,6 +35,35 @@ _TRANSIENT_CODES = ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnava
                     "ThrottlingException", "RequestTimeTooSkewed")
 
 
+# What a person can do about the storage errors a mistyped command or a missing credential causes.
+_EXPLAINED_CODES = {
+    "NoSuchBucket": "the bucket does not exist",
+    "AccessDenied": "access denied: the credentials in use may not read or write there",
+    "AllAccessDisabled": "access denied: the credentials in use may not read or write there",
+    "InvalidAccessKeyId": "the AWS access key is not known to the endpoint: check the credentials",
+    "SignatureDoesNotMatch": "the AWS secret key does not match the access key: check the credentials",
+    "ExpiredToken": "the AWS session token has expired: refresh the credentials",
+    "InvalidBucketName": "that is not a valid bucket name",
+}
+_EXPLAINED_WORDS = {"NO_SUCH_BUCKET": _EXPLAINED_CODES["NoSuchBucket"], "ACCESS_DENIED": _EXPLAINED_CODES["AccessDenied"]}
+
+
+def explain(exc: BaseException) -> str | None:
+    """One sentence for a storage error a user can fix (no credentials, a missing bucket, access
+    denied, an endpoint that does not answer), or None for any other error."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return ("no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
+                "or run where an instance role provides them")
+    if isinstance(exc, EndpointConnectionError):
+        return f"the S3 endpoint does not answer ({exc}): check AWS_ENDPOINT_URL and the network"
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        return _EXPLAINED_CODES.get(code) or (_EXPLAINED_CODES["AccessDenied"] if code == "403" else None)
+    return next((text for words, text in _EXPLAINED_WORDS.items() if words in str(exc)), None)
+
+
 def is_transient(exc: BaseException) -> bool:
     """An S3 error that a later attempt may not see: no connection, a timeout, a 5xx, throttling."""
     if isinstance(exc, (BotoConnectionError, HTTPClientError)):

@@ -1,0 +1,29 @@
+"""The end-of-run summary: safe to print whatever the file names hold, short whatever the run's size."""
+
+from __future__ import annotations
+
+from renamer_ray.manifest import FileRecord
+from renamer_ray.pipeline.run import RunSummary
+from renamer_ray.report import TABLE_ROWS, print_summary, printable
+
+
+def test_terminal_escapes_and_bidi_overrides_in_names_are_shown_not_obeyed():
+    assert printable("evil\x1b]0;owned\x07.jpg") == "evil\\x1b]0;owned\\x07.jpg"
+    assert printable("photo\u202egpj.exe") == "photo\\u202egpj.exe"
+    assert printable("café été.jpg") == "café été.jpg"
+
+
+def test_a_huge_run_prints_a_short_table_failures_first_then_the_counts(capsys):
+    records = [FileRecord(source=f"/in/{i:07d}.jpg", target=f"/out/x-{i}.jpg", name=f"x-{i}.jpg", status="ok")
+               for i in range(1000)]
+    records[700] = FileRecord(source="/in/\x1b[31mred.jpg", status="error", error="truncated \x1b[2J data")
+    summary = RunSummary(records=records, skipped=3, seconds=10.0, manifest="/out/manifest.jsonl", source_root="/in",
+                         ok=999_999, failed=1)
+    print_summary(summary, dry_run=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert "\x1b" not in "".join(lines)
+    assert lines[0].split("->")[1].strip() == "FAILED: truncated \\x1b[2J data"
+    assert len([line for line in lines if "->" in line]) == TABLE_ROWS
+    assert "  … and 999,950 more in the manifest" in lines
+    assert "999,999 renamed, 1 failed, 3 non-image files skipped" in "\n".join(lines)
+    assert lines[-1] == "manifest: /out/manifest.jsonl"
