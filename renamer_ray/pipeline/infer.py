@@ -25,7 +25,7 @@ from ray.exceptions import RayActorError
 from renamer_ray.config import Settings
 from renamer_ray.pipeline.columns import DECODED, PIXELS, ROW
 from renamer_ray.pipeline.progress import stopped_reasons
-from renamer_ray.pipeline.stage import Stage, is_open
+from renamer_ray.pipeline.stage import Stage, is_open, map_batches
 
 # What the namer needs of a decoded row (see ``columns.DECODED``).
 IMAGE_KEYS = ("width", "height", "rgb", "date", "camera", "prompt", "style")
@@ -125,8 +125,8 @@ class ModelPool:
     def apply(self, ds):
         placement, threads = self.placement()
         s = self.settings
-        return ds.map_batches(
-            NameImages, batch_size=s.batch_size, batch_format="pyarrow",
+        return map_batches(
+            ds, NameImages, batch_size=s.batch_size, batch_format="pyarrow",
             fn_constructor_kwargs=dict(model_id=s.model_id, max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens,
                                        device=s.model_device, dtype=s.model_dtype, threads=threads,
                                        progress=self.progress),

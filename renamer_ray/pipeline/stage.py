@@ -54,4 +54,15 @@ class Stage:
         return {}
 
     def apply(self, ds):
-        return ds.map_batches(self, batch_format="pyarrow", **self.map_args())
+        return map_batches(ds, self, batch_format="pyarrow", **self.map_args())
+
+
+def map_batches(ds, fn, **kwargs):
+    """``ds.map_batches`` without Ray 2.60's deprecation warning for retry and restart bounds
+    (``max_retries``, ``max_restarts``, ``max_task_retries``): they have no named parameter yet, and
+    the warning would reach every CLI user's terminal. Ray 2.64 removes that way of passing them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(fn, **kwargs)
