@@ -4,6 +4,7 @@ that need the whole stack (runs, events, ZIP) are in test_service.py."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import boto3
@@ -262,3 +263,24 @@ def test_an_event_stream_ends_after_its_lifetime_with_reconnect(client, settings
         kinds = [line.removeprefix("event: ") for line in stream.iter_lines() if line.startswith("event: ")]
     assert kinds == ["progress", "reconnect"]
     queued_jobs(settings)
+
+
+def test_a_repeat_queues_a_job_whose_first_request_died_before_queuing_it(client, settings, png):
+    """The first request's replica was killed after it saved the job and bound the Idempotency-Key,
+    before it queued and listed the job: the client's retry (same key) queues and lists it, so the
+    job runs instead of waiting for ever."""
+    from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
+    from renamer_ray.service.store import JobStore
+
+    queued_jobs(settings)
+    store, key = JobStore(settings), f"order-{uuid.uuid4()}"
+    orphan = JobRecord(job_id=new_job_id(), namespace="team-a", count=1,
+                       files=[JobFile(original="a.png", key="0001.png", size=len(png))])
+    store.save(orphan)
+    assert store.claim_idempotency("team-a", key, orphan.job_id) == orphan.job_id
+    repeat = submit(client, [("files", ("a.png", png))], headers={**A, "Idempotency-Key": key})
+    assert repeat.json()["job_id"] == orphan.job_id and repeat.headers["Idempotent-Replayed"] == "true"
+    assert [json.loads(body)["job_id"] for body in queued_jobs(settings)] == [orphan.job_id]
+    assert orphan.job_id in [job["job_id"] for job in client.get("/v1/jobs", headers=A).json()["jobs"]]
+    again = submit(client, [("files", ("a.png", png))], headers={**A, "Idempotency-Key": key})
+    assert again.json()["job_id"] == orphan.job_id and queued_jobs(settings) == [], "once queued, never again"

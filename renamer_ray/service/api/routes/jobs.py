@@ -79,6 +79,17 @@ def _replay(response: Response, record: JobRecord) -> Accepted:
     return Accepted(job_id=record.job_id, status=record.status, count=record.count)
 
 
+async def _replay_queued(response: Response, record: JobRecord, store, queue) -> Accepted:
+    """A repeat of a request that made ``record``. The first request may have died (its replica
+    killed) after saving the job but before queuing and listing it, the last step: then the job is
+    still queued and unlisted, and would wait for ever. Queue and list it now. A second message is
+    harmless: the driver runs a job once, however often its message arrives."""
+    if record.status == "queued" and not await run_in_threadpool(store.exists, record.in_flight_key):
+        await run_in_threadpool(queue.send, record.namespace, record.job_id)
+        await run_in_threadpool(store.add_to_index, record)
+    return _replay(response, record)
+
+
 @router.post("/rename", response_model=Accepted, openapi_extra=FORM)
 async def submit(request: Request, response: Response, ns: NamespaceDep, settings: SettingsDep, store: StoreDep,
                  queue: QueueDep, services: Annotated[Services, Depends(get_services)],
@@ -90,7 +101,7 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
     key = _idempotency_key(idempotency_key)
     if key and (first := await run_in_threadpool(store.idempotent_job, ns, key)):
         if (record := await run_in_threadpool(store.load, ns, first)) is not None:
-            return _replay(response, record)
+            return await _replay_queued(response, record, store, queue)
     if await run_in_threadpool(store.jobs_in_flight, ns, settings.max_jobs_in_flight) >= settings.max_jobs_in_flight:
         raise HTTPException(429, f"too many jobs in flight: at most {settings.max_jobs_in_flight} unfinished jobs "
                                  "per API key; retry when some have finished",
@@ -114,9 +125,11 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
         # A concurrent request with the same key won: this copy is dropped before it is queued or
         # listed (its record stays, unreferenced: the service's role may not delete job records).
         if (first := await run_in_threadpool(store.load, ns, holder)) is not None:
-            return _replay(response, first)
-    await run_in_threadpool(store.add_to_index, record)
+            return await _replay_queued(response, first, store, queue)
+    # Queued, then listed: a job that is listed (its in-flight marker written) is always queued, which
+    # is what a repeated request checks (_replay_queued).
     await run_in_threadpool(queue.send, ns, record.job_id)
+    await run_in_threadpool(store.add_to_index, record)
     return Accepted(job_id=record.job_id, status=record.status, count=record.count)
 
 
