@@ -140,9 +140,11 @@ class Settings(BaseSettings):
 
     @property
     def driver_stale_seconds(self) -> float:
-        """A driver that has not polled the queue this long is stuck (one long poll plus a margin):
-        its health check fails and /ready answers 503."""
-        return self.sqs_wait_seconds + 30
+        """A driver that has not polled the queue this long is stuck: its health check fails and
+        /ready answers 503. One long poll plus a margin for a loop step that meets a storage outage:
+        the job records it reads then back off through their own retries (up to about a minute), and
+        a replica restarted for that would only cut the jobs it runs short."""
+        return self.sqs_wait_seconds + 90
 
     @property
     def key_namespaces(self) -> dict[str, str]:

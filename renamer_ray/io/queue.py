@@ -33,10 +33,17 @@ def is_gone(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in GONE
 
 
+# The driver's own calls (receive, heartbeats, delete) retry this few times per call: its loop and
+# its upkeep retry on their own, and a call that backs off through 8 attempts (up to about a minute
+# with "standard" backoff) would hold the loop long after a short outage has ended.
+DRIVER_ATTEMPTS = 3
+
+
 @functools.cache
-def sqs_client(region: str | None, endpoint_url: str | None):
-    """A boto3 SQS client per process and endpoint, with the storage clients' retry policy."""
-    return boto3.client("sqs", region_name=region, endpoint_url=endpoint_url, config=boto_config())
+def sqs_client(region: str | None, endpoint_url: str | None, attempts: int | None = None):
+    """A boto3 SQS client per process, endpoint and retry count (None: S3_ATTEMPTS), with the storage
+    clients' retry policy."""
+    return boto3.client("sqs", region_name=region, endpoint_url=endpoint_url, config=boto_config(attempts))
 
 
 def create_job_queue(settings: Settings, name: str) -> str:
@@ -51,11 +58,11 @@ def create_job_queue(settings: Settings, name: str) -> str:
 
 
 class JobQueue:
-    def __init__(self, settings: Settings, url: str | None = None):
+    def __init__(self, settings: Settings, url: str | None = None, *, attempts: int | None = None):
         self.url = url or settings.sqs_queue_url
         if not self.url:
             raise ValueError("SQS_QUEUE_URL is not set")
-        self.sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url)
+        self.sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url, attempts)
 
     def send(self, namespace: str, job_id: str) -> None:
         self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps({"namespace": namespace, "job_id": job_id}))

@@ -30,7 +30,7 @@ from itertools import count
 from typing import Callable
 
 from renamer_ray.config import Settings
-from renamer_ray.io.queue import JobQueue, Message, is_gone
+from renamer_ray.io.queue import DRIVER_ATTEMPTS, JobQueue, Message, is_gone
 from renamer_ray.io.storage import open_location, remove_folder
 from renamer_ray.manifest import PARTS_FOLDER, FileRecord
 from renamer_ray.naming import NameTemplate, TemplateError
@@ -117,7 +117,7 @@ class Driver:
         ``namer_status``: says why the namer cannot serve, if it cannot (the watchdog's reason)."""
         self.settings = settings
         self.store = JobStore(settings)
-        self.queue = JobQueue(settings)
+        self.queue = JobQueue(settings, attempts=DRIVER_ATTEMPTS)
         self.namer = namer
         self.webhooks = webhooks
         self.namer_status = namer_status

@@ -15,9 +15,10 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 S3_ATTEMPTS = 8
 
 
-def boto_config() -> Config:
-    """The retry policy above, for a boto3 client (read when the client is made)."""
-    return Config(retries={"mode": "standard", "max_attempts": S3_ATTEMPTS})
+def boto_config(attempts: int | None = None) -> Config:
+    """The retry policy above (``attempts`` per request, S3_ATTEMPTS unless given), for a boto3
+    client (read when the client is made)."""
+    return Config(retries={"mode": "standard", "max_attempts": attempts or S3_ATTEMPTS})
 
 
 # Errors of pyarrow's S3 client that a later attempt may not see (the same list Ray Data retries:
