@@ -2,15 +2,32 @@
 
 The checkpoint is the real Qwen2-VL architecture (``Qwen2VLForConditionalGeneration``) with a
 random small config, a byte-level BPE tokenizer built with the `tokenizers` library and the
-standard Qwen2-VL processor and chat template. It is trained here, deterministically, on images
-from :mod:`renamer_ray.toy.shapes` to answer ``<colour>-<shape>``, using exactly the prompt
-the namer sends at inference. Run::
+standard Qwen2-VL processor and chat template. It is trained here, deterministically, to answer
+``<colour>-<shape>`` using exactly the prompt the namer sends at inference, on images from
+:func:`renamer_ray.toy.shapes.draw_varied_shape` — far wider than the tests' ``draw_shape``: aspect
+1:3 to 3:1, shapes 28–88 % of the short side rotated up to ±22°, blur, fine and blotchy noise,
+any-angle gradients, dark backgrounds, 40–480 px — each saved as PNG, JPEG, WebP or HEIC (quality
+35–95) and read back by the pipeline's own ``renamer_ray.images.decode``: at the checkpoint's pixel
+budget (the pipeline's path) or at MAX_PIXELS, the processor resizing (the in-process tests' path).
+Run::
 
     .venv/bin/python scripts/train_toy_checkpoint.py            # writes renamer_ray/model/checkpoints/toy-shapes
+    .venv/bin/python scripts/eval_toy_checkpoint.py             # checks it on an independent generator
 
-Stage 1 trains the vision tower alone as a 12-way classifier (~7 min on one core), stage 2 the
-whole model end to end on the chat prompt (~6 min); it prints held-out accuracy at the end
-(1.000 on 240 fresh images for the shipped checkpoint).
+32,000 distinct images are drawn once, by worker processes (each image depends only on the seed and
+its index, not on ``--workers``), and reused, mirrored half of the time. Stage 1 trains the vision
+tower alone (2,500 steps of 32) as a 12-way classifier plus an outline loss: each patch must redraw
+the shape's colour mask inside it, which makes circle/square/triangle learnable in this budget (the
+class alone left the tower at ~60 % on rotated, small or off-centre shapes). Stage 2 trains the
+language model on the chat prompt (600 steps of 16) with the tower frozen.
+
+About 10 minutes on this 2-core VM when it is otherwise idle (stage 1 with the drawing ≈ 7.5 min,
+stage 2 ≈ 2.5 min), 14 minutes when the machine is busy. Deterministic: reruns with 2 and with 1
+drawing worker wrote bit-identical files (torch 2.14.1, transformers 5.24, one torch thread). It
+prints held-out accuracy on its own, harder distribution (0.929 on 240 images for the shipped
+checkpoint); on the independent generator (``tests/support/independent_shapes.py``, the issue's
+ranges) the shipped checkpoint names 99.1 % of 1,000 images right through the pipeline's decode
+(98.5 % of 600 through the processor-resizing path).
 """
 
 from __future__ import annotations
@@ -37,7 +54,7 @@ from transformers import (
 
 from renamer_ray import prompts
 from renamer_ray.images import decode
-from renamer_ray.toy.shapes import COLOURS, LABELS, SHAPES, draw_shape, draw_varied_shape
+from renamer_ray.toy.shapes import COLOURS, LABELS, SHAPES, draw_varied_shape
 
 OUT = Path(__file__).resolve().parents[1] / "renamer_ray" / "model" / "checkpoints" / "toy-shapes"
 
@@ -66,8 +83,9 @@ TOY_MAX_PIXELS = 56 * 112
 TOY_MIN_PIXELS = 56 * 56
 # Defaults of the shipped checkpoint.
 VISION_DEPTH = 4
-VISION_STEPS = 4000
-STEPS = 800
+VISION_STEPS = 2500
+MASK_WEIGHT = 40.0
+STEPS = 600
 POOL = 32_000
 
 EXAMPLE_PROMPTS = [
@@ -153,17 +171,15 @@ def make_example(seed: int, index: int) -> tuple[bytes, int, int]:
 
     pillow_heif.register_heif_opener()
     rng = random.Random(seed * 1_000_003 + index)
-    if rng.random() < 0.12:  # some of the everyday distribution the tests and samples draw from
-        sample = draw_shape(rng, min_side=64, max_side=DRAW_MAX_SIDE)
-    else:
-        sample = draw_varied_shape(rng, min_side=40, max_side=DRAW_MAX_SIDE)
+    # Not draw_shape: its noise comes from the C library's rand(), whose state differs between workers.
+    sample = draw_varied_shape(rng, min_side=40, max_side=DRAW_MAX_SIDE)
     fmt = rng.choices(list(FORMAT_WEIGHTS), weights=list(FORMAT_WEIGHTS.values()))[0]
     buf = io.BytesIO()
     options = {} if fmt == "PNG" else {"quality": rng.randint(35, 95)}
     if fmt == "HEIF":  # x265 without its thread pool: several times faster on a busy machine
         options["enc_params"] = {"x265:pools": "none"}
     sample.image.save(buf, format=fmt, **options)
-    budget = PIPELINE_BUDGET if rng.random() < 0.7 else FULL_BUDGET
+    budget = PIPELINE_BUDGET if rng.random() < 0.55 else FULL_BUDGET
     return buf.getvalue(), budget, LABELS.index(sample.label)
 
 
@@ -237,23 +253,47 @@ def training_batch(processor: Qwen2VLProcessor, rng: random.Random, examples: li
     return batch
 
 
-def pretrain_vision(model, processor, data: Examples, steps: int, batch: int, lr: float) -> None:
+def colour_mask(pixel_values: torch.Tensor, processor: Qwen2VLProcessor) -> torch.Tensor:
+    """Per 14-px patch, how saturated each of its 196 pixels is, scaled to 0..1: the shape's mask, since
+    backgrounds are greys and faint tints and the shapes are saturated colours. Read from the pixels
+    the vision tower gets, so it lines up with each patch whatever resizing, padding or codec came first."""
+    mean = torch.tensor(processor.image_processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_processor.image_std).view(1, 3, 1, 1)
+    patch = processor.image_processor.patch_size
+    rgb = pixel_values.view(pixel_values.shape[0], 3, -1, patch, patch)[:, :, 0] * std + mean  # first frame
+    saturation = rgb.max(dim=1).values - rgb.min(dim=1).values
+    return ((saturation - 0.15) / 0.35).clamp(0, 1).flatten(1)
+
+
+def pretrain_vision(model, processor, data: Examples, steps: int, batch: int, lr: float, mask_weight: float) -> None:
     """Stage 1: train the vision tower alone to tell the 12 classes apart (mean-pooled merger
     output → linear probe), as real VLMs start from a pretrained vision encoder. End-to-end
-    training alone learns colour quickly but shape only very slowly through the language model."""
+    training alone learns colour quickly but shape only very slowly through the language model.
+
+    Each patch's last hidden state must also redraw the shape's outline inside the patch (a linear
+    decoder to its 14 × 14 colour mask, :func:`colour_mask`): a dense signal that makes the patches
+    encode where the edges run, which the class alone teaches only slowly. After 1,500 steps the probe
+    named 62 % of 600 independently drawn shapes right without it, 89 / 97 / 98.5 % with weights
+    5 / 20 / 60 (and 99.5 % after 3,000 steps at 20)."""
+    visual = model.model.visual
     head = torch.nn.Linear(model.config.text_config.hidden_size, len(LABELS))
-    params = list(model.model.visual.parameters()) + list(head.parameters())
+    patch = processor.image_processor.patch_size
+    decoder = torch.nn.Linear(model.config.vision_config.embed_dim, patch * patch)
+    params = list(visual.parameters()) + list(head.parameters()) + list(decoder.parameters())
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.05)
     started, hits, seen = time.time(), 0, 0
     for step in range(1, steps + 1):
         examples = data.take(batch)
         inputs = processor.image_processor(images=[image for image, _ in examples], return_tensors="pt")
-        tokens = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
-        logits = head(torch.stack([t.mean(dim=0) for t in tokens]))
+        out = visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+        merged = (inputs["image_grid_thw"].prod(-1) // visual.spatial_merge_size ** 2).tolist()
+        logits = head(torch.stack([t.mean(dim=0) for t in torch.split(out.pooler_output, merged)]))
         target = torch.tensor([label for _, label in examples])
         loss = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.05)
-        loss.backward()
+        outline = torch.nn.functional.mse_loss(torch.sigmoid(decoder(out.last_hidden_state)),
+                                               colour_mask(inputs["pixel_values"], processor))
+        (loss + mask_weight * outline).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         schedule.step()
@@ -261,8 +301,8 @@ def pretrain_vision(model, processor, data: Examples, steps: int, batch: int, lr
         hits += (logits.argmax(-1) == target).sum().item()
         seen += batch
         if step % 250 == 0:
-            print(f"vision {step:5d}  loss {loss.item():.4f}  train-acc {hits / seen:.3f}  {time.time() - started:6.0f}s",
-                  flush=True)
+            print(f"vision {step:5d}  loss {loss.item():.4f}  mask {outline.item():.4f}  train-acc {hits / seen:.3f}  "
+                  f"{time.time() - started:6.0f}s", flush=True)
             hits = seen = 0
 
 
@@ -301,6 +341,7 @@ def main() -> None:
     parser.add_argument("--vision-depth", type=int, default=VISION_DEPTH)
     parser.add_argument("--vision-width", type=int, default=128)
     parser.add_argument("--vision-steps", type=int, default=VISION_STEPS, help="stage 1: vision tower alone")
+    parser.add_argument("--mask-weight", type=float, default=MASK_WEIGHT, help="stage 1: weight of the outline loss")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; the shipped checkpoint was made with 1 (float sums depend on it)")
     args = parser.parse_args()
@@ -319,21 +360,20 @@ def main() -> None:
     checks = held_out(args.seed, 96)
     model.train()
     if args.vision_steps:
-        pretrain_vision(model, processor, data, args.vision_steps, args.vision_batch, args.vision_lr)
-    visual = list(model.model.visual.parameters())
-    rest = [p for p in model.parameters() if all(p is not v for v in visual)]
-    # The vision tower arrives trained: it moves more slowly than the rest in stage 2.
-    optimiser = torch.optim.AdamW([{"params": visual, "lr": args.lr / 5}, {"params": rest}], lr=args.lr,
-                                  weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[args.lr / 5, args.lr], total_steps=args.steps,
-                                                   pct_start=0.1)
+        pretrain_vision(model, processor, data, args.vision_steps, args.vision_batch, args.vision_lr, args.mask_weight)
+    # Stage 2: the language model learns to answer from the vision tower's tokens; the tower stays as
+    # stage 1 left it (cheaper: no backward pass through it; the outline loss does not apply here).
+    model.model.visual.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
     model.train()
     started = time.time()
     for step in range(1, args.steps + 1):
         batch = training_batch(processor, rng, data.take(args.batch))
         loss = model(**batch).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimiser.step()
         schedule.step()
         optimiser.zero_grad()
@@ -342,6 +382,7 @@ def main() -> None:
         if step % args.eval_every == 0 and step < args.steps:
             print(f"  held-out accuracy {accuracy(model, processor, checks):.3f}", flush=True)
     data.stream.close()
+    model.model.visual.requires_grad_(True)
     acc = accuracy(model, processor, held_out(args.seed + 1, 240))
     print(f"held-out accuracy: {acc:.3f} (240 fresh images from the training distribution)")
     model.generation_config.max_new_tokens = 16

@@ -129,10 +129,18 @@ def _ramp(size: tuple[int, int], rng: random.Random) -> Image.Image:
 
 
 def _grain(size: tuple[int, int], rng: random.Random, sigma: float, coarse: int) -> Image.Image:
-    """Gaussian grain (``coarse`` > 1: blotches) in an RGB image centred on 128, grey or chromatic."""
+    """Grain of about ``sigma`` levels (``coarse`` > 1: blotches) in an RGB image centred on 128, grey or
+    chromatic. Drawn from ``rng`` (not ``Image.effect_noise``, which reads the C library's ``rand()``: its
+    output would depend on what else the process drew before, and training draws in worker processes)."""
     w, h = size
     small = (max(1, w // coarse), max(1, h // coarse))
-    bands = [Image.effect_noise(small, sigma) for _ in range(1 if rng.random() < 0.5 else 3)]
+    gain = sigma / 73.9  # the standard deviation of uniform bytes
+
+    def band() -> Image.Image:
+        noise = Image.frombytes("L", small, rng.randbytes(small[0] * small[1]))
+        return noise.point(lambda v: max(0, min(255, round(128 + (v - 128) * gain))))
+
+    bands = [band() for _ in range(1 if rng.random() < 0.5 else 3)]
     grain = Image.merge("RGB", bands * 3 if len(bands) == 1 else bands)
     return grain.resize(size, Image.Resampling.BICUBIC) if small != size else grain
 
