@@ -2,7 +2,8 @@
 
 Every name is checked again before anything is copied: the naming rules of the record's style
 (``style`` in the record; the default kebab-case when absent), the extension against
-the file's real format, collisions within the plan (case-insensitive, by name without extension)
+the file's real format, collisions within the plan (per output folder, case-insensitive, by name
+without extension; the folder is that of ``output``, as the run that wrote the plan kept it)
 and files already in the destination. One problem anywhere and nothing is copied.
 """
 
@@ -17,6 +18,7 @@ from renamer_ray.io.storage import (Location, exists, make_dirs, open_location, 
                                     write_text)
 from renamer_ray.manifest import MANIFEST_NAME, FileRecord, dump_lines, parse_lines
 from renamer_ray.naming import DEFAULT_STYLE, NamingStyle, StyleError, extension_for
+from renamer_ray.pipeline.listing import safe_folder
 from renamer_ray.pipeline.run import RunSummary
 from renamer_ray.pipeline.write import copy_one
 
@@ -25,7 +27,7 @@ class PlanError(ValueError):
     """The plan breaks a rule; the message lists every problem, one per line."""
 
 
-def _check(record: FileRecord, real_format: str, taken: dict[str, str]) -> str | None:
+def _check(record: FileRecord, real_format: str, taken: dict[tuple[str, str], str]) -> str | None:
     name = record.name or ""
     stem, dot, ext = name.rpartition(".")
     try:
@@ -39,10 +41,16 @@ def _check(record: FileRecord, real_format: str, taken: dict[str, str]) -> str |
     real = extension_for(real_format)
     if ext != real:
         return f"{record.source}: extension .{ext} does not match the file's real format (.{real})"
-    if stem.lower() in taken:
-        return f"{record.source}: {name!r} collides with the name planned for {taken[stem.lower()]}"
-    taken[stem.lower()] = record.source
+    key = (_folder(record), stem.lower())
+    if key in taken:
+        return f"{record.source}: {name!r} collides with the name planned for {taken[key]}"
+    taken[key] = record.source
     return None
+
+
+def _folder(record: FileRecord) -> str:
+    """The output folder a record's name goes into, under DST (none for plans of --flat runs)."""
+    return safe_folder(posixpath.dirname(record.output or ""))
 
 
 # Bytes read to tell a file's format: every supported format's header fits (a JPEG's EXIF segment
@@ -96,7 +104,7 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
             problems.append(f"{record.source}: {exc}")
             continue
         problem = _check(record, fmt, taken)
-        target = target_dir.join(record.name or "")
+        target = target_dir.join(posixpath.join(_folder(record), record.name or ""))
         if problem is None and exists(target) and not _same_file(source, target):
             problem = f"{record.source}: {target.uri} already exists with other content"
         if problem:
@@ -111,9 +119,12 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
     make_dirs(target_dir)
     done = {}
     for record, source, target, fmt in jobs:
+        if _folder(record):
+            make_dirs(target.parent)
         error = copy_one(source, target, fmt)
         done[record.source] = record.model_copy(update=dict(
-            target=None if error else target.uri, status="error" if error else "ok", error=error))
+            target=None if error else target.uri, status="error" if error else "ok", error=error,
+            output=None if error else posixpath.join(_folder(record), record.name or "")))
     records = sorted((done.get(r.source, r) for r in plan), key=lambda r: r.source)
     write_text(manifest, dump_lines(records))
     return RunSummary.of(records, skipped=0, seconds=time.monotonic() - started, manifest=manifest.uri)

@@ -29,7 +29,7 @@ def _rename(args: argparse.Namespace) -> int:
     options = RunOptions(source=args.src, target=args.dst, user_prompt=args.prompt, style=style,
                          template=args.template or settings.name_template, dry_run=args.dry_run,
                          pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude),
-                         namer=NamerRef() if args.namer_service else None)
+                         namer=NamerRef() if args.namer_service else None, flat=args.flat)
     summary = run(options, settings)
     if summary.ok + summary.failed == 0:
         print(f"error: no images under {args.src} ({summary.skipped} other files; images are "
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "transliterated to ASCII (default: NAME_LANGUAGE, else English)")
     rename.add_argument("--model", help="hub id, local checkpoint path, or toy-shapes (default: MODEL_ID)")
     rename.add_argument("--dry-run", action="store_true", help="write only DST/manifest.jsonl: the plan")
+    rename.add_argument("--flat", action="store_true", help="every image straight into DST (default: SRC's folders "
+                        "are kept, SRC/a/b/x.jpg -> DST/a/b/<name>.jpg, names unique per folder)")
     rename.add_argument("--batch-size", type=int, help="images per model call (default: BATCH_SIZE)")
     rename.add_argument("--workers", type=int, help="model actors (default: one per GPU, else 1)")
     rename.add_argument("--namer-service", action="store_true",

@@ -20,18 +20,25 @@ class FileRecord(BaseModel):
     on (only when ``status`` is ``error``); ``raw`` is the model's text before the rules applied.
     ``style`` is the naming style ``name`` was written in (``naming/style.py``), present only when it
     is not the default (kebab-case, 60 characters, 10 words): ``apply`` checks a plan's names against it.
+    ``relative`` is the source's path under the run's SRC and ``output`` the target's under DST (its
+    folder, unless the run was ``--flat``, and ``name``); ``size`` and ``mtime`` are the source's when
+    it was named, which tells a later run into the same DST whether it changed since.
     """
 
     model_config = ConfigDict(extra="ignore")
 
     source: str
     original: str | None = None       # the name the user gave (uploads); absent for listed files
+    relative: str | None = None
     target: str | None = None
+    output: str | None = None
     name: str | None = None
     status: Literal["ok", "error"]
     error: str | None = None
     raw: str | None = None
     style: dict[str, Any] | None = None
+    size: int | None = None
+    mtime: float | None = None
 
     @field_validator("style", mode="before")
     @classmethod

@@ -27,7 +27,7 @@ def print_summary(summary, *, dry_run: bool) -> None:
     verb = "would be" if dry_run else ""
     for r in records:
         old = _shown(r.source, summary.source_root)
-        new = printable(r.name) if r.status == "ok" else f"FAILED: {printable(r.error or '')}"
+        new = printable(r.output or r.name) if r.status == "ok" else f"FAILED: {printable(r.error or '')}"
         print(f"  {old:<{width}}  ->  {new}")
     if summary.ok + summary.failed > len(records):
         print(f"  … and {summary.ok + summary.failed - len(records):,} more in the manifest")

@@ -18,6 +18,7 @@ _LISTED = [
     ("template", pa.string()),   # name template, e.g. "{subject}"
     ("style", pa.string()),      # naming style as JSON (naming/style.py: case, limits, language), or null: the default
     ("resume", pa.bool_()),      # an earlier attempt into target_root was interrupted: look for claims
+    ("flat", pa.bool_()),        # every output straight into target_root (else into relative's folder there)
 ]
 _FACTS = [
     ("format", pa.string()),     # real format sniffed from the bytes (Pillow's name)
@@ -39,7 +40,9 @@ PIXELS = tuple(name for name, _ in _PIXELS)
 STEM = tuple(name for name, _ in _STEM)
 RESULT = pa.schema([
     ("source", pa.string()), ("relative", pa.string()), ("original", pa.string()), ("target_root", pa.string()),
+    ("size", pa.int64()), ("mtime", pa.float64()),
     ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
+    ("output", pa.string()),     # the target's path under target_root: its folder (unless flat) and name
     ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()), ("pinned", pa.string()),
     ("style", pa.string()),  # on named rows of a non-default style: the manifest records it for `apply`
 ])

@@ -6,14 +6,17 @@ independently and in parallel, and the result does not depend on which worker fi
 
 from __future__ import annotations
 
+import posixpath
+
 import ray
 
 from renamer_ray.io.storage import StorageConfig, open_location
 from renamer_ray.naming import NamingStyle, file_name
 from renamer_ray.pipeline.columns import RESULT, STEMMED
+from renamer_ray.pipeline.listing import output_folder
 from renamer_ray.pipeline.stage import Stage
 
-PASSED_ON = ("source", "relative", "original", "target_root", "raw", "pinned")
+PASSED_ON = ("source", "relative", "original", "target_root", "size", "mtime", "raw", "pinned")
 
 
 def no_room(style: NamingStyle) -> str:
@@ -23,8 +26,8 @@ def no_room(style: NamingStyle) -> str:
 
 
 class Dedupe(Stage):
-    """STEMMED (one output folder, one group key) → RESULT: final names and targets; skipped and
-    failed rows pass through with their status."""
+    """STEMMED (one output root and folder, one group key) → RESULT: final names and targets;
+    skipped and failed rows pass through with their status."""
 
     needs = tuple(STEMMED.names)
     output = RESULT
@@ -52,9 +55,10 @@ class Dedupe(Stage):
                 results.append({**common, "status": "error", "error": no_room(NamingStyle.from_json(row["style"]))})
             else:
                 name = file_name(unique[row["source"]], row["format"])
-                target = open_location(row["target_root"], self.storage).join(name)
-                results.append({**common, "format": row["format"], "target": target.uri, "name": name, "status": "ok",
-                                "style": row["style"]})
+                output = posixpath.join(output_folder(row), name)
+                target = open_location(row["target_root"], self.storage).join(output)
+                results.append({**common, "format": row["format"], "target": target.uri, "name": name, "output": output,
+                                "status": "ok", "style": row["style"]})
         return results
 
     def apply(self, ds):

@@ -61,6 +61,18 @@ class Wishes:
     template: str = "{subject}"
     resume: bool = False
     style: NamingStyle = DEFAULT_STYLE
+    flat: bool = False               # all outputs in target_root, not in the source's folder there
+
+
+def safe_folder(folder: str) -> str:
+    """``folder`` without empty, "." and ".." segments (an S3 key may have them; so may a plan
+    edited by hand): an output never lands outside its root."""
+    return "/".join(part for part in folder.split("/") if part not in ("", ".", ".."))
+
+
+def output_folder(row: dict) -> str:
+    """Where under its target root a row's output goes: the source's folder ("" for flat runs)."""
+    return "" if row["flat"] else safe_folder(posixpath.dirname(row["relative"]))
 
 
 def listed_row(source: str, relative: str, wishes: Wishes, *, size: int, mtime: float | None, index: int | None,

@@ -40,6 +40,7 @@ class RunOptions:
     include: tuple[str, ...] = ()     # globs on the path relative to the source
     exclude: tuple[str, ...] = ()
     namer: "NamerRef | None" = None   # name with a running namer deployment instead of own actors
+    flat: bool = False                # every output straight into DST (else SRC's folders are kept)
 
 
 class ProcessLost(RuntimeError):
@@ -167,7 +168,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     shown: list[FileRecord] = []
     counts = {"ok": 0, "error": 0, "skipped": 0}
     wishes = Wishes(target_root=target.uri, prompt=options.user_prompt, template=options.template,
-                    resume=not options.dry_run and interrupted(target), style=options.style)
+                    resume=not options.dry_run and interrupted(target), style=options.style, flat=options.flat)
     listed = ray.data.read_datasource(SourceListing(source, wishes, options.include, exclude))
     resumed = 0
 

@@ -8,6 +8,7 @@ import posixpath
 
 from renamer_ray.naming import NameTemplate, NamingStyle
 from renamer_ray.pipeline.columns import ROW, STEMMED
+from renamer_ray.pipeline.listing import output_folder
 from renamer_ray.pipeline.stage import Stage, is_open
 
 _template = functools.lru_cache(maxsize=256)(NameTemplate.parse)
@@ -15,7 +16,7 @@ _template = functools.lru_cache(maxsize=256)(NameTemplate.parse)
 
 class RenderStems(Stage):
     """ROW → STEMMED. A pinned row keeps the stem of its claimed name. The shuffle key is the output
-    folder plus the stem's group key: names only compete within one output."""
+    root, the folder under it and the stem's group key: names only compete within one output folder."""
 
     needs = tuple(ROW.names)
     output = STEMMED
@@ -33,5 +34,6 @@ class RenderStems(Stage):
                 row["stem"] = _template(row["template"]).render(
                     subject=row["raw"] or "", date=row["date"], camera=row["camera"], original=original,
                     index=row["index"], index_width=self.index_width, style=style)
-            row["key"] = f"{row['target_root']}\n{style.group_key(row['stem'])}" if row.get("stem") else ""
+            row["key"] = (f"{row['target_root']}\n{output_folder(row)}\n{style.group_key(row['stem'])}"
+                          if row.get("stem") else "")
         return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from renamer_ray.io.storage import (STORAGE_ERRORS, Location, StorageConfig, TargetExists, copy, is_transient,
-                                    open_location, retrying)
+                                    make_dirs, open_location, retrying)
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT
@@ -76,6 +76,8 @@ class CopyFiles(_Threaded):
     """Copy each source to its claimed name, never over a different file (``copy_one``)."""
 
     def one(self, row: dict) -> dict:
-        target = open_location(row["target_root"], self.storage).join(row["name"])  # never resolved through a link
+        target = open_location(row["target_root"], self.storage).join(row["output"])  # never resolved through a link
+        if "/" in row["output"]:
+            retrying(make_dirs, target.parent)
         error = copy_one(open_location(row["source"], self.storage), target, row["format"])
         return _fail(row, error) if error else row

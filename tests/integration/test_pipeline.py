@@ -68,6 +68,30 @@ def test_every_image_gets_its_own_correct_name(renamed, source):
     assert summary.skipped == 1  # notes.txt
 
 
+def test_folders_are_kept_and_names_are_unique_per_folder(renamed, source):
+    """SRC/holiday/x → DST/holiday/<name>: a trip's photos stay together, and a name taken in another
+    folder is free here (no -001 for the only blue square of the holiday)."""
+    _, dst, _ = renamed
+    rows = {Path(s).relative_to(source).as_posix(): r for s, r in manifest(dst).items()}
+    assert rows["holiday/beach-day.webp"]["output"] == "holiday/blue-square.webp"
+    assert (dst / "holiday" / "blue-square.webp").read_bytes() == (source / "holiday" / "beach-day.webp").read_bytes()
+    assert rows["IMG_0003.HEIC"]["output"] == "blue-square.heic"
+    assert rows["photo (1).jpg"]["output"] == "blue-square-001.png"
+    for relative, row in rows.items():
+        assert row["relative"] == relative and row["size"] == (source / relative).stat().st_size
+        if row["status"] == "ok":
+            assert row["output"] == str(Path(relative).parent / row["name"]).removeprefix("./")
+
+
+def test_flat_puts_every_image_straight_into_dst(ray_local, source, settings, tmp_path):
+    run(RunOptions(source=str(source), target=str(tmp_path), flat=True), settings)
+    rows = {Path(s).relative_to(source).as_posix(): r for s, r in manifest(tmp_path).items()}
+    assert rows["IMG_0003.HEIC"]["output"] == "blue-square.heic"
+    assert rows["holiday/beach-day.webp"]["output"] == "blue-square-001.webp"
+    assert rows["photo (1).jpg"]["output"] == "blue-square-002.png"
+    assert not (tmp_path / "holiday").exists()
+
+
 def test_bad_files_fail_alone_with_a_reason(renamed, source):
     summary, dst, _ = renamed
     rows = manifest(dst)
@@ -82,11 +106,11 @@ def test_bad_files_fail_alone_with_a_reason(renamed, source):
 def test_outputs_are_byte_identical_copies_and_originals_untouched(renamed, source):
     summary, dst, before = renamed
     assert before == {p: digest(p) for p in source.rglob("*") if p.is_file()}
-    outputs = sorted(p.name for p in dst.iterdir() if p.name != "manifest.jsonl")
+    outputs = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file() and p.name != "manifest.jsonl")
     assert len(outputs) == len(EXPECTED) == len(set(outputs))
     for src, row in manifest(dst).items():
         if row["status"] == "ok":
-            assert row["target"] == str(dst / row["name"])
+            assert row["target"] == str(dst / row["output"])
             assert digest(Path(row["target"])) == digest(Path(src))
             assert row["raw"]
 
@@ -132,7 +156,8 @@ def test_dry_run_then_apply_an_edited_plan(ray_local, source, settings, tmp_path
     summary = apply_plan(str(tmp_path / "plan.jsonl"), str(out), settings)
     assert (out / "my-favourite-triangle.jpg").read_bytes() == (source / "IMG_0002.JPG").read_bytes()
     assert summary.ok == len(EXPECTED) and summary.failed == 3
-    assert len([p for p in out.iterdir() if p.name != "manifest.jsonl"]) == len(EXPECTED)
+    assert len([p for p in out.rglob("*") if p.is_file() and p.name != "manifest.jsonl"]) == len(EXPECTED)
+    assert (out / "holiday" / "blue-square.webp").is_file(), "the plan's folders are kept"
 
 
 def test_template_with_capture_date(ray_local, settings, tmp_path):

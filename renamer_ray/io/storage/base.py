@@ -133,6 +133,11 @@ class Location:
     def filesystem(self) -> pafs.FileSystem:
         return self.storage.filesystem
 
+    @property
+    def parent(self) -> Location:
+        """The folder this location is in."""
+        return Location(self.storage, self.path.rstrip("/").rsplit("/", 1)[0], self.uri.rstrip("/").rsplit("/", 1)[0])
+
     def join(self, *parts: str) -> Location:
         """A location under this one; ``parts`` are relative (an S3 key may have an empty segment)."""
         tail = "/".join(parts)
