@@ -39,6 +39,7 @@ class FileRecord(BaseModel):
     style: dict[str, Any] | None = None
     size: int | None = None
     mtime: float | None = None
+    format: str | None = None         # the real format (Pillow's name), which the extension follows
 
     @field_validator("style", mode="before")
     @classmethod

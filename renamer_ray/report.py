@@ -34,6 +34,9 @@ def print_summary(summary, *, dry_run: bool) -> None:
     rate = (summary.ok + summary.failed) / summary.seconds if summary.seconds else 0.0
     print(f"\n{summary.ok:,} {verb + ' ' if verb else ''}renamed, {summary.failed:,} failed, "
           f"{summary.skipped:,} non-image files skipped, in {summary.seconds:.1f}s ({rate:.1f} images/s)")
+    if summary.kept:
+        print(f"{summary.kept:,} of them were unchanged since an earlier run into this DST and kept their names "
+              "(not asked again)")
     if summary.resumed:
         print(f"{summary.resumed:,} of them were named by an interrupted earlier attempt and kept their names")
     print(f"manifest: {printable(summary.manifest)}")

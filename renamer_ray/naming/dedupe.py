@@ -9,7 +9,7 @@ each group on its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS, SEPARATORS, joined, render, rendered_length, split_words
 
@@ -73,7 +73,8 @@ def group_key(stem: str, *, case: str = "kebab", max_chars: int = MAX_CHARS) -> 
 
 
 def assign_unique(entries: Sequence[tuple[str, str]], pinned: Mapping[str, str] | None = None, *,
-                  case: str = "kebab", max_chars: int = MAX_CHARS, max_words: int = MAX_WORDS) -> dict[str, str]:
+                  case: str = "kebab", max_chars: int = MAX_CHARS, max_words: int = MAX_WORDS,
+                  reserved: Collection[str] = ()) -> dict[str, str]:
     """Map each ``(source_id, stem)`` to a final stem in ``case``, unique case-insensitively.
 
     Depends only on the set of entries, not their order. Every stem the model
@@ -86,6 +87,9 @@ def assign_unique(entries: Sequence[tuple[str, str]], pinned: Mapping[str, str] 
     ``pinned`` maps source ids to final stems given by an earlier, interrupted
     attempt: they are kept as they are and never given to anyone else. Pinning
     any subset of a previous result reproduces that result exactly.
+
+    ``reserved`` stems (compared case-insensitively) are given to nobody: the names of files already
+    in the output that no entry stands for (an earlier run's outputs whose sources are gone).
     """
     pinned = dict(pinned or {})
     ordered = sorted(entries)
@@ -98,8 +102,9 @@ def assign_unique(entries: Sequence[tuple[str, str]], pinned: Mapping[str, str] 
     def written(stem: str) -> str:
         return render(split_words(stem, case), case)
 
-    claimed = {written(stem).lower() for _, stem in ordered} | {stem.lower() for stem in pinned.values()}
-    taken: set[str] = {stem.lower() for stem in pinned.values()}
+    reserved = {stem.lower() for stem in reserved}
+    claimed = {written(stem).lower() for _, stem in ordered} | {stem.lower() for stem in pinned.values()} | reserved
+    taken: set[str] = {stem.lower() for stem in pinned.values()} | reserved
     result: dict[str, str] = dict(pinned)
     for source_id, stem in ordered:
         if source_id in pinned:

@@ -121,10 +121,10 @@ class NamingStyle(BaseModel):
     def group_key(self, stem: str) -> str:
         return dedupe.group_key(stem, case=self.case, max_chars=self.max_chars)
 
-    def assign_unique(self, entries: Sequence[tuple[str, str]],
-                      pinned: Mapping[str, str] | None = None) -> dict[str, str]:
+    def assign_unique(self, entries: Sequence[tuple[str, str]], pinned: Mapping[str, str] | None = None,
+                      reserved: Collection[str] = ()) -> dict[str, str]:
         return dedupe.assign_unique(entries, pinned, case=self.case, max_chars=self.max_chars,
-                                    max_words=self.max_words)
+                                    max_words=self.max_words, reserved=reserved)
 
     def describe(self) -> str:
         """The rules a name of this style obeys, for a person (``apply``'s refusals)."""

@@ -19,13 +19,16 @@ _LISTED = [
     ("style", pa.string()),      # naming style as JSON (naming/style.py: case, limits, language), or null: the default
     ("resume", pa.bool_()),      # an earlier attempt into target_root was interrupted: look for claims
     ("flat", pa.bool_()),        # every output straight into target_root (else into relative's folder there)
+    ("earlier", pa.string()),    # manifest of a finished earlier run into target_root (incremental), or null
+    ("earlier_size", pa.int64()),  # its size: the workers' cache of it is keyed by it
 ]
 _FACTS = [
     ("format", pa.string()),     # real format sniffed from the bytes (Pillow's name)
     ("date", pa.string()),       # capture date YYYY-MM-DD (EXIF, else file modification time)
     ("camera", pa.string()),
     ("error", pa.string()),      # why this file failed, or null
-    ("pinned", pa.string()),     # final name an interrupted attempt already gave it (see claims.py)
+    ("pinned", pa.string()),     # final name an interrupted attempt (claims.py) or an earlier run (earlier.py) gave it
+    ("kept", pa.bool_()),        # pinned by an earlier run's manifest: unchanged since, its copy is made
     ("raw", pa.string()),        # the model's answer before the rules (set by the model stage)
 ]
 
@@ -40,7 +43,7 @@ PIXELS = tuple(name for name, _ in _PIXELS)
 STEM = tuple(name for name, _ in _STEM)
 RESULT = pa.schema([
     ("source", pa.string()), ("relative", pa.string()), ("original", pa.string()), ("target_root", pa.string()),
-    ("size", pa.int64()), ("mtime", pa.float64()),
+    ("size", pa.int64()), ("mtime", pa.float64()), ("kept", pa.bool_()),
     ("format", pa.string()), ("target", pa.string()), ("name", pa.string()),
     ("output", pa.string()),     # the target's path under target_root: its folder (unless flat) and name
     ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()), ("pinned", pa.string()),

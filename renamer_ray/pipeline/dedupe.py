@@ -10,13 +10,13 @@ import posixpath
 
 import ray
 
-from renamer_ray.io.storage import StorageConfig, open_location
+from renamer_ray.io.storage import StorageConfig, holds_other_file, open_location, retrying
 from renamer_ray.naming import NamingStyle, file_name
 from renamer_ray.pipeline.columns import RESULT, STEMMED
 from renamer_ray.pipeline.listing import output_folder
 from renamer_ray.pipeline.stage import Stage
 
-PASSED_ON = ("source", "relative", "original", "target_root", "size", "mtime", "raw", "pinned")
+PASSED_ON = ("source", "relative", "original", "target_root", "size", "mtime", "kept", "raw", "pinned")
 
 
 def no_room(style: NamingStyle) -> str:
@@ -33,8 +33,11 @@ class Dedupe(Stage):
     output = RESULT
     drops = tuple(set(STEMMED.names) - set(RESULT.names))
 
-    def __init__(self, storage: StorageConfig):
-        self.storage = storage
+    def __init__(self, storage: StorageConfig, *, look_at_targets: bool = False):
+        """``look_at_targets``: DST already holds files (an incremental re-run), so a new name is
+        also checked against what is there: a name taken by a file no row stands for (an earlier
+        run's output whose source is gone or changed, a file a person put there) is given to nobody."""
+        self.storage, self.look_at_targets = storage, look_at_targets
 
     def rows(self, rows: list[dict]) -> list[dict]:
         named = [row for row in rows if row["error"] is None and not row["skipped"]]
@@ -42,8 +45,17 @@ class Dedupe(Stage):
         for style_json in {row["style"] for row in named}:  # one output (one job) has one style
             style = NamingStyle.from_json(style_json)
             mine = [row for row in named if row["style"] == style_json]
-            unique.update(style.assign_unique([(row["source"], row["stem"]) for row in mine],
-                                              pinned={row["source"]: row["stem"] for row in mine if row["pinned"]}))
+            entries = [(row["source"], row["stem"]) for row in mine]
+            pinned = {row["source"]: row["stem"] for row in mine if row["pinned"]}
+            reserved: set[str] = set()
+            while True:
+                given = style.assign_unique(entries, pinned, reserved)
+                taken = {given[row["source"]].lower() for row in mine if self.look_at_targets and not row["pinned"]
+                         and row["source"] in given and self.taken_in_output(row, given[row["source"]])}
+                if not taken:
+                    break
+                reserved |= taken  # and again: each round reserves at least one more name
+            unique.update(given)
         results = []
         for row in rows:
             common = {k: row[k] for k in PASSED_ON}
@@ -60,6 +72,10 @@ class Dedupe(Stage):
                 results.append({**common, "format": row["format"], "target": target.uri, "name": name, "output": output,
                                 "status": "ok", "style": row["style"]})
         return results
+
+    def taken_in_output(self, row: dict, stem: str) -> bool:
+        target = open_location(row["target_root"], self.storage).join(output_folder(row), file_name(stem, row["format"]))
+        return retrying(holds_other_file, open_location(row["source"], self.storage), target)
 
     def apply(self, ds):
         # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.

@@ -62,6 +62,8 @@ class Wishes:
     resume: bool = False
     style: NamingStyle = DEFAULT_STYLE
     flat: bool = False               # all outputs in target_root, not in the source's folder there
+    earlier: str | None = None       # manifest of a finished earlier run into target_root (earlier.py)
+    earlier_size: int | None = None
 
 
 def safe_folder(folder: str) -> str:

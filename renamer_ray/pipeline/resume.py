@@ -1,17 +1,20 @@
-"""Stage: on a resumed run, find the names an interrupted attempt already claimed (``claims.py``).
-A claimed row is pinned to its name and skips the download, the decode and the model."""
+"""Stage: find the names already given — by an interrupted attempt (``claims.py``) or, on an
+incremental re-run, by a finished earlier run to a source unchanged since (``earlier.py``). Such a
+row is pinned to its name and skips the download, the decode and the model."""
 
 from __future__ import annotations
 
 from renamer_ray.io.storage import StorageConfig, open_location, retrying
 from renamer_ray.pipeline.claims import read_claim
+from renamer_ray.pipeline.earlier import earlier_name
 from renamer_ray.pipeline.columns import LISTED, ROW
 from renamer_ray.pipeline.decode import DECODE_ARGS
 from renamer_ray.pipeline.stage import Stage
 
 
 class ReadClaims(Stage):
-    """LISTED → ROW: ``pinned``, ``format`` and ``raw`` from the claim of each row marked ``resume``."""
+    """LISTED → ROW: ``pinned``, ``format`` and ``raw`` from the claim of each row marked ``resume``,
+    else from the ``earlier`` manifest (then ``kept`` too)."""
 
     needs = tuple(LISTED.names)
     output = ROW
@@ -24,6 +27,8 @@ class ReadClaims(Stage):
             if row["resume"] and not row["skipped"] and (claimed := retrying(
                     read_claim, open_location(row["target_root"], self.storage), row["relative"])):
                 row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])
+            elif row["earlier"] and not row["skipped"] and (given := earlier_name(self.storage, row)):
+                row.update(pinned=given["name"], format=given["format"], raw=given["raw"], kept=True)
         return rows
 
     def map_args(self) -> dict:

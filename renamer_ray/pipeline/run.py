@@ -12,14 +12,15 @@ import ray
 from ray.exceptions import RayActorError, WorkerCrashedError
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, explain, list_files, make_dirs,
-                                    open_location, open_output, read_lines, remove_folder, write_text)
+from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, exists, explain, list_files, make_dirs,
+                                    open_location, open_output, read_lines, remove_folder, size_of, write_text)
 from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 from renamer_ray.model.vision import pixel_budget
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode
+from renamer_ray.pipeline.earlier import carry_over
 from renamer_ray.pipeline.dedupe import Dedupe
 from renamer_ray.pipeline.infer import MODEL_RESTARTS, AskNamer, ModelPool, NoModel
 from renamer_ray.pipeline.listing import SourceListing, Wishes, is_image, wanted
@@ -41,6 +42,8 @@ class RunOptions:
     exclude: tuple[str, ...] = ()
     namer: "NamerRef | None" = None   # name with a running namer deployment instead of own actors
     flat: bool = False                # every output straight into DST (else SRC's folders are kept)
+    redo: bool = False                # name everything afresh (into a DST without a manifest)
+    manifest: str | None = None       # where the manifest goes (default: DST/manifest.jsonl)
 
 
 class ProcessLost(RuntimeError):
@@ -100,6 +103,7 @@ class RunSummary:
     ok: int = 0
     failed: int = 0
     resumed: int = 0                  # named by an interrupted earlier attempt; kept, not asked again
+    kept: int = 0                     # unchanged since an earlier run into DST named them (incremental)
 
     @classmethod
     def of(cls, records: list[FileRecord], **kwargs) -> "RunSummary":
@@ -118,7 +122,8 @@ def ensure_ray() -> None:
 
 
 def stages(settings: Settings, *, uses_model: bool = True, pool_size: int | None = None, dry_run: bool = False,
-           max_file_bytes: int = 200 * 1024 * 1024, progress=None, namer: NamerRef | None = None) -> list:
+           max_file_bytes: int = 200 * 1024 * 1024, progress=None, namer: NamerRef | None = None,
+           look_at_targets: bool = False) -> list:
     """The pipeline, in order; each stage declares its columns and how it runs (see ``stage.py``)."""
     storage = settings.storage
     if not uses_model:
@@ -133,7 +138,7 @@ def stages(settings: Settings, *, uses_model: bool = True, pool_size: int | None
                max_decode_pixels=settings.max_decode_pixels, progress=progress),
         model,
         RenderStems(index_width=3),
-        Dedupe(storage),
+        Dedupe(storage, look_at_targets=look_at_targets),
         *([] if dry_run else [ClaimNames(storage, progress=progress), CopyFiles(storage, progress=progress)]),
     ]
 
@@ -143,7 +148,8 @@ def build_dataset(listed: ray.data.Dataset, settings: Settings, **options) -> ra
     (each row says where its output goes, so one run can carry several jobs). ``options``: those of
     :func:`stages` — ``uses_model`` (some row's template asks for {subject}), ``namer`` (ask this
     running deployment instead of starting model actors), ``progress`` (a ``ProgressBoard`` the
-    stages report to and take stop orders from), ``dry_run`` (no claims, no copies)."""
+    stages report to and take stop orders from), ``dry_run`` (no claims, no copies),
+    ``look_at_targets`` (DST already holds files: new names avoid them)."""
     ds = listed
     for stage in stages(settings, **options):
         ds = stage.apply(ds)
@@ -159,6 +165,12 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     if target.uri.startswith(source.uri.rstrip("/") + "/"):  # never rename our own outputs on a re-run
         exclude += (target.uri[len(source.uri.rstrip("/")) + 1:].rstrip("/") + "/*",)
     check_locations(source, target, options.include, exclude)
+    manifest = open_location(options.manifest, settings.storage) if options.manifest else target.join(MANIFEST_NAME)
+    earlier = manifest if exists(manifest) else None
+    if earlier is not None and options.redo:
+        raise CannotStart(f"--redo names everything afresh into a new DST, and {manifest.uri} records an earlier "
+                          "run's names: choose another DST (or leave out --redo to keep those names and name only "
+                          "new and changed files)")
     ensure_ray()
     make_dirs(target)
     parts_folder = target.join(PARTS_FOLDER)
@@ -168,9 +180,10 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     shown: list[FileRecord] = []
     counts = {"ok": 0, "error": 0, "skipped": 0}
     wishes = Wishes(target_root=target.uri, prompt=options.user_prompt, template=options.template,
-                    resume=not options.dry_run and interrupted(target), style=options.style, flat=options.flat)
+                    resume=not options.dry_run and interrupted(target), style=options.style, flat=options.flat,
+                    earlier=earlier and earlier.uri, earlier_size=earlier and size_of(earlier))
     listed = ray.data.read_datasource(SourceListing(source, wishes, options.include, exclude))
-    resumed = 0
+    resumed = kept = 0
 
     def flush() -> None:
         """Write the buffer as one sorted part: the driver never holds more than PART_ROWS records."""
@@ -182,11 +195,13 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         buffer.clear()
 
     dataset = build_dataset(listed, settings, uses_model=template.uses("subject"), pool_size=options.pool_size,
-                            dry_run=options.dry_run, max_file_bytes=options.max_file_bytes, namer=options.namer)
+                            dry_run=options.dry_run, max_file_bytes=options.max_file_bytes, namer=options.namer,
+                            look_at_targets=earlier is not None or any_file_under(target))
     try:
         for row in dataset.iter_rows():
             counts[row["status"]] += 1
-            resumed += bool(row["pinned"])
+            kept += bool(row["kept"])
+            resumed += bool(row["pinned"]) and not row["kept"]
             if row["status"] != "skipped":
                 buffer.append(FileRecord.model_validate(row))
                 if len(buffer) >= PART_ROWS:
@@ -203,9 +218,8 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
                           "monitor, or lost nodes; see the Ray workers' logs), so the run stopped. Ray reported: "
                           f"{_first_line(exc)}") from exc
     flush()
-    manifest = target.join(MANIFEST_NAME)
     with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink
-        for line in merge_sorted(read_lines(part) for part in parts):
+        for line in carry_over(merge_sorted(read_lines(part) for part in parts), earlier):
             out.write(line.encode("utf-8"))
     if options.dry_run:  # a plan only: the claims of an interrupted real run into DST stay for it
         for part in parts:
@@ -213,4 +227,4 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     if not options.dry_run or not any_file_under(parts_folder):
         remove_folder(parts_folder)
     return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"], resumed=resumed,
-                      seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)
+                      kept=kept, seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)

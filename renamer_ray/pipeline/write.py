@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from renamer_ray.io.storage import (STORAGE_ERRORS, Location, StorageConfig, TargetExists, copy, is_transient,
-                                    make_dirs, open_location, retrying)
+                                    make_dirs, open_location, retrying, size_of)
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT
@@ -24,6 +24,13 @@ def copy_one(source: Location, target: Location, fmt: str | None = None) -> str 
     except STORAGE_ERRORS as exc:
         hint = "; this looks like a storage error: running again may succeed" if is_transient(exc) else ""
         return f"could not copy to {target.uri}: {exc}{hint}"
+
+
+def _same_size(target: Location, size: int) -> bool:
+    try:
+        return size_of(target) == size
+    except FileNotFoundError:
+        return False
 
 
 def _fail(row: dict, error: str) -> dict:
@@ -77,6 +84,8 @@ class CopyFiles(_Threaded):
 
     def one(self, row: dict) -> dict:
         target = open_location(row["target_root"], self.storage).join(row["output"])  # never resolved through a link
+        if row["kept"] and retrying(_same_size, target, row["size"]):
+            return row  # an earlier run's copy of this unchanged source (it made it: no need to read it)
         if "/" in row["output"]:
             retrying(make_dirs, target.parent)
         error = copy_one(open_location(row["source"], self.storage), target, row["format"])

@@ -169,3 +169,18 @@ def test_a_stem_equal_to_a_derived_name_is_in_the_same_group(stem: str, n: int) 
     assert group_key(colliding_stem) == group_key(stem)
     out = assign_unique([("a", stem), ("b", stem), ("c", colliding_stem)])
     assert len(set(out.values())) == 3
+
+
+@FAST
+@given(entries_st, st.lists(st.sampled_from(["cat", "cat-001", "dog", "Cat-002", "bird"]), max_size=4))
+def test_reserved_names_are_given_to_nobody(entries: list[tuple[str, str]], reserved: list[str]) -> None:
+    """Names of files already in the output that no entry stands for (an earlier run's outputs whose
+    sources are gone) stay theirs; everyone else is still unique."""
+    out = assign_unique(entries, reserved=reserved)
+    assert set(out) == {sid for sid, _ in entries}
+    names = [name.lower() for name in out.values()]
+    assert len(set(names)) == len(names) and not set(names) & {name.lower() for name in reserved}
+
+
+def test_a_reserved_name_moves_a_new_file_to_the_next_free_suffix() -> None:
+    assert assign_unique([("a", "cat")], reserved=["cat", "cat-001"]) == {"a": "cat-002"}

@@ -98,6 +98,11 @@ class Storage(ABC):
         """Copy ``source`` (on either backend) to ``path``, create-only (``already_there``)."""
 
     @abstractmethod
+    def holds(self, source: Location, path: str) -> bool | None:
+        """What is at ``path``: None (nothing), True (a copy of ``source``, as ``copy`` recognises
+        one), False (another file, or a symbolic link)."""
+
+    @abstractmethod
     def write_once(self, path: str, data: bytes) -> bool:
         """Create a small file only if the name is free; True if this call created it."""
 

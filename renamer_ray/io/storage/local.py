@@ -63,6 +63,14 @@ class LocalStorage(Storage):
         return already_there(path, source.uri, os.path.lexists(path), lambda: os.path.isfile(path) and (
             self.read_bytes(path) == source.storage.read_bytes(source.path)))
 
+    def holds(self, source: Location, path: str) -> bool | None:
+        if not os.path.lexists(path):
+            return None
+        try:
+            return self._already_there(source, path)
+        except TargetExists:
+            return False
+
     def write_once(self, path: str, data: bytes) -> bool:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return _create(path, lambda temporary: Path(temporary).write_bytes(data))

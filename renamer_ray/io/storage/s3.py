@@ -133,6 +133,17 @@ class S3Storage(Storage):
         return already_there(self.uri(path), source.uri, existing is not None,
                              lambda: existing.get("Metadata", {}).get(FINGERPRINT_KEY) == fingerprint)
 
+    def holds(self, source: Location, path: str) -> bool | None:
+        existing = head_if_exists(self.client, *_split(path))
+        if existing is None:
+            return None
+        if isinstance(source.storage, S3Storage):
+            bucket, key = _split(source.path)
+            fingerprint = f"{bucket}/{key}@{self.client.head_object(Bucket=bucket, Key=key)['ETag'].strip(chr(34))}"
+        else:
+            fingerprint = f"{source.uri}@{hashlib.sha256(source.storage.read_bytes(source.path)).hexdigest()[:32]}"
+        return existing.get("Metadata", {}).get(FINGERPRINT_KEY) == fingerprint
+
     def _upload(self, source: Location, path: str, content_type: str | None) -> None:
         """A conditional PutObject (If-None-Match: *), so a race can never overwrite."""
         data = source.storage.read_bytes(source.path)

@@ -1,0 +1,66 @@
+"""Incremental re-runs: the names a finished earlier run into the same DST gave (its manifest).
+
+A re-run into a DST that has a manifest keeps every name it records for a source that is unchanged
+since (same path under SRC, same size, same modification time): the row is pinned to that name, as a
+claim pins it on resume, and skips the download, the decode and the model. New and changed sources
+are named as usual, around the kept names. The new manifest holds every file of this run plus the
+earlier records of sources this run did not list (gone, or filtered out): their outputs are still in
+DST, and their names stay taken.
+
+Each worker process reads the manifest once (it is cached by location and size): a run's tasks
+look rows up in memory, not with one request per file.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import json
+from typing import Iterable, Iterator
+
+from renamer_ray.io.storage import Location, StorageConfig, open_location, read_lines
+from renamer_ray.manifest import FileRecord
+
+
+@functools.lru_cache(maxsize=2)
+def _index(uri: str, storage: StorageConfig, size: int) -> dict[str, tuple[int, float, str, str, str | None]]:
+    """relative → (size, mtime, name, format, raw) of each renamed file the manifest records."""
+    del size  # part of the cache key only: a rewritten manifest is read again
+    index = {}
+    for line in read_lines(open_location(uri, storage)):
+        if not line.strip():
+            continue
+        record = FileRecord.model_validate_json(line)
+        if record.status == "ok" and None not in (record.relative, record.size, record.mtime, record.name, record.format):
+            index[record.relative] = (record.size, record.mtime, record.name, record.format, record.raw)
+    return index
+
+
+def earlier_name(storage: StorageConfig, row: dict) -> dict | None:
+    """``{"name", "format", "raw"}`` the earlier run gave this row's source (the manifest named by its
+    ``earlier`` and ``earlier_size`` columns), if the source is unchanged since."""
+    known = _index(row["earlier"], storage, row["earlier_size"]).get(row["relative"])
+    if known is None or (known[0], known[1]) != (row["size"], row["mtime"]):
+        return None
+    return {"name": known[2], "format": known[3], "raw": known[4]}
+
+
+def carry_over(new_lines: Iterable[str], earlier: Location | None) -> Iterator[str]:
+    """This run's manifest lines (sorted by source) merged with the earlier manifest's renamed files
+    whose source this run did not list; both are sorted by source, so memory is one line each."""
+    if earlier is None:
+        yield from new_lines
+        return
+
+    def tagged(lines: Iterable[str], tag: int) -> Iterator[tuple[str, int, str]]:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)["source"], tag, line
+
+    last_new = None
+    for source, tag, line in heapq.merge(tagged(new_lines, 0), tagged(read_lines(earlier), 1)):
+        if tag == 0:
+            last_new = source
+            yield line
+        elif source != last_new and json.loads(line).get("status") == "ok":
+            yield line if line.endswith("\n") else line + "\n"
