@@ -1,28 +1,36 @@
 """The web page in a real headless Chromium (Debian's chromium + chromedriver, driven by Selenium)
-against the running local stack: pick images, submit, wait, read the table, download the ZIP."""
+against the running local stack: pick images, submit, wait, read the table, download the ZIP; a name
+template; the job in the address (reload, another browser asking for the key, unknown jobs); upload
+progress; live updates that drop, reconnect and fall back to polling."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import zipfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
+from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support.images import drawn_files
-from tests.support.stack import KEY_A
+from renamer_ray.toy.shapes import draw_shape
+from tests.support.images import drawn_files, encode
+from tests.support.stack import A, KEY_A, KEY_B, images, submit
 from tests.support.eventually import eventually
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
 
 
-@pytest.fixture
-def browser(tmp_path):
+def start_browser(downloads: Path) -> webdriver.Chrome:
+    """A fresh headless Chromium with a profile of its own (no cookies, no storage)."""
     if not (Path(CHROMIUM).exists() and CHROMEDRIVER):
         pytest.fail("Debian's chromium and chromium-driver are required (`make test` installs them)")
     options = webdriver.ChromeOptions()
@@ -30,14 +38,72 @@ def browser(tmp_path):
     for flag in ("--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage",
                  "--window-size=1280,1000"):
         options.add_argument(flag)
-    downloads = tmp_path / "downloads"
     downloads.mkdir()
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.downloads = downloads
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = start_browser(tmp_path / "downloads")
     yield driver
     driver.quit()
+
+
+def write_images(tmp_path: Path, seed: int, count: int, max_side: int = 400) -> tuple[list[Path], list[str]]:
+    """Freshly drawn shapes saved as files to pick: (paths, correct labels)."""
+    paths, labels = [], []
+    for i, (data, fmt, label) in enumerate(drawn_files(seed=seed, count=count, max_side=max_side)):
+        paths.append(tmp_path / f"holiday {seed}-{i}.{fmt.lower()}")
+        paths[-1].write_bytes(data)
+        labels.append(label)
+    return paths, labels
+
+
+def pick_and_submit(browser, paths: list[Path], key: str | None = KEY_A, **fields: str) -> None:
+    if key is not None:
+        browser.find_element(By.ID, "apikey").send_keys(key)
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
+    for field, value in fields.items():
+        browser.find_element(By.ID, field).clear()
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "submit").click()
+
+
+def job_in_url(browser, timeout: float = 120) -> str:
+    """The job id the page put in its address once the job was accepted."""
+    WebDriverWait(browser, timeout).until(lambda b: "job=" in b.current_url)
+    return parse_qs(urlparse(browser.current_url).query)["job"][0]
+
+
+def wait_for_table(browser, timeout: float = 300) -> list[list[str]]:
+    """The results table's cells, once it is there; on a timeout, what the page said instead."""
+    try:
+        WebDriverWait(browser, timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#table tbody tr")))
+    except TimeoutException:
+        said = {part: browser.find_element(By.ID, part).text for part in ("error", "connection", "status")}
+        raise AssertionError(f"no results table after {timeout} s; the page showed {said}") from None
+    rows = browser.find_elements(By.CSS_SELECTOR, "#table tbody tr")
+    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+
+
+def error_text(browser, containing: str, timeout: float = 60) -> str:
+    WebDriverWait(browser, timeout).until(lambda b: containing in b.find_element(By.ID, "error").text)
+    return browser.find_element(By.ID, "error").text
+
+
+def job_ids(stack, headers=A) -> list[str]:
+    answer = httpx.get(f"{stack.api}/v1/jobs", params={"limit": 100}, headers=headers, timeout=30)
+    answer.raise_for_status()
+    return [job["job_id"] for job in answer.json()["jobs"]]
+
+
+def stored_keys(browser) -> tuple[str | None, str | None]:
+    return tuple(browser.execute_script("return [sessionStorage.getItem('renamer-api-key'), "
+                                        "localStorage.getItem('renamer-api-key')]"))
 
 
 def test_upload_wait_read_table_download_zip(stack, browser, tmp_path):
@@ -56,11 +122,9 @@ def test_upload_wait_read_table_download_zip(stack, browser, tmp_path):
     WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#file-progress li")) == 3)
     assert browser.find_elements(By.CSS_SELECTOR, "#file-progress li")[0].text.startswith(paths[0].name)
 
-    WebDriverWait(browser, 300).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#table tbody tr")))
+    table = wait_for_table(browser)
     states = [li.get_attribute("data-state") for li in browser.find_elements(By.CSS_SELECTOR, "#file-progress li")]
     assert states == ["renamed"] * 3  # the last progress shown: every file done
-    rows = browser.find_elements(By.CSS_SELECTOR, "#table tbody tr")
-    table = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
     assert [old for _, old, _, _ in table] == [p.name for p in paths]
     for (_, _, new, link), (_, _, label) in zip(table, drawn):
         assert new.startswith(label) and link == "download"
@@ -92,3 +156,167 @@ def test_errors_are_shown_in_words(stack, browser, tmp_path):
     browser.find_element(By.ID, "submit").click()
     WebDriverWait(browser, 60).until(lambda b: "not an image" in b.find_element(By.ID, "error").text)
     assert "notes.jpg" in error.text
+
+
+def test_template_names_follow_it_and_a_bad_one_is_explained(stack, browser, tmp_path):
+    paths, labels = write_images(tmp_path, seed=611, count=3)
+    browser.get(stack.api + "/")
+    pick_and_submit(browser, paths, template="{colour}-{subject}")
+    error = error_text(browser, "template")
+    assert error.startswith("Something in the form is not valid: template: unknown placeholder {colour}")
+    assert "{subject}, {date}, {camera}, {original}, {index}" in error  # what is allowed, in the same sentence
+    assert "job=" not in browser.current_url
+
+    browser.find_element(By.ID, "template").clear()
+    browser.find_element(By.ID, "template").send_keys("{index}-{subject}")
+    browser.find_element(By.ID, "submit").click()
+    table = wait_for_table(browser)
+    assert browser.find_element(By.ID, "error").text == ""  # the old error is gone
+    assert [old for _, old, _, _ in table] == [p.name for p in paths]
+    for i, ((_, _, new, _), label) in enumerate(zip(table, labels), start=1):
+        assert new.startswith(f"{i:03d}-{label}.")
+
+
+def test_the_address_names_the_job_and_a_reload_finds_it_again(stack, browser, tmp_path):
+    before = job_ids(stack)
+    paths, labels = write_images(tmp_path, seed=621, count=3)
+    browser.get(stack.api + "/")
+    pick_and_submit(browser, paths)
+    job_id = job_in_url(browser)
+    assert browser.find_element(By.ID, "joblink").text.endswith(f"?job={job_id}")
+    browser.refresh()  # at once: most likely while the job is still running
+    table = wait_for_table(browser)
+    assert job_in_url(browser) == job_id
+    assert browser.find_element(By.ID, "progress-text").text.startswith(f"Job {job_id}: succeeded")
+    assert [old for _, old, _, _ in table] == [p.name for p in paths]
+    assert all(new.startswith(label) for (_, _, new, _), label in zip(table, labels, strict=True))
+
+    browser.refresh()  # and after the job: straight to the results
+    again = wait_for_table(browser)
+    assert again == table
+    assert browser.find_element(By.ID, "summary").text.startswith("3 renamed, 0 failed")
+    assert not browser.find_element(By.ID, "keyask").is_displayed()
+    # After a reload the thumbnails are the renamed copies, fetched from their download URLs.
+    WebDriverWait(browser, 60).until(lambda b: all(
+        b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        for img in b.find_elements(By.CSS_SELECTOR, "#table img")))
+    browser.find_element(By.ID, "zip").click()
+    archive = eventually(lambda: next(browser.downloads.glob("*.zip"), None), "the ZIP is downloaded", timeout=60,
+                         every=0.2)
+    with zipfile.ZipFile(archive) as zipped:
+        assert sorted(zipped.namelist()) == sorted(new for _, _, new, _ in table)
+
+    assert job_ids(stack) == [job_id] + before  # one job, uploaded once: the reloads made none
+    assert KEY_A not in browser.current_url
+    assert stored_keys(browser) == (KEY_A, None)  # this tab's sessionStorage, never localStorage
+
+
+def test_a_fresh_browser_opening_the_job_address_asks_for_the_key(stack, browser, tmp_path):
+    files, labels = images(seed=631, count=2)
+    job_id = submit(stack, files).json()["job_id"]
+    browser.get(f"{stack.api}/?job={job_id}")
+    WebDriverWait(browser, 60).until(EC.visibility_of_element_located((By.ID, "keyask")))
+    assert job_id in browser.find_element(By.ID, "keyask-text").text
+    assert browser.switch_to.active_element == browser.find_element(By.ID, "keyask-input")
+    assert browser.find_elements(By.CSS_SELECTOR, "#table tbody tr") == []
+
+    browser.find_element(By.ID, "keyask-input").send_keys("not-a-key")
+    browser.find_element(By.ID, "keyask-submit").click()
+    assert "not accepted" in error_text(browser, "not accepted")
+    WebDriverWait(browser, 30).until(lambda b: "not accepted" in b.find_element(By.ID, "keyask-text").text)
+
+    browser.find_element(By.ID, "keyask-input").send_keys(KEY_A)
+    browser.find_element(By.ID, "keyask-submit").click()
+    table = wait_for_table(browser)
+    assert [old for _, old, _, _ in table] == [name for _, (name, _) in files]
+    assert all(new.startswith(label) for (_, _, new, _), label in zip(table, labels, strict=True))
+    assert not browser.find_element(By.ID, "keyask").is_displayed()
+    assert browser.find_element(By.ID, "error").text == ""
+    assert stored_keys(browser) == (KEY_A, None)
+    assert browser.find_element(By.ID, "apikey").get_attribute("value") == KEY_A  # ready for a new job too
+
+
+def noisy_png(seed: int, side: int = 880) -> bytes:
+    """A drawn shape with noise over it: about 2.3 MB as PNG, under the stack's 3 MiB per file."""
+    sample = draw_shape(random.Random(seed), min_side=side, max_side=side)
+    image = sample.image.convert("RGB").resize((side, side))
+    noise = Image.frombytes("RGB", (side, side), random.Random(seed).randbytes(side * side * 3))
+    return encode(Image.blend(image, noise, 0.5), "PNG")
+
+
+def test_upload_progress_is_shown(stack, browser, tmp_path):
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"big {i}.png")
+        paths[-1].write_bytes(noisy_png(640 + i))
+    total = sum(p.stat().st_size for p in paths)
+    assert total > 8_000_000
+    browser.get(stack.api + "/")
+    # A slow uplink (5 MB/s), so that the upload takes a couple of seconds to watch.
+    browser.set_network_conditions(offline=False, latency=0, download_throughput=50_000_000,
+                                   upload_throughput=5_000_000)
+    pick_and_submit(browser, paths)
+    bar = browser.find_element(By.ID, "upload-bar")
+    WebDriverWait(browser, 60, poll_frequency=0.05).until(
+        lambda b: 0 < float(bar.get_attribute("value")) < float(bar.get_attribute("max")))
+    text = browser.find_element(By.ID, "upload-text").text
+    assert " MB sent (" in text and text.endswith("%)") and browser.find_element(By.ID, "upload").is_displayed()
+
+    job_id = job_in_url(browser)  # accepted: the page moved on to the naming progress
+    browser.delete_network_conditions()
+    upload = browser.find_element(By.ID, "upload")
+    assert upload.get_attribute("data-state") == "accepted" and not upload.is_displayed()
+    assert int(upload.get_attribute("data-events")) >= 3
+    assert int(upload.get_attribute("data-loaded")) == int(upload.get_attribute("data-total")) >= total
+    assert float(bar.get_attribute("value")) == float(bar.get_attribute("max"))
+    WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "progress-text").text.startswith(f"Job {job_id}"))
+    httpx.delete(f"{stack.api}/v1/jobs/{job_id}", headers=A, timeout=30)  # the names are not the point here
+
+
+def test_an_unknown_or_foreign_job_in_the_address_is_explained(stack, browser):
+    browser.get(f"{stack.api}/?job=jr_0000000000000000")
+    WebDriverWait(browser, 60).until(EC.visibility_of_element_located((By.ID, "keyask")))
+    browser.find_element(By.ID, "keyask-input").send_keys(KEY_A)
+    browser.find_element(By.ID, "keyask-submit").click()
+    assert error_text(browser, "No job").startswith("No job jr_0000000000000000 was found for this API key.")
+    assert "another API key" in browser.find_element(By.ID, "error").text
+
+    files, _ = images(seed=641, count=1)
+    foreign = submit(stack, files, headers={"X-API-Key": KEY_B}).json()["job_id"]
+    browser.get(f"{stack.api}/?job={foreign}")  # this tab has KEY_A: another key's job is not shown
+    assert error_text(browser, "No job").startswith(f"No job {foreign} was found for this API key.")
+    assert browser.find_elements(By.CSS_SELECTOR, "#status li") == []
+
+    browser.get(f"{stack.api}/?job=../v1/jobs")
+    assert "not a job id" in error_text(browser, "not a job id")
+
+
+def test_live_updates_that_drop_reconnect_then_fall_back_to_polling(stack, browser, tmp_path):
+    paths, labels = write_images(tmp_path, seed=651, count=3)
+    browser.get(stack.api + "/")
+    # The network as the page sees it: the first event stream is cut after its first chunk (a
+    # dropped connection); every later one fails (a proxy that will not stream).
+    browser.execute_script("""
+        const real = window.fetch;
+        let streams = 0;
+        window.fetch = async (url, options) => {
+          if (!String(url).endsWith("/events")) return real(url, options);
+          streams += 1;
+          if (streams > 1) throw new TypeError("Failed to fetch");
+          const response = await real(url, options);
+          const reader = response.body.getReader();
+          const cut = new ReadableStream({async pull(controller) {
+            const {value} = await reader.read();
+            controller.enqueue(value);
+            controller.error(new TypeError("network error"));
+            reader.cancel();
+          }});
+          return new Response(cut, {status: response.status, headers: response.headers});
+        };""")
+    pick_and_submit(browser, paths)
+    table = wait_for_table(browser)
+    assert all(new.startswith(label) for (_, _, new, _), label in zip(table, labels, strict=True))
+    connection = browser.find_element(By.ID, "connection")
+    assert connection.get_attribute("data-drops") == "3"    # one cut, two refused: then polling
+    assert int(connection.get_attribute("data-polls")) >= 1
+    assert connection.get_attribute("data-mode") == "finished" and connection.text == ""
