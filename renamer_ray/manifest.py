@@ -40,6 +40,7 @@ class FileRecord(BaseModel):
     size: int | None = None
     mtime: float | None = None
     format: str | None = None         # the real format (Pillow's name), which the extension follows
+    in_place: bool | None = None      # renamed where it was (rename --in-place), not copied: undo moves it back
 
     @field_validator("style", mode="before")
     @classmethod

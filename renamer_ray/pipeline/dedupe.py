@@ -19,6 +19,11 @@ from renamer_ray.pipeline.stage import Stage
 PASSED_ON = ("source", "relative", "original", "target_root", "size", "mtime", "kept", "raw", "pinned")
 
 
+def at_its_name(row: dict) -> bool:
+    """Whether the row's source already is its pinned output (renamed in place earlier)."""
+    return bool(row["pinned"]) and posixpath.join(output_folder(row), row["pinned"]) == row["relative"]
+
+
 def no_room(style: NamingStyle) -> str:
     return (f"every name this file could have within {style.max_chars} characters and {style.max_words} words "
             f"({style.case} case, with a de-duplication suffix) is taken by another file: allow longer names "
@@ -45,6 +50,16 @@ class Dedupe(Stage):
         for style_json in {row["style"] for row in named}:  # one output (one job) has one style
             style = NamingStyle.from_json(style_json)
             mine = [row for row in named if row["style"] == style_json]
+            # A file renamed in place by an interrupted run is there under both names (one file, two
+            # links): both rows are pinned to the new name. The link at the new name stands aside;
+            # the other row finishes the move.
+            pins: dict[str, list[dict]] = {}
+            for row in mine:
+                if row["pinned"]:
+                    pins.setdefault(row["stem"].lower(), []).append(row)
+            aside = {row["source"] for same in pins.values() if len(same) > 1 for row in same if at_its_name(row)}
+            unique.update({row["source"]: row["stem"] for row in mine if row["source"] in aside})
+            mine = [row for row in mine if row["source"] not in aside]
             entries = [(row["source"], row["stem"]) for row in mine]
             pinned = {row["source"]: row["stem"] for row in mine if row["pinned"]}
             reserved: set[str] = set()

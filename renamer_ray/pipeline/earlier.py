@@ -33,6 +33,10 @@ def _index(uri: str, storage: StorageConfig, size: int) -> dict[str, tuple[int, 
         record = FileRecord.model_validate_json(line)
         if record.status == "ok" and None not in (record.relative, record.size, record.mtime, record.name, record.format):
             index[record.relative] = (record.size, record.mtime, record.name, record.format, record.raw)
+            if record.in_place and record.output and record.output != record.relative:
+                # Renamed where it was: a re-run lists it under its new name. An S3 rename (a copy) has
+                # a new modification time, so there the size alone says it is the same file.
+                index[record.output] = (record.size, None, record.name, record.format, record.raw)
     return index
 
 
@@ -40,7 +44,7 @@ def earlier_name(storage: StorageConfig, row: dict) -> dict | None:
     """``{"name", "format", "raw"}`` the earlier run gave this row's source (the manifest named by its
     ``earlier`` and ``earlier_size`` columns), if the source is unchanged since."""
     known = _index(row["earlier"], storage, row["earlier_size"]).get(row["relative"])
-    if known is None or (known[0], known[1]) != (row["size"], row["mtime"]):
+    if known is None or known[0] != row["size"] or known[1] not in (None, row["mtime"]):
         return None
     return {"name": known[2], "format": known[3], "raw": known[4]}
 

@@ -14,7 +14,8 @@ from ray.exceptions import RayActorError, WorkerCrashedError
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, exists, explain, list_files, make_dirs,
                                     open_location, open_output, read_lines, remove_folder, size_of, write_text)
-from renamer_ray.manifest import MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
+from renamer_ray.manifest import (MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted,
+                                  parse_lines)
 from renamer_ray.model.vision import pixel_budget
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
@@ -44,6 +45,7 @@ class RunOptions:
     flat: bool = False                # every output straight into DST (else SRC's folders are kept)
     redo: bool = False                # name everything afresh (into a DST without a manifest)
     manifest: str | None = None       # where the manifest goes (default: DST/manifest.jsonl)
+    in_place: bool = False            # rename where the files are (target = source; see inplace.py)
 
 
 class ProcessLost(RuntimeError):
@@ -91,6 +93,7 @@ class NamerRef:
 
 
 SHOWN_RECORDS = 1000
+IN_PLACE_FOLDER = ".renamer-ray"   # under SRC: where `rename --in-place` keeps its manifest by default
 
 
 @dataclass
@@ -160,12 +163,19 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     """Rename every image under ``options.source`` into ``options.target``; write the manifest."""
     template = NameTemplate.parse(options.template)  # fail before any work on a bad template
     started = time.monotonic()
-    source, target = open_location(options.source, settings.storage), open_location(options.target, settings.storage)
+    source = open_location(options.source, settings.storage)
+    target = source if options.in_place else open_location(options.target, settings.storage)
+    manifest = (open_location(options.manifest, settings.storage) if options.manifest
+                else source.join(IN_PLACE_FOLDER, MANIFEST_NAME) if options.in_place else target.join(MANIFEST_NAME))
     exclude = options.exclude
-    if target.uri.startswith(source.uri.rstrip("/") + "/"):  # never rename our own outputs on a re-run
-        exclude += (target.uri[len(source.uri.rstrip("/")) + 1:].rstrip("/") + "/*",)
+    root = source.uri.rstrip("/") + "/"
+    if options.in_place:  # the run's own files: its parts, and the manifest where it is under SRC
+        exclude += (f"{PARTS_FOLDER}/*", f"{IN_PLACE_FOLDER}/*") + ((manifest.uri[len(root):],)
+                                                                    if manifest.uri.startswith(root) else ())
+    elif target.uri.startswith(root):  # never rename our own outputs on a re-run
+        exclude += (target.uri[len(root):].rstrip("/") + "/*",)
     check_locations(source, target, options.include, exclude)
-    manifest = open_location(options.manifest, settings.storage) if options.manifest else target.join(MANIFEST_NAME)
+    plan_only = options.dry_run or options.in_place  # in place: the plan (the undo record) first, then the moves
     earlier = manifest if exists(manifest) else None
     if earlier is not None and options.redo:
         raise CannotStart(f"--redo names everything afresh into a new DST, and {manifest.uri} records an earlier "
@@ -180,7 +190,7 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     shown: list[FileRecord] = []
     counts = {"ok": 0, "error": 0, "skipped": 0}
     wishes = Wishes(target_root=target.uri, prompt=options.user_prompt, template=options.template,
-                    resume=not options.dry_run and interrupted(target), style=options.style, flat=options.flat,
+                    resume=not plan_only and interrupted(target), style=options.style, flat=options.flat,
                     earlier=earlier and earlier.uri, earlier_size=earlier and size_of(earlier))
     listed = ray.data.read_datasource(SourceListing(source, wishes, options.include, exclude))
     resumed = kept = 0
@@ -195,15 +205,19 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         buffer.clear()
 
     dataset = build_dataset(listed, settings, uses_model=template.uses("subject"), pool_size=options.pool_size,
-                            dry_run=options.dry_run, max_file_bytes=options.max_file_bytes, namer=options.namer,
+                            dry_run=plan_only, max_file_bytes=options.max_file_bytes, namer=options.namer,
                             look_at_targets=earlier is not None or any_file_under(target))
     try:
         for row in dataset.iter_rows():
             counts[row["status"]] += 1
             kept += bool(row["kept"])
             resumed += bool(row["pinned"]) and not row["kept"]
+            if options.in_place and row["kept"] and row["source"] == row["target"]:
+                continue  # renamed by an earlier run: its record (with the original name) is carried over
             if row["status"] != "skipped":
                 buffer.append(FileRecord.model_validate(row))
+                if options.in_place and row["status"] == "ok":
+                    buffer[-1].in_place = True
                 if len(buffer) >= PART_ROWS:
                     flush()
     except RayActorError as exc:
@@ -218,13 +232,39 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
                           "monitor, or lost nodes; see the Ray workers' logs), so the run stopped. Ray reported: "
                           f"{_first_line(exc)}") from exc
     flush()
+    make_dirs(manifest.parent)
     with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink
         for line in carry_over(merge_sorted(read_lines(part) for part in parts), earlier):
             out.write(line.encode("utf-8"))
-    if options.dry_run:  # a plan only: the claims of an interrupted real run into DST stay for it
+    if plan_only:  # a plan only: the claims of an interrupted real run into DST stay for it
         for part in parts:
             part.filesystem.delete_file(part.path)
-    if not options.dry_run or not any_file_under(parts_folder):
+    if not plan_only or not interrupted(target):  # (pyarrow may leave an S3 "folder" marker behind)
         remove_folder(parts_folder)
+    if options.in_place and not options.dry_run:
+        shown = _rename_in_place(manifest, shown, counts, settings)
     return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"], resumed=resumed,
                       kept=kept, seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)
+
+
+def _rename_in_place(manifest: Location, shown: list[FileRecord], counts: dict[str, int],
+                     settings: Settings) -> list[FileRecord]:
+    """The moves an in-place plan records, now that it is written; a file that could not be renamed
+    keeps its name and becomes a failure, in the manifest too. Returns the records to show."""
+    from renamer_ray.inplace import carry_out
+
+    records = list(parse_lines("".join(read_lines(manifest))))
+    errors = carry_out(records, settings)
+    if not errors:
+        return shown
+
+    def failed(record: FileRecord) -> FileRecord:
+        if record.source not in errors:
+            return record
+        return record.model_copy(update=dict(status="error", error=errors[record.source], target=None, output=None,
+                                             name=None, in_place=None))
+
+    write_text(manifest, dump_lines(failed(r) for r in records))
+    counts["ok"] -= len(errors)
+    counts["error"] += len(errors)
+    return [failed(r) for r in shown]

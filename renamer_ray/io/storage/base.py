@@ -98,6 +98,12 @@ class Storage(ABC):
         """Copy ``source`` (on either backend) to ``path``, create-only (``already_there``)."""
 
     @abstractmethod
+    def move(self, source: Location, path: str) -> None:
+        """Rename ``source`` (on this backend) to ``path``, never over another file (TargetExists).
+        A crash at any point leaves the file under the old name, the new one, or both (the same
+        bytes): calling it again finishes the move."""
+
+    @abstractmethod
     def holds(self, source: Location, path: str) -> bool | None:
         """What is at ``path``: None (nothing), True (a copy of ``source``, as ``copy`` recognises
         one), False (another file, or a symbolic link)."""

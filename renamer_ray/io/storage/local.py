@@ -63,6 +63,16 @@ class LocalStorage(Storage):
         return already_there(path, source.uri, os.path.lexists(path), lambda: os.path.isfile(path) and (
             self.read_bytes(path) == source.storage.read_bytes(source.path)))
 
+    def move(self, source: Location, path: str) -> None:
+        """A hard link under the new name (atomic, and it fails if the name exists), then the old
+        name removed; on one file system, so the bytes are never copied."""
+        try:
+            os.link(source.path, path, follow_symlinks=False)
+        except FileExistsError:
+            if not os.path.samefile(source.path, path):
+                raise TargetExists(f"{path} already exists; {source.path} was not moved over it") from None
+        os.unlink(source.path)
+
     def holds(self, source: Location, path: str) -> bool | None:
         if not os.path.lexists(path):
             return None

@@ -133,6 +133,15 @@ class S3Storage(Storage):
         return already_there(self.uri(path), source.uri, existing is not None,
                              lambda: existing.get("Metadata", {}).get(FINGERPRINT_KEY) == fingerprint)
 
+    def move(self, source: Location, path: str) -> None:
+        """A create-only server-side copy, checked (size and the copy's fingerprint), then the
+        source deleted: S3 has no rename."""
+        self.copy(source, path)
+        src, copied = self.head(source.path), self.head(path)
+        if src is None or copied is None or src["ContentLength"] != copied["ContentLength"]:
+            raise OSError(f"the copy of {source.uri} at {self.uri(path)} could not be verified; the source was kept")
+        self.delete(source.path)
+
     def holds(self, source: Location, path: str) -> bool | None:
         existing = head_if_exists(self.client, *_split(path))
         if existing is None:
