@@ -114,6 +114,18 @@ def _demo(args: argparse.Namespace) -> int:
                 dashboard_port=args.dashboard_port)
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from renamer_ray.client import Options, SubmitError, submit
+
+    try:
+        return submit(Options(args.dir, api=args.api, key=args.key, wait=args.wait, out=args.out,
+                              max_files=args.max_files, prompt=args.prompt, template=args.template, case=args.case,
+                              max_chars=args.max_chars, max_words=args.max_words, language=args.language))
+    except SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 EXAMPLES = """\
 examples:
   renamer-ray rename ~/Pictures/2024 ~/Pictures/2024-named       copy every image under a new name
@@ -121,6 +133,7 @@ examples:
   renamer-ray rename in out --template '{date}-{subject}' --prompt 'the place and the main subject'
   renamer-ray apply out/manifest.jsonl final                      carry out a plan, perhaps edited by hand
   renamer-ray up                                                  the whole service on this machine
+  renamer-ray submit ~/Pictures --api URL --out named             through a running service, folders kept
   renamer-ray config                                              the effective settings, and where from
 
 exit status: 0 done; 1 some files failed (reasons in the manifest); 2 an error said in one line;
@@ -183,6 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings and where each came from "
                                             "(flags > environment > renamer-ray.toml > defaults)")
     config.set_defaults(func=_config)
+
+    submit = sub.add_parser("submit", help="send the images under DIR to a running service in jobs; --wait follows "
+                            "them, --out downloads the renamed files into DIR/<folder>/<name>")
+    submit.add_argument("dir", help="folder of images (subfolders included; each keeps its place in --out)")
+    submit.add_argument("--api", default="http://127.0.0.1:8000", metavar="URL",
+                        help="the service's address (default: %(default)s, where `renamer-ray up` listens)")
+    submit.add_argument("--key", metavar="K", help="API key, where the service has API_KEYS (default: "
+                        "the RENAMER_RAY_API_KEY environment variable)")
+    submit.add_argument("--wait", action="store_true", help="follow the jobs with one progress bar until every "
+                        "image is renamed (without it: print the job ids and exit)")
+    submit.add_argument("--out", metavar="DIR", help="download the renamed files into DIR/<the source's folder>/"
+                        "<new name> and write DIR/manifest.jsonl (implies --wait); never overwrites a file")
+    submit.add_argument("--max-files", type=int, metavar="N", help="at most N images per job (default: "
+                        "MAX_FILES_PER_JOB; the service's own limits always apply)")
+    for action in rename._actions:  # the naming options exactly as `rename` takes them
+        if action.dest in ("prompt", "template", "case", "max_chars", "max_words", "language"):
+            submit.add_argument(*action.option_strings, choices=action.choices, type=action.type,
+                                metavar=action.metavar, help=action.help)
+    submit.set_defaults(func=_submit)
 
     for name, func, help_text in (
             ("up", _up, "start the whole service locally: embedded S3/SQS, Ray head + dashboard, Serve API, driver"),
