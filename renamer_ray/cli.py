@@ -11,6 +11,7 @@ from pathlib import Path
 
 from renamer_ray.config import ConfigError, load_settings
 from renamer_ray.naming import CASES, IMAGE_EXTENSIONS, NamingStyle, StyleError, TemplateError
+from renamer_ray.report import TABLE_ROWS, printable
 
 SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
 
@@ -26,17 +27,40 @@ def _rename(args: argparse.Namespace) -> int:
         style = NamingStyle.parse(**{**dict(settings.naming_style), **{k: v for k, v in wished.items() if v is not None}})
     except StyleError as exc:
         raise ConfigError(f"invalid naming style: {exc}") from None
-    options = RunOptions(source=args.src, target=args.dst, user_prompt=args.prompt, style=style,
+    if args.in_place and (args.dst is not None or args.flat):
+        raise ConfigError("--in-place renames the files where they are: give no DST and no --flat")
+    options = RunOptions(source=args.src, target=args.dst or "renamed", user_prompt=args.prompt, style=style,
                          template=args.template or settings.name_template, dry_run=args.dry_run,
                          pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude),
-                         namer=NamerRef() if args.namer_service else None, flat=args.flat)
+                         namer=NamerRef() if args.namer_service else None, flat=args.flat, redo=args.redo,
+                         manifest=args.manifest, in_place=args.in_place)
     summary = run(options, settings)
     if summary.ok + summary.failed == 0:
         print(f"error: no images under {args.src} ({summary.skipped} other files; images are "
               f"{', '.join(sorted(IMAGE_EXTENSIONS))} by extension)", file=sys.stderr)
         return 2
     print_summary(summary, dry_run=args.dry_run)
+    if args.in_place and not args.dry_run:
+        print(f"to give every file its old name back: renamer-ray undo {printable(summary.manifest)}")
     return 0 if summary.failed == 0 else 1
+
+
+def _undo(args: argparse.Namespace) -> int:
+    from renamer_ray.apply import PlanError
+    from renamer_ray.inplace import UndoError, undo
+
+    try:
+        summary = undo(args.manifest, load_settings())
+    except (PlanError, UndoError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in summary.refused[:TABLE_ROWS]:
+        print(f"  LEFT AS IT IS: {printable(line)}")
+    if len(summary.refused) > TABLE_ROWS:
+        print(f"  … and {len(summary.refused) - TABLE_ROWS:,} more")
+    print(f"\n{summary.restored:,} given their old names back, {summary.already:,} had them already, "
+          f"{len(summary.refused):,} left as they are, in {summary.seconds:.1f}s")
+    return 0 if not summary.refused else 1
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -132,6 +156,8 @@ examples:
   renamer-ray rename s3://photos/raw s3://photos/named --dry-run  only write the plan (manifest.jsonl)
   renamer-ray rename in out --template '{date}-{subject}' --prompt 'the place and the main subject'
   renamer-ray apply out/manifest.jsonl final                      carry out a plan, perhaps edited by hand
+  renamer-ray rename ~/Pictures/2024 --in-place                   rename where they are (undo record first)
+  renamer-ray undo ~/Pictures/2024/.renamer-ray/manifest.jsonl    every old name back
   renamer-ray up                                                  the whole service on this machine
   renamer-ray submit ~/Pictures --api URL --out named             through a running service, folders kept
   renamer-ray config                                              the effective settings, and where from
@@ -164,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rename = sub.add_parser("rename", help="name every image under SRC and copy it into DST (originals untouched)")
     rename.add_argument("src", nargs="?", default=str(SAMPLES), help="folder or s3://bucket/prefix (default: bundled samples)")
-    rename.add_argument("dst", nargs="?", default="renamed", help="output folder or s3:// prefix (default: ./renamed)")
+    rename.add_argument("dst", nargs="?", help="output folder or s3:// prefix (default: ./renamed; none with --in-place)")
     rename.add_argument("--prompt", help="what the names should say, e.g. 'include date and primary subject'")
     rename.add_argument("--template", help="e.g. '{date}-{subject}'; fields: subject date camera original index")
     rename.add_argument("--case", choices=CASES, help="how names are written: kebab red-circle, snake red_circle, "
@@ -175,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "transliterated to ASCII (default: NAME_LANGUAGE, else English)")
     rename.add_argument("--model", help="hub id, local checkpoint path, or toy-shapes (default: MODEL_ID)")
     rename.add_argument("--dry-run", action="store_true", help="write only DST/manifest.jsonl: the plan")
+    rename.add_argument("--redo", action="store_true", help="name every image afresh, into a DST without a manifest "
+                        "(default: a DST with a manifest keeps the names it records for unchanged files and names "
+                        "only new and changed ones)")
+    rename.add_argument("--manifest", metavar="PATH", help="where the manifest (the record of every name, and the "
+                        "undo record of --in-place) is written and, on a re-run, read (default: DST/manifest.jsonl)")
+    rename.add_argument("--in-place", action="store_true", help="rename the files where they are instead of copying "
+                        "them; the manifest (default: SRC/.renamer-ray/manifest.jsonl) is written first and is the "
+                        "undo record: `renamer-ray undo MANIFEST`")
     rename.add_argument("--flat", action="store_true", help="every image straight into DST (default: SRC's folders "
                         "are kept, SRC/a/b/x.jpg -> DST/a/b/<name>.jpg, names unique per folder)")
     rename.add_argument("--batch-size", type=int, help="images per model call (default: BATCH_SIZE)")
@@ -192,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("manifest", help="path or s3:// URI of a manifest.jsonl written by --dry-run")
     apply.add_argument("dst", help="output folder or s3:// prefix")
     apply.set_defaults(func=_apply)
+
+    undo = sub.add_parser("undo", help="give the files a `rename --in-place` renamed their old names back "
+                                         "(files changed since are listed and left as they are)")
+    undo.add_argument("manifest", help="the run's manifest (default place: SRC/.renamer-ray/manifest.jsonl)")
+    undo.set_defaults(func=_undo)
 
     config = sub.add_parser("config", help="print the effective settings and where each came from "
                                             "(flags > environment > renamer-ray.toml > defaults)")
