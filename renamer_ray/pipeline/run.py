@@ -176,7 +176,8 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         exclude += (target.uri[len(root):].rstrip("/") + "/*",)
     check_locations(source, target, options.include, exclude)
     plan_only = options.dry_run or options.in_place  # in place: the plan (the undo record) first, then the moves
-    earlier = manifest if exists(manifest) else None
+    # A symbolic link planted at the manifest's name is never read through (and the new manifest replaces it).
+    earlier = manifest if exists(manifest) and not os.path.islink(manifest.path) else None
     if earlier is not None and options.redo:
         raise CannotStart(f"--redo names everything afresh into a new DST, and {manifest.uri} records an earlier "
                           "run's names: choose another DST (or leave out --redo to keep those names and name only "

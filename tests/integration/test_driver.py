@@ -9,6 +9,7 @@ import json
 import threading
 import time
 import uuid
+from pathlib import Path
 from contextlib import contextmanager
 
 import boto3
@@ -231,7 +232,8 @@ def test_a_bulk_run_can_name_with_the_warm_namer(serve_namer, tmp_path):
     for record in summary.records:
         relative = record.source.removeprefix(str(source) + "/")
         assert record.name.startswith(labels[relative]), (record, labels)
-        assert (tmp_path / "out" / record.name).read_bytes() == (source / relative).read_bytes()
+        assert record.output == str(Path(relative).parent / record.name).removeprefix("./")
+        assert (tmp_path / "out" / record.output).read_bytes() == (source / relative).read_bytes()
 
 
 def test_a_namer_replica_killed_mid_job_costs_the_job_nothing(settings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import os
 import uuid
 
@@ -54,7 +55,8 @@ def test_s3_prefix_to_s3_prefix(ray_local, s3, buckets, settings):
     assert "not an image" in by_source["deep/er/bad.jpg"]["error"]
     for relative, label in EXPECTED.items():
         row = by_source[relative]
-        assert row["name"].startswith(label) and row["target"] == f"s3://{dst}/renamed/{row['name']}"
+        assert row["name"].startswith(label) and row["target"] == f"s3://{dst}/renamed/{row['output']}"
+        assert row["output"] == posixpath.join("2024", posixpath.dirname(relative), row["name"]), "folders are kept"
     assert sorted(by_source[r]["name"] for r in ("IMG_0001.JPG", "Screenshot 2024-05-01 at 10.22.33.png",
                                                  "wallpaper.png")) == [
         "yellow-circle-001.png", "yellow-circle-002.png", "yellow-circle.jpg"]
@@ -62,16 +64,16 @@ def test_s3_prefix_to_s3_prefix(ray_local, s3, buckets, settings):
     outputs = keys(s3, dst, "renamed/")
     assert len(outputs) == len(EXPECTED) + 1, "one object per image plus the manifest, no folder markers"
     renamed_png = by_source["photo (1).jpg"]
-    head = s3.head_object(Bucket=dst, Key=f"renamed/{renamed_png['name']}")
+    head = s3.head_object(Bucket=dst, Key=f"renamed/{renamed_png['output']}")
     assert head["ContentType"] == "image/png", "content type from the real format"
     assert head["Metadata"]["owner"] == "ana", "source metadata is kept"
     assert head["Metadata"][FINGERPRINT_KEY].startswith(f"{src}/photos/2024/photo (1).jpg@")
     original = s3.get_object(Bucket=src, Key="photos/2024/photo (1).jpg")["Body"].read()
-    assert s3.get_object(Bucket=dst, Key=f"renamed/{renamed_png['name']}")["Body"].read() == original
+    assert s3.get_object(Bucket=dst, Key=f"renamed/{renamed_png['output']}")["Body"].read() == original
 
     # Running again changes nothing and copies nothing twice.
     again = run(RunOptions(source=f"s3://{src}/photos", target=f"s3://{dst}/renamed"), settings)
-    assert again.ok == len(EXPECTED) and keys(s3, dst, "renamed/") == outputs
+    assert again.ok == again.kept == len(EXPECTED) and keys(s3, dst, "renamed/") == outputs
 
 
 def test_never_overwrites_an_object_it_did_not_create(ray_local, s3, buckets, settings, tmp_path):
