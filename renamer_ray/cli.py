@@ -11,6 +11,7 @@ from pathlib import Path
 
 from renamer_ray.config import ConfigError, load_settings
 from renamer_ray.naming import CASES, IMAGE_EXTENSIONS, NamingStyle, StyleError, TemplateError
+from renamer_ray.progress_bar import ProgressBar
 from renamer_ray.report import TABLE_ROWS, printable
 
 SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
@@ -34,7 +35,13 @@ def _rename(args: argparse.Namespace) -> int:
                          pool_size=args.workers, include=tuple(args.include), exclude=tuple(args.exclude),
                          namer=NamerRef() if args.namer_service else None, flat=args.flat, redo=args.redo,
                          manifest=args.manifest, in_place=args.in_place)
-    summary = run(options, settings)
+    bar = ProgressBar("named", sys.stderr)
+    try:
+        summary = run(options, settings, on_progress=lambda counts: bar.show(
+            counts["named"], counts["listed"] or None, f"{counts['done']} renamed, {counts['failed']} failed"),
+            announce=lambda text: print(text, file=sys.stderr))
+    finally:
+        bar.close()
     if summary.ok + summary.failed == 0:
         print(f"error: no images under {args.src} ({summary.skipped} other files; images are "
               f"{', '.join(sorted(IMAGE_EXTENSIONS))} by extension)", file=sys.stderr)
@@ -273,10 +280,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can act on, said in one line (imported only once one happened: Ray is slow to load)."""
     from renamer_ray.apply import PlanError
     from renamer_ray.io.storage import LocationError
+    from renamer_ray.model.checkpoint import ModelUnavailable
     from renamer_ray.pipeline.run import CannotStart, ProcessLost
     from renamer_ray.service.stack import PortInUse
 
-    return ConfigError, TemplateError, CannotStart, LocationError, PlanError, ProcessLost, PortInUse
+    return ConfigError, TemplateError, CannotStart, LocationError, PlanError, ProcessLost, PortInUse, ModelUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:

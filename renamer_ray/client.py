@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from renamer_ray.naming import IMAGE_EXTENSIONS, NamingStyle, NoRoom
+from renamer_ray.progress_bar import ProgressBar
 
 DEFAULT_API = "http://127.0.0.1:8000"
 KEY_VARIABLE = "RENAMER_RAY_API_KEY"
@@ -53,7 +54,6 @@ BACKOFF_SECONDS = (0.25, 8.0)      # first pause, longest pause (doubling, with 
 BUSY_SECONDS = 900                 # how long a 429 (too many jobs in flight) is waited out
 FOLLOWERS = 4                      # jobs whose events are followed at once
 FIELD_MARGIN = 16 * 1024           # form fields and framing, beside the files, in a job's bytes
-PLAIN_EVERY = 2.0                  # seconds between progress lines when stdout is not a terminal
 TABLE_ROWS = 50
 REPLAYS = 5                        # keys tried for one job when earlier ones name failed jobs
 GIVE_UP = ("failed", "cancelled")
@@ -424,35 +424,16 @@ def send_all(api: Api, sources: list[Source], fields: dict[str, str], limits: Li
 
 # Showing progress -------------------------------------------------------------------------------
 class Progress:
-    """One bar for every image (tqdm) on a terminal; else (a pipe, a file, a terminal of no width) a
-    plain line every PLAIN_EVERY seconds."""
+    """One bar for every image of the jobs (``progress_bar.ProgressBar``)."""
 
     def __init__(self, total: int, stream=None):
-        self.stream, self.total = stream or sys.stdout, total
-        self.started, self.printed, self.last = time.monotonic(), 0.0, None
-        self.bar = None
-        if self.stream.isatty() and shutil.get_terminal_size((0, 0)).columns > 0:  # a terminal that has a width
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="image", desc="renamed", file=self.stream, dynamic_ncols=True)
+        self.total, self.bar = total, ProgressBar("done", stream)
 
     def update(self, done: int, named: int, failed: int) -> None:
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-            self.bar.set_postfix_str(f"named {named}, failed {failed}")
-            return
-        now = time.monotonic()
-        if (done, named) != self.last and (now - self.printed >= PLAIN_EVERY or done == self.total):
-            elapsed = now - self.started
-            rate = done / elapsed if elapsed > 0 else 0.0
-            left = f", about {(self.total - done) / rate:.0f} s left" if rate and done < self.total else ""
-            print(f"{done}/{self.total} images done ({named} named, {failed} failed), {rate:.1f} images/s{left}",
-                  file=self.stream, flush=True)
-            self.printed, self.last = now, (done, named)
+        self.bar.show(done, self.total, f"{named} named, {failed} failed")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def follow_all(api: Api, jobs: list[Job], progress: Progress, on_done: Callable[[int], None],

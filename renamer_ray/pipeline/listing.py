@@ -87,7 +87,14 @@ def listed_row(source: str, relative: str, wishes: Wishes, *, size: int, mtime: 
 
 
 def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tuple[str, ...],
-               wishes: Wishes) -> Iterator[pa.Table]:
+               wishes: Wishes, progress=None) -> Iterator[pa.Table]:
+    """The shard's rows in blocks of ROWS_PER_BLOCK; each block's image count goes to ``progress``
+    (a ``ProgressBoard``), if any, as it is read."""
+    def block(rows: list[dict]) -> pa.Table:
+        if progress is not None:
+            progress.listed.remote(sum(not row["skipped"] for row in rows))
+        return table(rows, LISTED)
+
     counters: dict[str, int] = defaultdict(int)  # {index}: a file's position in its own folder
     rows: list[dict] = []
     for listed in iter_files(root, shard):
@@ -100,17 +107,18 @@ def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tu
         rows.append(listed_row(root.join(listed.relative).uri, listed.relative, wishes, size=listed.size,
                                mtime=listed.mtime, index=counters[folder] if image else None, image=image))
         if len(rows) >= ROWS_PER_BLOCK:
-            yield table(rows, LISTED)
+            yield block(rows)
             rows = []
     if rows:
-        yield table(rows, LISTED)
+        yield block(rows)
 
 
 class SourceListing(Datasource):
     """Ray Data datasource over a local folder or an S3 prefix; one read task per shard."""
 
-    def __init__(self, root: Location, wishes: Wishes, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()):
-        self.root, self.wishes, self.include, self.exclude = root, wishes, include, exclude
+    def __init__(self, root: Location, wishes: Wishes, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+                 progress=None):
+        self.root, self.wishes, self.include, self.exclude, self.progress = root, wishes, include, exclude, progress
         self.shards = shards(root)
 
     def estimate_inmemory_data_size(self) -> int | None:
@@ -119,7 +127,8 @@ class SourceListing(Datasource):
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
         return [
-            ReadTask(functools.partial(read_shard, self.root, shard, self.include, self.exclude, self.wishes),
+            ReadTask(functools.partial(read_shard, self.root, shard, self.include, self.exclude, self.wishes,
+                                       self.progress),
                      BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None), schema=LISTED,
                      per_task_row_limit=per_task_row_limit)
             for shard in self.shards

@@ -13,15 +13,27 @@ import ray
 
 @ray.remote(num_cpus=0)
 class ProgressBoard:
-    """Per output folder (``target_root``): files named so far, and why it was stopped, if it was."""
+    """Per output folder (``target_root``): files named so far, and why it was stopped, if it was.
+    Also counts, over all outputs: images ``listed`` and ``named`` (a CLI run's progress bar reads
+    them; ``keep_names=False`` keeps only the counts, for runs of millions of files)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_names: bool = True) -> None:
         self.named: defaultdict[str, set[str]] = defaultdict(set)
         self.stops: dict[str, str] = {}
+        self.keep_names = keep_names
+        self.counts = {"listed": 0, "named": 0}
 
     def add(self, named: dict[str, list[str]]) -> None:
         for target_root, relatives in named.items():
-            self.named[target_root].update(relatives)
+            self.counts["named"] += len(relatives)
+            if self.keep_names:
+                self.named[target_root].update(relatives)
+
+    def listed(self, images: int) -> None:
+        self.counts["listed"] += images
+
+    def totals(self) -> dict[str, int]:
+        return dict(self.counts)
 
     def snapshot(self) -> dict[str, list[str]]:
         return {target_root: sorted(relatives) for target_root, relatives in self.named.items()}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import ray
 from ray.exceptions import RayActorError, WorkerCrashedError
@@ -16,6 +18,7 @@ from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, ex
                                     open_location, open_output, read_lines, remove_folder, size_of, write_text)
 from renamer_ray.manifest import (MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted,
                                   parse_lines)
+from renamer_ray.model.checkpoint import fetch_checkpoint
 from renamer_ray.model.vision import pixel_budget
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
@@ -159,8 +162,13 @@ def build_dataset(listed: ray.data.Dataset, settings: Settings, **options) -> ra
     return ds
 
 
-def run(options: RunOptions, settings: Settings) -> RunSummary:
-    """Rename every image under ``options.source`` into ``options.target``; write the manifest."""
+def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str, int]], None] | None = None,
+        announce: Callable[[str], None] = logging.getLogger(__name__).info) -> RunSummary:
+    """Rename every image under ``options.source`` into ``options.target``; write the manifest.
+    ``on_progress``: called about twice a second with the run's own counts (``listed`` images so
+    far, ``named`` by the model stage, ``done`` and ``failed`` out of the pipeline); Ray Data's
+    per-operator bars are then off. ``announce``: told when the model is downloaded before Ray starts
+    (a run on this machine only; see ``fetch_checkpoint``)."""
     template = NameTemplate.parse(options.template)  # fail before any work on a bad template
     started = time.monotonic()
     source = open_location(options.source, settings.storage)
@@ -182,6 +190,8 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         raise CannotStart(f"--redo names everything afresh into a new DST, and {manifest.uri} records an earlier "
                           "run's names: choose another DST (or leave out --redo to keep those names and name only "
                           "new and changed files)")
+    if template.uses("subject") and options.namer is None and not os.environ.get("RAY_ADDRESS"):
+        fetch_checkpoint(settings.model_id, announce=announce)  # its download bar, before Ray's output
     ensure_ray()
     make_dirs(target)
     parts_folder = target.join(PARTS_FOLDER)
@@ -193,7 +203,8 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
     wishes = Wishes(target_root=target.uri, prompt=options.user_prompt, template=options.template,
                     resume=not plan_only and interrupted(target), style=options.style, flat=options.flat,
                     earlier=earlier and earlier.uri, earlier_size=earlier and size_of(earlier))
-    listed = ray.data.read_datasource(SourceListing(source, wishes, options.include, exclude))
+    board = _quiet_board() if on_progress is not None else None
+    listed = ray.data.read_datasource(SourceListing(source, wishes, options.include, exclude, progress=board))
     resumed = kept = 0
 
     def flush() -> None:
@@ -207,7 +218,18 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
 
     dataset = build_dataset(listed, settings, uses_model=template.uses("subject"), pool_size=options.pool_size,
                             dry_run=plan_only, max_file_bytes=options.max_file_bytes, namer=options.namer,
-                            look_at_targets=earlier is not None or any_file_under(target))
+                            look_at_targets=earlier is not None or any_file_under(target), progress=board)
+    finished = threading.Event()
+    if board is not None:
+        dataset.context.enable_progress_bars = False
+
+        def report() -> None:
+            while not finished.wait(0.5):
+                totals = ray.get(board.totals.remote())
+                on_progress({**totals, "done": counts["ok"] + counts["error"], "failed": counts["error"]})
+
+        watcher = threading.Thread(target=report, daemon=True, name="progress")
+        watcher.start()
     try:
         for row in dataset.iter_rows():
             counts[row["status"]] += 1
@@ -232,6 +254,12 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
                           "decode a batch of files (a decoder that crashed or exited on one of them, the memory "
                           "monitor, or lost nodes; see the Ray workers' logs), so the run stopped. Ray reported: "
                           f"{_first_line(exc)}") from exc
+    finally:
+        finished.set()
+        if board is not None:
+            watcher.join()
+    if board is not None:  # the last word: every row is out
+        on_progress({**ray.get(board.totals.remote()), "done": counts["ok"] + counts["error"], "failed": counts["error"]})
     flush()
     make_dirs(manifest.parent)
     with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink
@@ -246,6 +274,16 @@ def run(options: RunOptions, settings: Settings) -> RunSummary:
         shown = _rename_in_place(manifest, shown, counts, settings)
     return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"], resumed=resumed,
                       kept=kept, seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)
+
+
+def _quiet_board():
+    """A ProgressBoard that keeps counts only, with Ray Data's own progress output silenced (the
+    caller shows one bar instead of one per operator)."""
+    from renamer_ray.pipeline.progress import ProgressBoard
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+    return ProgressBoard.remote(keep_names=False)
 
 
 def _rename_in_place(manifest: Location, shown: list[FileRecord], counts: dict[str, int],
