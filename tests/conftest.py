@@ -36,6 +36,17 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture
+def library(tmp_path) -> Path:
+    """A photo library to rename: a copy of the bundled samples (a folder, ten images, a text file)."""
+    import shutil
+
+    from renamer_ray.cli import SAMPLES
+
+    shutil.copytree(SAMPLES, tmp_path / "library")
+    return tmp_path / "library"
+
+
 @pytest.fixture(scope="session")
 def toy_namer():
     from renamer_ray.model.namer import Qwen2VLNamer

@@ -40,6 +40,21 @@ def _index(uri: str, storage: StorageConfig, size: int) -> dict[str, tuple[int, 
     return index
 
 
+def unreadable_line(manifest: Location) -> str | None:
+    """Why the earlier manifest cannot be used (its first line that is not a record), or None. Read
+    once before Ray starts, so a damaged manifest is one line to the user, not a failed run."""
+    for number, line in enumerate(read_lines(manifest), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            return f"line {number} is not JSON ({exc})"
+        if not isinstance(record, dict) or not isinstance(record.get("source"), str) or "status" not in record:
+            return f"line {number} is not a file record (it needs at least source and status)"
+    return None
+
+
 def earlier_name(storage: StorageConfig, row: dict) -> dict | None:
     """``{"name", "format", "raw"}`` the earlier run gave this row's source (the manifest named by its
     ``earlier`` and ``earlier_size`` columns), if the source is unchanged since."""

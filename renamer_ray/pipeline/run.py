@@ -24,7 +24,7 @@ from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode
-from renamer_ray.pipeline.earlier import carry_over
+from renamer_ray.pipeline.earlier import carry_over, unreadable_line
 from renamer_ray.pipeline.dedupe import Dedupe
 from renamer_ray.pipeline.infer import MODEL_RESTARTS, AskNamer, ModelPool, NoModel
 from renamer_ray.pipeline.listing import SourceListing, Wishes, is_image, wanted
@@ -190,6 +190,10 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
         raise CannotStart(f"--redo names everything afresh into a new DST, and {manifest.uri} records an earlier "
                           "run's names: choose another DST (or leave out --redo to keep those names and name only "
                           "new and changed files)")
+    if earlier is not None and (problem := unreadable_line(earlier)):
+        raise CannotStart(f"{manifest.uri} is not a manifest this program can read: {problem}. It records an "
+                          "earlier run's names; move it away to name everything afresh, or give --manifest another "
+                          "path")
     if template.uses("subject") and options.namer is None and not os.environ.get("RAY_ADDRESS"):
         fetch_checkpoint(settings.model_id, announce=announce)  # its download bar, before Ray's output
     ensure_ray()

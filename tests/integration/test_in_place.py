@@ -5,7 +5,6 @@ the same command again finishes the job."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import uuid
 from pathlib import Path
 
@@ -29,12 +28,6 @@ def tree(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in root.rglob("*") if p.is_file() and ".renamer-ray" not in p.parts}
 
-
-@pytest.fixture
-def library(tmp_path) -> Path:
-    src = tmp_path / "library"
-    shutil.copytree(SAMPLES, src)
-    return src
 
 
 def test_in_place_renames_where_the_files_are_and_undo_gives_every_name_back(ray_local, library, settings, capsys):

@@ -4,12 +4,11 @@ are named, and nothing already in DST is ever renamed, duplicated or overwritten
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from renamer_ray.cli import SAMPLES, main
+from renamer_ray.cli import main
 from renamer_ray.config import load_settings
 from renamer_ray.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
@@ -27,12 +26,6 @@ def records(path: Path) -> dict[str, dict]:
 def outputs(dst: Path) -> set[str]:
     return {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file() and p.name != "manifest.jsonl"}
 
-
-@pytest.fixture
-def library(tmp_path) -> Path:
-    src = tmp_path / "library"
-    shutil.copytree(SAMPLES, src)
-    return src
 
 
 def test_a_rerun_names_only_new_and_changed_files(ray_local, library, settings, tmp_path):
@@ -91,3 +84,13 @@ def test_the_manifest_can_live_anywhere_and_still_makes_reruns_incremental(ray_l
     assert manifest.is_file() and not (dst / "manifest.jsonl").exists()
     again = run(RunOptions(source=str(library), target=str(dst), manifest=str(manifest)), settings)
     assert again.kept == 10 and again.ok == 10
+
+
+def test_a_damaged_manifest_in_dst_is_one_line_before_anything_starts(library, tmp_path, capsys):
+    dst = tmp_path / "named"
+    dst.mkdir()
+    (dst / "manifest.jsonl").write_text('{"source": "a.jpg", "status": "ok"}\n{half a line\n')
+    assert main(["rename", str(library), str(dst), "--model", "toy-shapes"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a manifest this program can read: line 2 is not JSON" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in dst.iterdir()) == ["manifest.jsonl"], "nothing else was created"
