@@ -14,7 +14,7 @@ from renamer_ray.images.convert import WHITE, to_rgb
 from renamer_ray.images.errors import PILLOW_ERRORS, ImageError, bomb_error, describe, too_large
 from renamer_ray.images.exif import ORIENTATION_TRANSPOSE, SWAPPED_ORIENTATIONS, read_exif
 from renamer_ray.images.sniff import SUPPORTED_FORMATS, open_image
-from renamer_ray.model.vision import MIN_SIDE, plan
+from renamer_ray.model.vision import MIN_SIDE, plan, plan_on_grid
 
 __all__ = [
     "DEFAULT_MAX_DECODE_PIXELS",
@@ -77,6 +77,7 @@ def decode(
     max_pixels: int,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
+    min_pixels: int | None = None,
 ) -> DecodedImage:
     """Fully decode ``data`` into upright RGB pixels that fit ``max_pixels``.
 
@@ -91,6 +92,9 @@ def decode(
     - Downscales (never upscales), keeping the aspect ratio, then pads with white so both
       sides are >= ``MIN_SIDE`` and the aspect ratio is <= ``MAX_ASPECT_RATIO`` (what
       Qwen2-VL's processor requires); the padded result still fits ``max_pixels``.
+    - With ``min_pixels`` (the model's lower bound), lands straight on the patch grid: the size
+      the processor would resize the result to (``vision.plan_on_grid``), in one resample, so the
+      model's processor has nothing left to resize.
     """
     if max_pixels < MIN_SIDE * MIN_SIDE:
         raise ValueError(f"max_pixels must be at least {MIN_SIDE * MIN_SIDE}, got {max_pixels}")
@@ -109,7 +113,9 @@ def decode(
                 f"{fmt} files, which must be decoded at full size (MAX_DECODE_PIXELS; decompression-bomb guard)")
         _refuse_lenient_loading()
         try:
-            return _decode_open(im, fmt, raw_w, raw_h, max_pixels)
+            sizes = (lambda w, h: plan(w, h, max_pixels)) if min_pixels is None else (
+                lambda w, h: plan_on_grid(w, h, min_pixels, max_pixels))
+            return _decode_open(im, fmt, raw_w, raw_h, sizes)
         except ImageError:
             raise
         except Image.DecompressionBombError as exc:
@@ -122,14 +128,13 @@ def decode(
             raise ImageError(f"truncated or corrupt image data: {describe(exc)}") from None
 
 
-def _decode_open(
-    im: ImageFile.ImageFile, fmt: str, raw_w: int, raw_h: int, max_pixels: int
-) -> DecodedImage:
+def _decode_open(im: ImageFile.ImageFile, fmt: str, raw_w: int, raw_h: int, sizes) -> DecodedImage:
+    """``sizes(w, h)`` → (content_w, content_h, canvas_w, canvas_h) in stored coordinates."""
     drafted = False
     if fmt in REDUCED_DECODE_FORMATS:
         # Rotating by 90 degrees only swaps the sides, so planning in stored
         # coordinates gives the same scale as planning upright.
-        cw, ch, _, _ = plan(raw_w, raw_h, max_pixels)
+        cw, ch, _, _ = sizes(raw_w, raw_h)
         if cw * 2 <= raw_w and ch * 2 <= raw_h:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (still >= the target size).
             im.draft("RGB", (cw, ch))
@@ -139,7 +144,7 @@ def _decode_open(
     # (and then drops) its orientation tag while loading.
     orientation, date, camera = read_exif(im)
     base_w, base_h = (raw_w, raw_h) if drafted else im.size
-    cw, ch, kw, kh = plan(base_w, base_h, max_pixels)
+    cw, ch, kw, kh = sizes(base_w, base_h)
 
     try:
         img: Image.Image = to_rgb(im)

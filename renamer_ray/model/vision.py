@@ -31,6 +31,8 @@ __all__ = [
     "pixel_bounds",
     "pixel_budget",
     "plan",
+    "grid_size",
+    "plan_on_grid",
 ]
 
 #: Side of one ViT patch, in pixels ...
@@ -87,6 +89,30 @@ def plan(width: int, height: int, max_pixels: int) -> tuple[int, int, int, int]:
         best = lo
     cl, cs, kl, ks = sizes(best)
     return (cs, cl, ks, kl) if swap else (cl, cs, kl, ks)
+
+
+def grid_size(height: int, width: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(height, width) the processor resizes an image to: both multiples of :data:`UNIT`, the pixel
+    count within the bounds, the aspect ratio kept as closely as can be (Qwen2-VL's ``smart_resize``,
+    the same arithmetic; a unit test holds them equal)."""
+    h_bar, w_bar = round(height / UNIT) * UNIT, round(width / UNIT) * UNIT
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(UNIT, math.floor(height / beta / UNIT) * UNIT)
+        w_bar = max(UNIT, math.floor(width / beta / UNIT) * UNIT)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar, w_bar = math.ceil(height * beta / UNIT) * UNIT, math.ceil(width * beta / UNIT) * UNIT
+    return h_bar, w_bar
+
+
+def plan_on_grid(width: int, height: int, min_pixels: int, max_pixels: int) -> tuple[int, int, int, int]:
+    """:func:`plan`, then onto the patch grid: (content_w, content_h, canvas_w, canvas_h) where the
+    canvas is what the processor would resize :func:`plan`'s canvas to (:func:`grid_size`), so
+    resizing once to this content and padding gives the model's input with no second resample."""
+    cw, ch, kw, kh = plan(width, height, max_pixels)
+    gh, gw = grid_size(kh, kw, min_pixels, max_pixels)
+    return max(1, min(gw, round(cw * gw / kw))), max(1, min(gh, round(ch * gh / kh))), gw, gh
 
 
 # --------------------------------------------------------------------------- pixel bounds

@@ -24,8 +24,10 @@ class Decode(Stage):
     output = DECODED
 
     def __init__(self, storage: StorageConfig, *, max_pixels: int, max_file_bytes: int,
-                 max_decode_pixels: int = 40_000_000, progress=None):
+                 max_decode_pixels: int = 40_000_000, progress=None, min_pixels: int | None = None):
+        """``min_pixels`` (the model's lower bound): decode straight onto the model's patch grid."""
         self.storage, self.max_pixels, self.max_file_bytes = storage, max_pixels, max_file_bytes
+        self.min_pixels = min_pixels
         self.max_decode_pixels, self.progress = max_decode_pixels, progress
 
     def rows(self, rows: list[dict]) -> list[dict]:
@@ -42,6 +44,7 @@ class Decode(Stage):
             if row["size"] > self.max_file_bytes:
                 raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {self.max_file_bytes:,}-byte limit")
             image = decode(read_bytes(open_location(row["source"], self.storage)), max_pixels=self.max_pixels,
+                           min_pixels=self.min_pixels,
                            max_decode_pixels=self.max_decode_pixels)
         except ImageError as exc:
             row["error"] = str(exc)

@@ -44,9 +44,7 @@ MODEL_RESTARTS = 3
 def name_rows(namer, rows: list[dict]) -> list[dict]:
     """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order; one model call per prompt and
     language and limits (rows of several jobs may share a batch; the case is applied after the model)."""
-    from PIL import Image
-
-    from renamer_ray.model.namer import DeviceLost, ImageContext
+    from renamer_ray.model.namer import DeviceLost, ImageContext, pixels
     from renamer_ray.naming import NamingStyle
 
     answers: list[dict | None] = [None] * len(rows)
@@ -54,7 +52,7 @@ def name_rows(namer, rows: list[dict]) -> list[dict]:
     for number, row in enumerate(rows):
         by_prompt.setdefault((row["prompt"], NamingStyle.from_json(row.get("style")).for_model()), []).append(number)
     for (prompt, style), numbers in by_prompt.items():
-        images = [Image.frombytes("RGB", (rows[n]["width"], rows[n]["height"]), rows[n]["rgb"]) for n in numbers]
+        images = [pixels(rows[n]["rgb"], rows[n]["width"], rows[n]["height"]) for n in numbers]
         contexts = [ImageContext(date=rows[n]["date"], camera=rows[n]["camera"]) for n in numbers]
         try:
             named = namer.name(images, contexts, prompt, style=style)

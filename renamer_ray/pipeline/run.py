@@ -19,7 +19,7 @@ from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, ex
 from renamer_ray.manifest import (MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted,
                                   parse_lines)
 from renamer_ray.model.checkpoint import fetch_checkpoint
-from renamer_ray.model.vision import pixel_budget
+from renamer_ray.model.vision import pixel_bounds
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
 from renamer_ray.pipeline.claims import interrupted
@@ -133,6 +133,7 @@ def stages(settings: Settings, *, uses_model: bool = True, pool_size: int | None
     """The pipeline, in order; each stage declares its columns and how it runs (see ``stage.py``)."""
     storage = settings.storage
     if not uses_model:
+    low, high = pixel_bounds(settings.model_id, settings.max_pixels)  # decoded straight onto the model's grid
         model = NoModel()
     elif namer is not None:
         model = AskNamer(namer.app, namer.deployment, batch_size=settings.batch_size, progress=progress)
@@ -140,7 +141,7 @@ def stages(settings: Settings, *, uses_model: bool = True, pool_size: int | None
         model = ModelPool(settings, pool_size, progress)
     return [
         ReadClaims(storage),
-        Decode(storage, max_pixels=pixel_budget(settings.model_id, settings.max_pixels), max_file_bytes=max_file_bytes,
+        Decode(storage, max_pixels=high, min_pixels=low, max_file_bytes=max_file_bytes,
                max_decode_pixels=settings.max_decode_pixels, progress=progress),
         model,
         RenderStems(index_width=3),

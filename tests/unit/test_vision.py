@@ -7,6 +7,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from renamer_ray.images import decode
@@ -22,8 +24,10 @@ from renamer_ray.model.vision import (
     canvas,
     checkpoint_size,
     pixel_bounds,
+    grid_size,
     pixel_budget,
     plan,
+    plan_on_grid,
 )
 
 MAX_PIXELS = 786_432  # the service's default MAX_PIXELS
@@ -131,3 +135,26 @@ def test_the_namer_and_the_decode_stage_use_the_same_numbers(toy_namer_bounds):
     assert t == 1 and h * w * PATCH_SIZE**2 <= namer.max_pixels
     with pytest.raises(ValueError, match="aspect ratio"):
         namer.processor.image_processor(images=[Image.open(buf)], return_tensors="pt", size=size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(28, 4000), st.integers(28, 4000), st.sampled_from([3136, 56 * 56 * 4]),
+       st.sampled_from([6272, 200_704, 401_408, 786_432]))
+def test_grid_size_is_qwen2_vls_smart_resize(height: int, width: int, min_pixels: int, max_pixels: int) -> None:
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        return
+    assert grid_size(height, width, min_pixels, max_pixels) == smart_resize(height, width, 28, min_pixels, max_pixels)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 6000), st.integers(1, 6000), st.sampled_from([6272, 200_704, 786_432]))
+def test_decoding_onto_the_grid_needs_no_second_resize(width: int, height: int, max_pixels: int) -> None:
+    """The canvas is what the processor would resize plan's canvas to: on the grid, within bounds,
+    and the content fits in it."""
+    cw, ch, kw, kh = plan_on_grid(width, height, 3136, max_pixels)
+    _, _, pw, ph = plan(width, height, max_pixels)
+    assert (kh, kw) == grid_size(ph, pw, 3136, max_pixels) == grid_size(kh, kw, 3136, max_pixels)
+    assert kw % 28 == 0 and kh % 28 == 0 and kw * kh <= max(max_pixels, 3136 * 4)
+    assert 1 <= cw <= kw and 1 <= ch <= kh
