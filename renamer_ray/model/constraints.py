@@ -50,7 +50,7 @@ class KebabNameConstraint(LogitsProcessor):
     def __init__(self, table: TokenTable, eos_token_ids: list[int], prompt_length: int,
                  max_chars: int = 60, max_words: int = 10):
         self.table = table
-        self.eos = torch.tensor(eos_token_ids, dtype=torch.long)
+        self.eos = torch.tensor(eos_token_ids, dtype=torch.long, device=table.length.device)  # no copy per step
         self.prompt_length = prompt_length
         self.max_chars = max_chars
         self.max_words = max_words
@@ -74,5 +74,5 @@ class KebabNameConstraint(LogitsProcessor):
             & ~(t.starts_hyphen[None, :vocab] & (ends_hyphen | (chars == 0))[:, None])
         )
         # The end token is allowed once something has been written (never an empty name).
-        fits[:, self.eos.to(fits.device)] = (chars > 0)[:, None]
+        fits[:, self.eos] = (chars > 0)[:, None]
         return scores.masked_fill(~fits, float("-inf"))

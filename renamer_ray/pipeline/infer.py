@@ -142,8 +142,11 @@ class ModelPool:
         # node fails at once ("temporarily unavailable") and would spend any small budget in seconds.
         common = dict(max_restarts=MODEL_RESTARTS, max_task_retries=-1, **({"resources": wanted} if wanted else {}))
         if settings.model_device == "cuda" or (gpus and settings.model_device != "cpu"):
-            size = self.pool_size or settings.max_model_actors or max(gpus, 1)
-            return dict(compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size), num_gpus=1, **common), None
+            if settings.max_model_actors and not self.pool_size:  # autoscaling asked for: grow on demand
+                compute = ray.data.ActorPoolStrategy(min_size=1, max_size=settings.max_model_actors)
+            else:  # a fixed pool: every actor loads the model once, at the start, and none waits to be added
+                compute = ray.data.ActorPoolStrategy(size=self.pool_size or max(gpus, 1))
+            return dict(compute=compute, num_gpus=1, **common), None
         if wanted:
             hosts = [node["Resources"] for node in ray.nodes() if node["Alive"]
                      and all(node["Resources"].get(name, 0) >= amount for name, amount in wanted.items())]

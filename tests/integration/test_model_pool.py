@@ -1,0 +1,15 @@
+"""How a bulk run's model actors are placed on GPUs: a fixed pool unless autoscaling is asked for."""
+
+from __future__ import annotations
+
+from renamer_ray.config import load_settings
+from renamer_ray.pipeline.infer import ModelPool
+
+
+def test_a_gpu_pool_is_fixed_unless_max_model_actors_asks_for_autoscaling(ray_local):
+    fixed, _ = ModelPool(load_settings(model_device="cuda")).placement()
+    assert (fixed["compute"].min_size, fixed["compute"].max_size, fixed["num_gpus"]) == (1, 1, 1)
+    chosen, _ = ModelPool(load_settings(model_device="cuda", max_model_actors=8), pool_size=3).placement()
+    assert (chosen["compute"].min_size, chosen["compute"].max_size) == (3, 3), "--workers fixes the pool"
+    growing, _ = ModelPool(load_settings(model_device="cuda", max_model_actors=8)).placement()
+    assert (growing["compute"].min_size, growing["compute"].max_size) == (1, 8)
