@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 
 
 CONFIG_FILE = "renamer-ray.toml"
-SECRETS = ("api_keys", "webhook_secret")   # shown as *** by `renamer-ray config`
+SECRETS = ("api_keys", "webhook_secret", "engine_api_key")   # shown as *** by `renamer-ray config`
 
 
 def config_files() -> list[Path]:
@@ -131,6 +131,17 @@ class Settings(BaseSettings):
     callback_allow_private: bool = Field(False, description=(
         "allow callback_url to reach loopback/private addresses (the local stack sets it)"))
 
+    # Which inference engine a run's model stage uses (README: "Other inference engines").
+    engine: Literal["transformers", "openai", "vllm"] = Field("transformers", description=(
+        "transformers: the run's own model actors; openai: an OpenAI-compatible endpoint (ENGINE_URL); "
+        "vllm: Ray Data's vLLM processor (GPU, the `vllm` extra)"))
+    engine_url: str | None = Field(None, description="base URL of the OpenAI-compatible API, e.g. http://host:8000/v1")
+    engine_model: str | None = Field(None, description="model name sent to the endpoint (default: MODEL_ID)")
+    engine_api_key: str | None = Field(None, description="Bearer key for the endpoint (a secret)")
+    engine_concurrency: int = Field(8, ge=1, le=256, description="requests in flight per asking task")
+    engine_timeout_seconds: float = Field(120, gt=0, le=3600, description="one request's time limit")
+    engine_retries: int = Field(3, ge=0, le=10, description="retries on connection errors, 429 and 5xx")
+
     @property
     def storage(self) -> StorageConfig:
         """How stages reach S3: region and endpoint."""
@@ -184,6 +195,11 @@ class Settings(BaseSettings):
             # would be delivered a second time.
             raise ValueError(f"HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be less than VISIBILITY_TIMEOUT "
                              f"({self.visibility_timeout}); a third of it is a good value")
+        if self.engine == "openai" and not self.engine_url:
+            raise ValueError("ENGINE=openai needs ENGINE_URL: the base URL of an OpenAI-compatible API "
+                             "(e.g. http://127.0.0.1:8000/v1)")
+        if self.engine_url and not re.match(r"^https?://[^/\s]+", self.engine_url):
+            raise ValueError(f"ENGINE_URL must be an http:// or https:// URL, not {self.engine_url!r}")
         return self
 
     @field_validator("model_actor_resources")
@@ -196,7 +212,13 @@ class Settings(BaseSettings):
             raise ValueError(f"resource amounts must not be negative: {', '.join(negative)}")
         return value
 
-    @field_validator("aws_endpoint_url", "sqs_queue_url", "webhook_secret")
+    @property
+    def endpoint_model(self) -> str:
+        """The model name sent to an OpenAI-compatible endpoint: ENGINE_MODEL, else MODEL_ID."""
+        return self.engine_model or self.model_id
+
+    @field_validator("aws_endpoint_url", "sqs_queue_url", "webhook_secret", "engine_url", "engine_model",
+                     "engine_api_key")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None

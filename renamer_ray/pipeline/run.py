@@ -26,6 +26,7 @@ from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode
 from renamer_ray.pipeline.earlier import carry_over, unreadable_line
 from renamer_ray.pipeline.dedupe import Dedupe
+from renamer_ray.pipeline.endpoint import AskEndpoint, EngineUnavailable, VllmEngine, check_gpus, check_vllm
 from renamer_ray.pipeline.infer import MODEL_RESTARTS, AskNamer, ModelPool, NoModel
 from renamer_ray.pipeline.listing import SourceListing, Wishes, is_image, wanted
 from renamer_ray.pipeline.resume import ReadClaims
@@ -132,11 +133,15 @@ def stages(settings: Settings, *, uses_model: bool = True, pool_size: int | None
            look_at_targets: bool = False) -> list:
     """The pipeline, in order; each stage declares its columns and how it runs (see ``stage.py``)."""
     storage = settings.storage
-    if not uses_model:
     low, high = pixel_bounds(settings.model_id, settings.max_pixels)  # decoded straight onto the model's grid
+    if not uses_model:
         model = NoModel()
     elif namer is not None:
         model = AskNamer(namer.app, namer.deployment, batch_size=settings.batch_size, progress=progress)
+    elif settings.engine == "openai":
+        model = AskEndpoint(settings, progress=progress)
+    elif settings.engine == "vllm":
+        model = VllmEngine(settings, progress=progress)
     else:
         model = ModelPool(settings, pool_size, progress)
     return [
@@ -195,8 +200,16 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
         raise CannotStart(f"{manifest.uri} is not a manifest this program can read: {problem}. It records an "
                           "earlier run's names; move it away to name everything afresh, or give --manifest another "
                           "path")
-    if template.uses("subject") and options.namer is None and not os.environ.get("RAY_ADDRESS"):
+    own_engine = template.uses("subject") and options.namer is None
+    if own_engine and settings.engine == "transformers" and not os.environ.get("RAY_ADDRESS"):
         fetch_checkpoint(settings.model_id, announce=announce)  # its download bar, before Ray's output
+    try:
+        if own_engine and settings.engine == "vllm":
+            check_vllm(settings)
+            ensure_ray()
+            check_gpus(settings, ray.cluster_resources())
+    except EngineUnavailable as exc:
+        raise CannotStart(str(exc)) from None
     ensure_ray()
     make_dirs(target)
     parts_folder = target.join(PARTS_FOLDER)

@@ -31,10 +31,15 @@ class RenamerApi:
     async def driver_status(self) -> dict:
         return await asyncio.wait_for(self.driver.status.remote(), timeout=DRIVER_STATUS_TIMEOUT_SECONDS)
 
+    async def ask_namer(self, request: dict) -> dict:
+        """One image for the warm namer (``/v1/chat/completions``): ``{"raw", "error"}``."""
+        return await self.namer.name.remote(request)
+
     def __serve_build_asgi_app__(self):
         from renamer_ray.service.api import create_app
 
-        return create_app(load_settings(), driver_status=self.driver_status)
+        return create_app(load_settings(), driver_status=self.driver_status,
+                          ask_namer=self.ask_namer if self.namer is not None else None)
 
 
 def build_app(settings: Settings, *, runtime_env: dict | None = None):

@@ -8,15 +8,17 @@ from fastapi.responses import JSONResponse
 
 from renamer_ray.config import Settings
 from renamer_ray.io.queue import JobQueue
-from renamer_ray.service.api.deps import DriverStatus, Services
-from renamer_ray.service.api.routes import events, jobs, ops, page
+from renamer_ray.service.api.deps import AskNamer, DriverStatus, Services
+from renamer_ray.service.api.routes import chat, events, jobs, ops, page
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits, UploadError
 from renamer_ray.service.views import ERRORS
 
 
-def create_app(settings: Settings, *, driver_status: DriverStatus | None = None) -> FastAPI:
-    """``driver_status``: an async callable returning the queue driver's status (``/ready`` needs it)."""
+def create_app(settings: Settings, *, driver_status: DriverStatus | None = None,
+               ask_namer: AskNamer | None = None) -> FastAPI:
+    """``driver_status``: an async callable returning the queue driver's status (``/ready`` needs it);
+    ``ask_namer``: an async callable naming one image with the warm namer (``/v1/chat/completions``)."""
     app = FastAPI(title="renamer_ray", version="0.2.0", responses=ERRORS,
                   description="Strict, meaningful image file names from a vision-language model.")
     app.state.services = Services(
@@ -24,12 +26,12 @@ def create_app(settings: Settings, *, driver_status: DriverStatus | None = None)
         queue=JobQueue(settings) if settings.sqs_queue_url else None, keys=settings.key_namespaces,
         limits=Limits(max_files=settings.max_files_per_job, max_file_bytes=settings.max_file_bytes,
                       max_job_bytes=settings.max_job_bytes, max_text_bytes=settings.max_prompt_chars * 4 + 4096),
-        driver_status=driver_status)
+        driver_status=driver_status, ask_namer=ask_namer)
 
     @app.exception_handler(UploadError)
     async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
-    for router in (ops.router, page.router, jobs.router, events.router):
+    for router in (ops.router, page.router, jobs.router, events.router, chat.router):
         app.include_router(router)
     return app

@@ -16,6 +16,7 @@ from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits
 
 DriverStatus = Callable[[], Awaitable[dict]]
+AskNamer = Callable[[dict], Awaitable[dict]]  # one image's namer request → {"raw", "error"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Services:
     keys: dict[str, str]              # API key → namespace
     limits: Limits
     driver_status: DriverStatus | None
+    ask_namer: AskNamer | None = None  # the warm namer, for /v1/chat/completions
 
 
 def get_services(request: Request) -> Services:

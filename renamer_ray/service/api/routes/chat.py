@@ -1,0 +1,248 @@
+"""OpenAI-compatible ``POST /v1/chat/completions`` for images, answered by the warm namer: other
+tools (and this project's own ``ENGINE=openai``) can name an image through any OpenAI client.
+
+One image per request, as a ``data:`` URL (``image_url`` content part); the user message's text
+parts are the user prompt (at most ``MAX_PROMPT_CHARS``). System messages are not used: the namer
+keeps its own rules prompt. http(s) image URLs are refused, never fetched (a server that fetches
+what callers name is an SSRF hole). ``model`` must be ``MODEL_ID``. The API keys are those of the
+jobs API, in ``X-API-Key`` or ``Authorization: Bearer``, as OpenAI clients send them. Errors are
+in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from renamer_ray.service.api.deps import Services, get_services
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+DATA_URL = re.compile(r"^data:(?P<type>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
+NAMER_TIMEOUT_SECONDS = 120
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: ErrorBody
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: Message
+    finish_reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+_ERROR = {"model": OpenAIError}
+RESPONSES = {
+    400: {**_ERROR, "description": "a malformed request: no image, an image URL that is not a data: URL, a bad image"},
+    401: {**_ERROR, "description": "a missing or unknown API key (X-API-Key or Authorization: Bearer)"},
+    404: {**_ERROR, "description": "the model is not this service's MODEL_ID"},
+    413: {**_ERROR, "description": "the image or the request is over MAX_FILE_BYTES"},
+    422: {**_ERROR, "description": "the model could not name this image"},
+    503: {**_ERROR, "description": "the namer is not connected or not answering"},
+}
+_TEXT_PART = {"type": "object", "required": ["type", "text"],
+              "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}}
+_IMAGE_PART = {"type": "object", "required": ["type", "image_url"], "properties": {
+    "type": {"type": "string", "enum": ["image_url"]},
+    "image_url": {"type": "object", "required": ["url"], "properties": {
+        "url": {"type": "string", "description": "data:image/…;base64,… (http(s) URLs are refused)"},
+        "detail": {"type": "string"}}}}}
+BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model", "messages"], "properties": {
+        "model": {"type": "string", "description": "MODEL_ID"},
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role", "content"], "properties": {
+                "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                "content": {"oneOf": [{"type": "string"},
+                                      {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}]}}}},
+        "max_tokens": {"type": "integer"}, "temperature": {"type": "number"}}}}}}}
+
+
+class ChatRefused(Exception):
+    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def _caller(services: Services, x_api_key: str | None, authorization: str | None) -> str:
+    """The caller's namespace: the same keys as the jobs API, in X-API-Key or as a Bearer token."""
+    if not services.keys:
+        return services.settings.default_namespace
+    bearer = None
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" else None
+    for key in (x_api_key, bearer):
+        if key and key in services.keys:
+            return services.keys[key]
+    raise ChatRefused(401, "missing or unknown API key: send it as Authorization: Bearer <key> or in the "
+                           "X-API-Key header", kind="authentication_error", code="invalid_api_key")
+
+
+async def _body(request: Request, limit: int) -> dict:
+    """The JSON body, read up to ``limit`` bytes (413 beyond: nothing larger is held in memory)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ChatRefused(413, f"the request is too large: at most {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ChatRefused(413, f"the request is too large: at most {limit:,} bytes")
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise ChatRefused(400, "the body must be a JSON chat-completions request") from None
+    if not isinstance(body, dict):
+        raise ChatRefused(400, "the body must be a JSON object")
+    return body
+
+
+def _image_and_prompt(body: dict) -> tuple[str, str | None]:
+    """(the image URL, the user prompt) from the last user message."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ChatRefused(400, "messages must be a non-empty list", param="messages")
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise ChatRefused(400, "messages holds no user message with an image", param="messages")
+    content = users[-1].get("content")
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    if not isinstance(parts, list):
+        raise ChatRefused(400, "a user message's content must be a string or a list of parts", param="messages")
+    images, texts = [], []
+    for part in parts:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str):
+                raise ChatRefused(400, "an image_url part needs image_url.url (a data: URL)", param="messages")
+            images.append(url)
+        else:
+            raise ChatRefused(400, "content parts must be {\"type\": \"text\"} or {\"type\": \"image_url\"}",
+                              param="messages")
+    if len(images) != 1:
+        raise ChatRefused(400, f"send exactly one image per request (as an image_url part); this one has {len(images)}",
+                          param="messages")
+    prompt = "\n".join(text.strip() for text in texts if text.strip()) or None
+    return images[0], prompt
+
+
+def _image_bytes(url: str, max_bytes: int) -> bytes:
+    if url.lower().startswith(("http://", "https://")):
+        raise ChatRefused(400, "image URLs are not fetched by this server (fetching what callers name would let them "
+                               "reach its network): send the image itself as a data:image/…;base64,… URL",
+                          param="messages", code="image_url_not_allowed")
+    match = DATA_URL.match(url)
+    if not match:
+        raise ChatRefused(400, "the image must be a base64 data: URL (data:image/png;base64,…)", param="messages")
+    encoded = match.group("data")
+    if len(encoded) > (max_bytes + 2) // 3 * 4 + 4:
+        raise ChatRefused(413, f"the image is too large: at most {max_bytes:,} bytes (MAX_FILE_BYTES)")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ChatRefused(400, "the image's data: URL is not valid base64", param="messages") from None
+    if len(data) > max_bytes:
+        raise ChatRefused(413, f"the image is too large: at most {max_bytes:,} bytes (MAX_FILE_BYTES)")
+    return data
+
+
+def _decode(data: bytes, settings) -> dict:
+    """The namer's request for one image (the pixels the pipeline's decode stage would make)."""
+    from renamer_ray.images import ImageError, decode
+    from renamer_ray.model.vision import pixel_budget
+
+    try:
+        image = decode(data, max_pixels=pixel_budget(settings.model_id, settings.max_pixels),
+                       max_decode_pixels=settings.max_decode_pixels)
+    except ImageError as exc:
+        raise ChatRefused(400, f"the image cannot be used: {exc}", param="messages") from None
+    return {"width": image.width, "height": image.height, "rgb": image.rgb, "date": None, "camera": None}
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, responses=RESPONSES, openapi_extra=BODY)
+async def chat_completions(request: Request, services: Annotated[Services, Depends(get_services)],
+                           x_api_key: Annotated[str | None, Header()] = None,
+                           authorization: Annotated[str | None, Header()] = None):
+    """Name one image, answering as OpenAI's chat completions: ``choices[0].message.content`` is the
+    model's name for it (before the rules: the jobs API's names also pass the rules, the style and
+    de-duplication). ``usage`` is not counted (zeros)."""
+    settings = services.settings
+    try:
+        _caller(services, x_api_key, authorization)
+        body = await _body(request, settings.max_file_bytes * 4 // 3 + 64 * 1024 + settings.max_prompt_chars * 8)
+        model = body.get("model")
+        if model != settings.model_id:
+            raise ChatRefused(404, f"the model {model!r} does not exist here: this service names images with "
+                                   f"{settings.model_id!r}", param="model", code="model_not_found")
+        url, prompt = _image_and_prompt(body)
+        if prompt and len(prompt) > settings.max_prompt_chars:
+            raise ChatRefused(400, f"the prompt is too long: at most {settings.max_prompt_chars} characters "
+                                   "(MAX_PROMPT_CHARS)", param="messages")
+        image = await run_in_threadpool(_decode, _image_bytes(url, settings.max_file_bytes), settings)
+        if services.ask_namer is None:
+            raise ChatRefused(503, "no namer is connected to this API", kind="server_error")
+        try:
+            answer = await asyncio.wait_for(services.ask_namer({**image, "prompt": prompt, "style": None}),
+                                            timeout=NAMER_TIMEOUT_SECONDS)
+        except Exception as exc:  # a dead, restarting or overloaded namer: say so, never a 500
+            raise ChatRefused(503, f"the namer is not answering: {type(exc).__name__}: {exc}"[:300],
+                              kind="server_error") from None
+        if answer.get("error"):
+            raise ChatRefused(422, answer["error"], code="image_not_named")
+    except ChatRefused as refused:
+        return refused.response()
+    return ChatCompletion(
+        id="chatcmpl-" + uuid.uuid4().hex, object="chat.completion", created=int(time.time()), model=settings.model_id,
+        choices=[Choice(index=0, message=Message(role="assistant", content=answer.get("raw") or ""),
+                        finish_reason="stop")],
+        usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0))

@@ -1,0 +1,202 @@
+"""The OpenAI-compatible ``POST /v1/chat/completions`` in-process (FastAPI's TestClient) with a
+stand-in namer: every 4xx path in OpenAI's error shape, both ways of sending the key; and the
+``openai`` engine's client (``model/openai_engine.py``) against that API served over real HTTP:
+answers, retries on 503, and a request that keeps failing becoming that image's error sentence.
+The real namer behind the route, and ENGINE=openai runs, are in tests/e2e/test_openai_engine.py."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from renamer_ray.config import load_settings
+from renamer_ray.service.api import create_app
+from renamer_ray.service.stack import provision
+from tests.support.images import drawn_files
+
+KEY_A = "chat-key-a"
+A = {"X-API-Key": KEY_A}
+MODEL = "toy-shapes"
+
+
+@pytest.fixture(scope="module")
+def settings(s3_endpoint):
+    tag = uuid.uuid4().hex[:6]
+    return provision(load_settings(
+        aws_endpoint_url=s3_endpoint, s3_in_bucket=f"chat-in-{tag}", s3_out_bucket=f"chat-out-{tag}",
+        api_keys=f"{KEY_A}:team-a", model_id=MODEL, max_file_bytes=200_000, max_prompt_chars=20),
+        queue_name=f"chat-jobs-{tag}")
+
+
+class StandInNamer:
+    """The warm namer's contract: one image's request → {"raw", "error"}; ``fail`` first calls raise."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.fail = 0
+
+    async def __call__(self, request: dict) -> dict:
+        self.requests.append(request)
+        if self.fail:
+            self.fail -= 1
+            raise TimeoutError("the namer is busy")
+        if request["width"] * request["height"] * 3 != len(request["rgb"]):
+            return {"raw": None, "error": "pixels do not match the size"}
+        return {"raw": "red-circle", "error": None}
+
+
+@pytest.fixture
+def namer():
+    return StandInNamer()
+
+
+@pytest.fixture
+def client(settings, namer):
+    with TestClient(create_app(settings, ask_namer=namer)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def png():
+    return drawn_files(seed=902, count=1, max_side=200)[0][0]
+
+
+def data_url(data: bytes, kind: str = "image/png") -> str:
+    return f"data:{kind};base64," + base64.b64encode(data).decode()
+
+
+def body(url: str, text: str | None = "name it", model: str = MODEL) -> dict:
+    parts = [{"type": "image_url", "image_url": {"url": url}}] + ([{"type": "text", "text": text}] if text else [])
+    return {"model": model, "messages": [{"role": "system", "content": "ignored"}, {"role": "user", "content": parts}],
+            "temperature": 0, "max_tokens": 60}
+
+
+def test_an_image_is_named_in_openais_shape_with_either_key_header(client, namer, png):
+    for headers in (A, {"Authorization": f"Bearer {KEY_A}"}):
+        answer = client.post("/v1/chat/completions", json=body(data_url(png)), headers=headers)
+        assert answer.status_code == 200, answer.text
+        got = answer.json()
+        assert got["object"] == "chat.completion" and got["model"] == MODEL and got["id"].startswith("chatcmpl-")
+        assert got["choices"][0]["message"] == {"role": "assistant", "content": "red-circle"}
+        assert got["choices"][0]["finish_reason"] == "stop" and set(got["usage"]) == {
+            "prompt_tokens", "completion_tokens", "total_tokens"}
+    request = namer.requests[-1]
+    assert request["prompt"] == "name it" and request["style"] is None and request["width"] * request["height"] > 0
+
+
+def test_bad_requests_get_the_right_status_and_an_openai_error(client, namer, png):
+    too_big = png + b"\0" * 200_001
+    cases = {
+        "no key": (body(data_url(png)), {}, 401, "API key"),
+        "wrong key": (body(data_url(png)), {"X-API-Key": "nope"}, 401, "API key"),
+        "wrong bearer": (body(data_url(png)), {"Authorization": "Bearer nope"}, 401, "API key"),
+        "basic auth": (body(data_url(png)), {"Authorization": f"Basic {KEY_A}"}, 401, "API key"),
+        "wrong model": (body(data_url(png), model="gpt-4o"), A, 404, "toy-shapes"),
+        "http url": (body("http://169.254.169.254/latest/meta-data"), A, 400, "not fetched"),
+        "https url": (body("https://example.com/cat.jpg"), A, 400, "data:"),
+        "not a data url": (body("file:///etc/passwd"), A, 400, "data: URL"),
+        "bad base64": (body("data:image/png;base64,@@@not-base64@@@"), A, 400, "base64"),
+        "not an image": (body(data_url(b"hello, not an image")), A, 400, "cannot be used"),
+        "truncated image": (body(data_url(png[: len(png) // 2])), A, 400, "cannot be used"),
+        "too big": (body(data_url(too_big)), A, 413, "200,000"),
+        "no image": ({"model": MODEL, "messages": [{"role": "user", "content": "name it"}]}, A, 400, "one image"),
+        "two images": ({"model": MODEL, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": data_url(png)}}] * 2}]}, A, 400, "one image"),
+        "no messages": ({"model": MODEL, "messages": []}, A, 400, "messages"),
+        "prompt too long": (body(data_url(png), text="x" * 21), A, 400, "20 characters"),
+        "odd part": ({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, A, 400,
+                     "parts"),
+    }
+    for case, (payload, headers, status, words) in cases.items():
+        answer = client.post("/v1/chat/completions", json=payload, headers=headers)
+        assert answer.status_code == status, (case, answer.status_code, answer.text)
+        error = answer.json()["error"]
+        assert words in error["message"] and error["type"], (case, answer.text)
+    assert client.post("/v1/chat/completions", content=b"{not json", headers=A).status_code == 400
+    assert client.post("/v1/chat/completions", content=b"x" * 400_000, headers=A).status_code == 413
+    assert namer.requests == []  # nothing reached the model
+
+
+def test_a_namer_that_does_not_answer_is_503_and_an_images_failure_422(client, namer, png):
+    namer.fail = 1
+    busy = client.post("/v1/chat/completions", json=body(data_url(png)), headers=A)
+    assert busy.status_code == 503 and "not answering" in busy.json()["error"]["message"]
+
+
+def test_without_a_namer_the_route_says_so(settings, png):
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/chat/completions", json=body(data_url(png)), headers=A)
+    assert answer.status_code == 503 and "no namer" in answer.json()["error"]["message"]
+
+
+# --- the openai engine's client over real HTTP -----------------------------------------------------------
+
+@pytest.fixture
+def served(settings, namer):
+    """The API with the stand-in namer on a real port (uvicorn in a thread), as an endpoint's base URL."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, ask_namer=namer), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(10)
+
+
+def images(count: int):
+    from PIL import Image
+
+    return [Image.new("RGB", (56, 56), (200, 30, 30)) for _ in range(count)]
+
+
+def test_the_engine_client_names_images_and_retries_a_busy_endpoint(served, namer):
+    from renamer_ray.model.openai_engine import EndpointNamer
+
+    client = EndpointNamer(served, MODEL, api_key=KEY_A, concurrency=2, timeout=10, retries=2)
+    namer.fail = 1  # the first request gets 503 and is asked again
+    answers = client.name(images(3), user_prompt="name it")
+    assert [a.raw for a in answers] == ["red-circle"] * 3 and not any(a.error for a in answers)
+    assert len(namer.requests) == 4
+    # The text the endpoint gets is the namer's own user text: here the default request, which is over this
+    # API's 20-character MAX_PROMPT_CHARS: a 400 is not retried, it is the image's error sentence.
+    refused = client.name(images(1))[0]
+    assert refused.raw is None and refused.error.startswith("the inference endpoint answered 400: the prompt is too long")
+    assert len(namer.requests) == 4
+
+
+def test_a_request_that_keeps_failing_is_that_images_error(served, namer):
+    from renamer_ray.model.openai_engine import EndpointNamer
+
+    namer.fail = 100
+    answers = EndpointNamer(served, MODEL, api_key=KEY_A, retries=1, timeout=10).name(images(1), user_prompt="x")
+    assert answers[0].raw is None and "503 after 2 attempts" in answers[0].error and "not answering" in answers[0].error
+    wrong_key = EndpointNamer(served, MODEL, api_key="nope", retries=3).name(images(1), user_prompt="x")[0]
+    assert wrong_key.error.startswith("the inference endpoint answered 401: missing or unknown API key")
+    wrong_model = EndpointNamer(served, "gpt-4o", api_key=KEY_A).name(images(1), user_prompt="x")[0]
+    assert "404" in wrong_model.error and "toy-shapes" in wrong_model.error
+
+
+def test_an_endpoint_that_is_not_there_is_each_images_error():
+    from renamer_ray.model.openai_engine import EndpointNamer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    answers = EndpointNamer(f"http://127.0.0.1:{port}/v1", MODEL, retries=1, timeout=5).name(images(2))
+    assert all(a.raw is None and "could not be reached after 2 attempts" in a.error for a in answers)
+    assert time.monotonic() - started < 10
