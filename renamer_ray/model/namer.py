@@ -85,6 +85,35 @@ class Naming:
     error: str | None = None
 
 
+def _guard_fp16_vision(namer: "Qwen2VLNamer") -> None:
+    """Run the vision tower in fp16 (T4 and other GPUs without bf16: about 3x fp32), and when a batch
+    gives a non-finite embedding run that batch's tower again in fp32 (counted in
+    ``vision_fp32_reruns``). The overflow reported against fp16 (transformers#33294) was in the language
+    model's eager attention, which SDPA avoids; this guard covers any image that still overflows."""
+    visual = namer.model.model.visual
+    fp16_forward = visual.forward
+    dtypes = {name: t.dtype for name, t in [*visual.named_parameters(), *visual.named_buffers()]}
+
+    def cast(to: torch.dtype | None) -> None:
+        for name, t in [*visual.named_parameters(), *visual.named_buffers()]:
+            t.data = t.data.to(to or dtypes[name]) if t.is_floating_point() else t.data
+
+    def forward(pixel_values, *args, **kwargs):
+        out = fp16_forward(pixel_values, *args, **kwargs)
+        if all(torch.isfinite(t).all() for t in (out.last_hidden_state, out.pooler_output) if t is not None):
+            return out
+        namer.vision_fp32_reruns += 1
+        log.warning("the vision tower overflowed in fp16 for a batch of %d patches; running it again in fp32",
+                    pixel_values.shape[0])
+        cast(torch.float32)
+        try:
+            return fp16_forward(pixel_values.float(), *args, **kwargs)
+        finally:
+            cast(None)
+
+    visual.forward = forward
+
+
 class Qwen2VLNamer:
     """One loaded model; :meth:`name` maps N images to N answers, in input order."""
 
@@ -96,9 +125,9 @@ class Qwen2VLNamer:
         self.dtype = choose_dtype(self.device, dtype)
         self.processor = AutoProcessor.from_pretrained(path)
         self.model = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        self.vision_fp32_reruns = 0  # batches whose fp16 vision tower overflowed and ran again in fp32
         if self.dtype == torch.float16:
-            # Qwen2-VL's vision tower overflows in fp16 ("!!!!" names, transformers#33294): keep it in fp32.
-            self.model.model.visual.float()
+            _guard_fp16_vision(self)
         # The bounds the decode stage used too (model.vision); a checkpoint's own pixel budget is an
         # upper bound (the toy was trained on small images). The loaded processor's size is the one
         # read here, so hub ids get their own numbers.
