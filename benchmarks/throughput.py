@@ -5,8 +5,12 @@
 (2) the full Ray Data pipeline (`renamer_ray.pipeline.run`) over the same prefix.
 
 Starts moto's S3 server on 127.0.0.1 (or uses AWS_ENDPOINT_URL), uploads N drawn images, prints
-the figures and writes them to docs/benchmarks.md. Also prints the compute-bound ceiling of
-Qwen2-VL-2B at MAX_PIXELS on a few GPUs. Usage::
+the figures and writes them to docs/benchmarks.md, each with the device, dtype, attention
+implementation and library versions it was taken with, and the cost per 1,000 images on g4dn at the
+measured rates. Also prints the compute-bound ceiling of Qwen2-VL-2B for the images used: matmul
+FLOPs of their real visual-token counts at MAX_PIXELS (no LM head over the prompt; see
+``model_alone.image_flops``) against the matmul peak measured on this machine's GPU, or, without a
+GPU, against datasheet dense peaks (labelled as such). Usage::
 
     .venv/bin/python benchmarks/throughput.py --images 96            # CPU, toy-shapes
     MODEL_ID=/models/Qwen2-VL-2B-Instruct .venv/bin/python benchmarks/throughput.py   # a GPU node
@@ -25,36 +29,55 @@ import io
 import os
 import platform
 import random
+import sys
 import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_alone  # noqa: E402  (benchmarks/model_alone.py: the FLOP count, prices, the GEMM peak)
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+# Datasheet dense peaks: the fallback when no GPU is present to measure one (labelled as such).
 PEAK_TFLOPS = {"T4 (fp16, g4dn)": 65, "A10G (bf16, g5)": 125, "L4 (bf16, g6)": 121, "H100 SXM (bf16)": 989}
+TEXT_TOKENS = 60  # the namer's prompt without its image, in Qwen2's tokenizer (approximate)
 
 
-def qwen2vl_2b_tflop_split(max_pixels: int, text_tokens: int = 80, new_tokens: int = 20) -> tuple[float, float]:
-    """Matmul TFLOPs of Qwen2-VL-2B for one image at ``max_pixels`` (2 FLOPs per multiply-add):
-    (vision tower + merger, language model)."""
-    patches = max_pixels / (14 * 14)
-    d, depth = 1280, 32  # vision tower: 32 blocks, width 1280, MLP ratio 4
-    vision = depth * (patches * 2 * (4 * d * d + 2 * 4 * d * d) + 2 * 2 * patches * patches * d)
-    merger = (patches / 4) * 2 * (4 * d * 4 * d + 4 * d * 1536)
-    h, layers, inter, kv = 1536, 28, 8960, 256  # language model: 28 layers, GQA 12 q / 2 kv heads
-    per_token = layers * 2 * (h * h * 2 + 2 * h * kv + 3 * h * inter) + 2 * h * 151_936
-    tokens = patches / 4 + text_tokens
-    llm = tokens * per_token + new_tokens * per_token + layers * 2 * 2 * tokens * tokens * h
-    return (vision + merger) / 1e12, llm / 1e12
+def visual_patches(width: int, height: int, max_pixels: int) -> int:
+    """Vision patches of one source image as the pipeline feeds it: the decode stage's resize plan
+    (renamer_ray.model.vision.plan), then the processor's own resize to 28-px multiples."""
+    from renamer_ray.model.vision import plan
+
+    _, _, canvas_w, canvas_h = plan(width, height, max_pixels)
+    grid_h, grid_w = model_alone.smart_resize_grid(canvas_w, canvas_h, max_pixels)
+    return grid_h * grid_w
 
 
-def qwen2vl_2b_tflop_per_image(max_pixels: int) -> float:
-    return sum(qwen2vl_2b_tflop_split(max_pixels))
+def qwen2vl_2b_tflop_split(max_pixels: int, text_tokens: int = TEXT_TOKENS, new_tokens: int = 20,
+                           sizes: list[tuple[int, int]] | None = None) -> tuple[float, float]:
+    """Matmul TFLOPs of Qwen2-VL-2B per image (2 FLOPs per multiply-add): (vision tower + merger,
+    language model), averaged over the images of ``sizes`` (their real patch counts), or for one
+    image filling ``max_pixels`` when none are given. No LM head over the prompt (generate keeps
+    the last position's logits only); one per generated token."""
+    patch_counts = ([visual_patches(w, h, max_pixels) for w, h in sizes] if sizes
+                    else [max_pixels // (14 * 14)])
+    vision = llm = 0.0
+    for patches in patch_counts:
+        v, prefill, decode = model_alone.image_flops(model_alone.FULL_2B, patches, patches // 4 + text_tokens,
+                                                     new_tokens)
+        vision, llm = vision + v, llm + prefill + decode
+    return vision / len(patch_counts) / 1e12, llm / len(patch_counts) / 1e12
 
 
-def t4_as_run_images_per_second(max_pixels: int) -> float:
-    """The T4 ceiling as the namer runs there: fp16 language model on tensor cores (65 TFLOPS), but
-    the vision tower in fp32 (8.1 TFLOPS), because it overflows in fp16 (transformers#33294)."""
-    vision, llm = qwen2vl_2b_tflop_split(max_pixels)
+def qwen2vl_2b_tflop_per_image(max_pixels: int, sizes: list[tuple[int, int]] | None = None) -> float:
+    return sum(qwen2vl_2b_tflop_split(max_pixels, sizes=sizes))
+
+
+def t4_as_run_images_per_second(max_pixels: int, sizes: list[tuple[int, int]] | None = None) -> float:
+    """The T4 ceiling on the namer's fallback path: fp16 language model on tensor cores (65 TFLOPS),
+    the vision tower in fp32 (8.1 TFLOPS), as for a batch whose fp16 tower overflowed (the namer
+    runs it in fp16 first). Datasheet peaks: an upper bound, not a measurement."""
+    vision, llm = qwen2vl_2b_tflop_split(max_pixels, sizes=sizes)
     return 1 / (vision / 8.1 + llm / 65)
 
 
@@ -98,20 +121,26 @@ def start_s3() -> str:
     return start_moto()[1]
 
 
-def upload_images(s3, bucket: str, count: int, seed: int = 7) -> list[str]:
+def upload_images(s3, bucket: str, count: int, seed: int = 7,
+                  sizes: list[tuple[int, int]] | None = None) -> list[str]:
+    """Upload ``count`` drawn JPEGs; their (width, height) are appended to ``sizes`` when given."""
     from renamer_ray.toy.shapes import draw_shape
 
     rng, keys = random.Random(seed), []
     for i in range(count):
         buf = io.BytesIO()
-        draw_shape(rng, min_side=800, max_side=1600).image.save(buf, format="JPEG", quality=90)
+        image = draw_shape(rng, min_side=800, max_side=1600).image
+        if sizes is not None:
+            sizes.append(image.size)
+        image.save(buf, format="JPEG", quality=90)
         keys.append(f"in/img_{i:05d}.jpg")
         s3.put_object(Bucket=bucket, Key=keys[-1], Body=buf.getvalue())
     return keys
 
 
-def seed_worker_loop(s3, bucket: str, keys: list[str], settings) -> tuple[float, float]:
-    """The seed's worker: sequential batches, preprocessing inline. Returns (load s, run s)."""
+def seed_worker_loop(s3, bucket: str, keys: list[str], settings, info: dict | None = None) -> tuple[float, float]:
+    """The seed's worker: sequential batches, preprocessing inline. Returns (load s, run s); fills
+    ``info`` with what the figures were taken with (device, dtype, attention implementation)."""
     from renamer_ray.images import decode
     from renamer_ray.model.vision import pixel_budget
     from renamer_ray.model.namer import ImageContext, Qwen2VLNamer
@@ -120,6 +149,13 @@ def seed_worker_loop(s3, bucket: str, keys: list[str], settings) -> tuple[float,
     started = time.perf_counter()
     namer = Qwen2VLNamer(settings.model_id, max_pixels=settings.max_pixels, max_new_tokens=settings.max_new_tokens)
     loaded = time.perf_counter()
+    if info is not None:
+        import torch
+
+        device = (torch.cuda.get_device_name(namer.device) if namer.device.startswith("cuda")
+                  else f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads)")
+        info.update(device=device, dtype=str(namer.dtype).removeprefix("torch."),
+                    attn=namer.model.config._attn_implementation)
     budget = pixel_budget(settings.model_id, settings.max_pixels)  # as the pipeline's decode stage
     for start in range(0, len(keys), settings.batch_size):
         batch = keys[start:start + settings.batch_size]
@@ -131,6 +167,45 @@ def seed_worker_loop(s3, bucket: str, keys: list[str], settings) -> tuple[float,
             s3.copy_object(Bucket=bucket, Key=f"seed-out/{start}/{file_name(names[key], d.meta.format)}",
                            CopySource={"Bucket": bucket, "Key": key})
     return loaded - started, time.perf_counter() - loaded
+
+
+def recorded_with(info: dict) -> str:
+    """Device, dtype, attention implementation and library versions, for every figure."""
+    import torch
+    import transformers
+
+    versions = f"torch {torch.__version__}, transformers {transformers.__version__}"
+    try:
+        import ray
+
+        versions += f", ray {ray.__version__}"
+    except ImportError:
+        pass
+    return (f"device {info.get('device', '?')}, dtype {info.get('dtype', '?')}, attention "
+            f"{info.get('attn', '?')}; {versions}; Python {platform.python_version()}")
+
+
+def cost_line(rate: float, info: dict, what: str = "") -> str:
+    """Cost per 1,000 images at a measured rate on g4dn.xlarge (meaningful on a T4 only)."""
+    device = info.get("device", "?")
+    note = "" if "T4" in device else f" (rate measured on {device}, not a T4)"
+    return (f"{what + ' ' if what else ''}cost per 1,000 images at g4dn.xlarge prices{note}: "
+            f"${model_alone.cost_per_1k(rate, model_alone.G4DN_XLARGE_ON_DEMAND):.4f} on-demand "
+            f"(${model_alone.G4DN_XLARGE_ON_DEMAND}/h), "
+            f"${model_alone.cost_per_1k(rate, model_alone.G4DN_XLARGE_SPOT):.4f} spot (${model_alone.G4DN_XLARGE_SPOT}/h)")
+
+
+def ceiling(tflop: float, info: dict) -> str:
+    """Images/s at 100 % of the matmul peak measured on this GPU; datasheet peaks without one."""
+    import torch
+
+    if torch.cuda.is_available():
+        dtype = getattr(torch, info.get("dtype", "bfloat16"))
+        peak = model_alone.gemm_peak_tflops(torch, "cuda", dtype, 8192)
+        return (f"{peak / tflop:.0f} img/s at this GPU's measured {info.get('dtype')} matmul peak of "
+                f"{peak:.0f} TFLOP/s ({torch.cuda.get_device_name()})")
+    return ("no GPU here to measure a peak; at datasheet dense peaks (fallback, not measured): "
+            + ", ".join(f"{gpu} {peak / tflop:.0f} img/s" for gpu, peak in PEAK_TFLOPS.items()))
 
 
 def main() -> None:
@@ -159,13 +234,16 @@ def main() -> None:
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=settings.aws_region)
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
-    keys = upload_images(s3, bucket, args.images)
+    sizes: list[tuple[int, int]] = []
+    keys = upload_images(s3, bucket, args.images, sizes=sizes)
 
-    load_s, loop_s = seed_worker_loop(s3, bucket, keys, settings)
+    info: dict = {}
+    load_s, loop_s = seed_worker_loop(s3, bucket, keys, settings, info)
     loop_rate = len(keys) / loop_s
     if args.loop_only:
         print(f"namer alone (seed loop): {loop_rate:.2f} images/s ({loop_s:.1f} s for {len(keys)}, "
-              f"model load {load_s:.1f} s), model {settings.model_id}")
+              f"model load {load_s:.1f} s), model {settings.model_id}; {recorded_with(info)}; "
+              f"{cost_line(loop_rate, info)}")
         return
     import ray
 
@@ -179,7 +257,8 @@ def main() -> None:
 
     pipe_rate = len(keys) / pipeline_s
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Ray sees {ray.cluster_resources()}"
-    tflop = qwen2vl_2b_tflop_per_image(settings.max_pixels)
+    tflop = qwen2vl_2b_tflop_per_image(settings.max_pixels, sizes)
+    patches = sum(visual_patches(w, h, settings.max_pixels) for w, h in sizes) / len(sizes)
     lines = [
         f"- model `{settings.model_id}`, {len(keys)} JPEG images (800–1600 px), BATCH_SIZE {settings.batch_size}, "
         f"MAX_PIXELS {settings.max_pixels}; machine: {machine}",
@@ -187,9 +266,13 @@ def main() -> None:
         f"- (2) Ray Data pipeline S3→S3: {pipe_rate:.2f} images/s ({pipeline_s:.1f} s, model load, listing, "
         f"shuffle and manifest included)",
         f"- ratio pipeline / loop: {pipe_rate / loop_rate:.2f}×",
-        f"- Qwen2-VL-2B at MAX_PIXELS {settings.max_pixels}: ≈ {tflop:.1f} TFLOP per image; compute-bound ceiling: "
-        + ", ".join(f"{gpu} {peak / tflop:.0f} img/s" for gpu, peak in PEAK_TFLOPS.items())
-        + f"; T4 as the namer runs it (fp32 vision tower) {t4_as_run_images_per_second(settings.max_pixels):.1f} img/s",
+        f"- taken with: {recorded_with(info)}",
+        f"- {cost_line(pipe_rate, info, 'pipeline')}; {cost_line(loop_rate, info, 'loop')}",
+        f"- Qwen2-VL-2B on these images at MAX_PIXELS {settings.max_pixels} (≈ {patches / 4:.0f} visual tokens "
+        f"per image, {TEXT_TOKENS} text tokens, 20 new tokens, no LM head over the prompt): ≈ {tflop:.1f} TFLOP "
+        f"per image; compute-bound ceiling: {ceiling(tflop, info)}"
+        + f"; T4 with the vision tower in fp32 (the namer's fallback on overflow, datasheet peaks) "
+        f"{t4_as_run_images_per_second(settings.max_pixels, sizes):.1f} img/s",
     ]
     print("\n".join(lines))
     if not args.no_write:
