@@ -10,6 +10,7 @@ sliced afterwards. All bookkeeping is vectorised over the vocabulary.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 import torch
 from transformers import LogitsProcessor
@@ -48,12 +49,17 @@ class KebabNameConstraint(LogitsProcessor):
     """Masks tokens that would take a row's generated text outside the naming rules."""
 
     def __init__(self, table: TokenTable, eos_token_ids: list[int], prompt_length: int,
-                 max_chars: int = 60, max_words: int = 10):
+                 max_chars: int | Sequence[int] = 60, max_words: int | Sequence[int] = 10,
+                 free: Sequence[bool] | None = None):
+        """``max_chars``/``max_words``: one limit for every row, or one per row (rows of several
+        jobs share a model call). ``free``: rows left unconstrained (a name in another language)."""
+        device = table.length.device
         self.table = table
-        self.eos = torch.tensor(eos_token_ids, dtype=torch.long, device=table.length.device)  # no copy per step
+        self.eos = torch.tensor(eos_token_ids, dtype=torch.long, device=device)  # no copy per step
         self.prompt_length = prompt_length
-        self.max_chars = max_chars
-        self.max_words = max_words
+        self.max_chars = max_chars if isinstance(max_chars, int) else torch.tensor(max_chars, device=device)[:, None]
+        self.max_words = max_words if isinstance(max_words, int) else torch.tensor(max_words, device=device)[:, None]
+        self.free = None if free is None or not any(free) else torch.tensor(free, device=device)[:, None]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         t = self.table
@@ -75,4 +81,6 @@ class KebabNameConstraint(LogitsProcessor):
         )
         # The end token is allowed once something has been written (never an empty name).
         fits[:, self.eos] = (chars > 0)[:, None]
+        if self.free is not None:
+            fits |= self.free
         return scores.masked_fill(~fits, float("-inf"))

@@ -142,28 +142,58 @@ class Qwen2VLNamer:
         log.info("loaded %s on %s (%s), max_pixels=%d", model_id, self.device, self.dtype, self.max_pixels)
 
     def name(self, images: Sequence[Image.Image | torch.Tensor], contexts: Sequence[ImageContext] | None = None,
-             user_prompt: str | None = None, style: NamingStyle | None = None) -> list[Naming]:
+             user_prompt: str | None | Sequence[str | None] = None,
+             style: NamingStyle | None | Sequence[NamingStyle | None] = None) -> list[Naming]:
         """Names for ``images`` in the same order. A failing image fails alone, never its batch; a
         fatal device error raises :class:`DeviceLost` instead of failing every image after it.
-        ``style``: its limits bound the answer and its language is asked for (default: this
-        namer's ``max_chars``/``max_words``, English); its case is the rules' business, not the model's.
+        ``user_prompt`` and ``style``: one for every image, or one per image (images of several jobs
+        share a call). A style's limits bound the answer and its language is asked for (default:
+        this namer's ``max_chars``/``max_words``, English); its case is the rules' business.
         ``images``: PIL images, or uint8 (3, H, W) tensors (:func:`pixels`). A batch already on the
         patch grid (the decode stage put it there) takes the lean path: no resize, and the
-        processor normalises and patchifies on the model's device (see :meth:`_pixel_inputs`)."""
+        processor normalises and patchifies on the model's device (see :meth:`_pixel_inputs`).
+        Images of very different sizes are named in sub-batches of similar visual-token counts."""
         contexts = list(contexts) if contexts is not None else [ImageContext()] * len(images)
-        if len(contexts) != len(images):
-            raise ValueError("one context per image is required")
+        prompts = list(user_prompt) if isinstance(user_prompt, (list, tuple)) else [user_prompt] * len(images)
+        styles = list(style) if isinstance(style, (list, tuple)) else [style] * len(images)
+        if not len(contexts) == len(prompts) == len(styles) == len(images):
+            raise ValueError("one context, prompt and style per image is required")
+        answers: list[Naming | None] = [None] * len(images)
+        for group in self.sub_batches(images):
+            for n, answer in zip(group, self._name_group([images[n] for n in group], [contexts[n] for n in group],
+                                                          [prompts[n] for n in group], [styles[n] for n in group])):
+                answers[n] = answer
+        return answers
+
+    def visual_tokens(self, image: Image.Image | torch.Tensor) -> int:
+        height, width = image.shape[-2:] if isinstance(image, torch.Tensor) else (image.height, image.width)
+        grid_h, grid_w = vision.grid_size(height, width, self.min_pixels, self.max_pixels)
+        return (grid_h // vision.UNIT) * (grid_w // vision.UNIT)
+
+    def sub_batches(self, images: Sequence[Image.Image | torch.Tensor]) -> list[list[int]]:
+        """Image positions, largest first, cut wherever an image has under half the visual tokens of
+        its sub-batch's first: a small image never pads out to a large one's prompt length."""
+        order = sorted(range(len(images)), key=lambda n: -self.visual_tokens(images[n]))
+        groups: list[list[int]] = []
+        for n in order:
+            if groups and 2 * self.visual_tokens(images[n]) >= self.visual_tokens(images[groups[-1][0]]):
+                groups[-1].append(n)
+            else:
+                groups.append([n])
+        return groups
+
+    def _name_group(self, images, contexts, prompts, styles) -> list[Naming]:
         if not images:
             return []
         try:
-            return [Naming(raw=text) for text in self._generate(images, contexts, user_prompt, style)]
+            return [Naming(raw=text) for text in self._generate(images, contexts, prompts, styles)]
         except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as exc:
             if is_fatal_device_error(exc):
                 raise DeviceLost(str(exc)) from exc  # not this image's fault: no image may fail for it
             if len(images) == 1:
                 return [Naming(error=f"the model could not process this image: {exc}")]
             log.warning("batch of %d failed (%s); retrying one image at a time", len(images), exc)
-            return [self.name([img], [ctx], user_prompt, style)[0] for img, ctx in zip(images, contexts)]
+            return [self._name_group([img], [ctx], [p], [s])[0] for img, ctx, p, s in zip(images, contexts, prompts, styles)]
 
     def on_grid(self, image: Image.Image | torch.Tensor) -> bool:
         """Whether the processor would leave this image's size as it is."""
@@ -186,29 +216,31 @@ class Qwen2VLNamer:
 
     @torch.inference_mode()
     def _generate(self, images: Sequence[Image.Image | torch.Tensor], contexts: Sequence[ImageContext],
-                  user_prompt: str | None, style: NamingStyle | None = None) -> list[str]:
-        max_chars, max_words = (style.max_chars, style.max_words) if style else (self.max_chars, self.max_words)
-        language = style.language if style else None
+                  user_prompts: Sequence[str | None], styles: Sequence[NamingStyle | None]) -> list[str]:
+        limits = [(s.max_chars, s.max_words) if s else (self.max_chars, self.max_words) for s in styles]
+        languages = [s.language if s else None for s in styles]
         texts = [
             self.processor.apply_chat_template(
-                prompts.chat_messages(user_prompt, date=c.date, camera=c.camera, language=language,
+                prompts.chat_messages(prompt, date=c.date, camera=c.camera, language=language,
                                       max_chars=max_chars, max_words=max_words),
                 add_generation_prompt=True, tokenize=False)
-            for c in contexts
+            for c, prompt, language, (max_chars, max_words) in zip(contexts, user_prompts, languages, limits)
         ]
         inputs = self.processor(text=texts, return_tensors="pt", padding=True, padding_side="left",
                                 **self._pixel_inputs(images)).to(self.device)
         prompt_length = inputs["input_ids"].shape[1]
         # Kebab-case characters bound every case's rendering from above (camel and pascal drop the
         # separators), so the constraint's limits hold for the rendered name too.
-        constraints = [] if language else [KebabNameConstraint(self.table, self.eos_ids, prompt_length,
-                                                               max_chars=max_chars, max_words=max_words)]
+        free = [language is not None for language in languages]
+        constraints = [] if all(free) else [KebabNameConstraint(
+            self.table, self.eos_ids, prompt_length, max_chars=[c for c, _ in limits], max_words=[w for _, w in limits],
+            free=free)]
         output = self.model.generate(
             **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
             logits_processor=LogitsProcessorList(constraints), pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids,
         )
         answers = self.processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
-        if language:  # unconstrained: the name is the first line, not whatever the model added after it
-            answers = [next((line.strip() for line in text.splitlines() if line.strip()), "") for text in answers]
-        return answers
+        # Unconstrained (a language): the name is the first line, not whatever the model added after it.
+        return [next((line.strip() for line in text.splitlines() if line.strip()), "") if language else text
+                for text, language in zip(answers, languages)]

@@ -39,31 +39,27 @@ ASK_RETRIES_ON_REPLICA_LOSS = 8   # calls of one batch asked again after their r
 # batches wait for the restart and run again there, however often; once the budget is spent the
 # actor stays dead and the run fails with the reason, instead of reloading the model for ever.
 MODEL_RESTARTS = 3
+GPU_ACTOR_CPUS = 1                # CPUs a GPU model actor reserves beside its GPU
 
 
 def name_rows(namer, rows: list[dict]) -> list[dict]:
-    """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order; one model call per prompt and
-    language and limits (rows of several jobs may share a batch; the case is applied after the model)."""
+    """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order, from one model call whatever
+    the rows' prompts, languages and limits (rows of several jobs may share a batch; the case is
+    applied after the model)."""
     from renamer_ray.model.namer import DeviceLost, ImageContext, pixels
     from renamer_ray.naming import NamingStyle
 
-    answers: list[dict | None] = [None] * len(rows)
-    by_prompt: dict[tuple[str | None, NamingStyle], list[int]] = {}
-    for number, row in enumerate(rows):
-        by_prompt.setdefault((row["prompt"], NamingStyle.from_json(row.get("style")).for_model()), []).append(number)
-    for (prompt, style), numbers in by_prompt.items():
-        images = [pixels(rows[n]["rgb"], rows[n]["width"], rows[n]["height"]) for n in numbers]
-        contexts = [ImageContext(date=rows[n]["date"], camera=rows[n]["camera"]) for n in numbers]
-        try:
-            named = namer.name(images, contexts, prompt, style=style)
-        except DeviceLost as exc:
-            # A broken CUDA context never recovers: leave so Ray restarts the actor or replica
-            # (ray#59522); the rows are retried there. A clean exit would not be restarted (ray#62746).
-            logging.getLogger(__name__).error("fatal device error, leaving so that Ray restarts this process: %s", exc)
-            os._exit(1)
-        for n, answer in zip(numbers, named):
-            answers[n] = {"raw": answer.raw, "error": answer.error}
-    return answers
+    try:
+        named = namer.name([pixels(row["rgb"], row["width"], row["height"]) for row in rows],
+                           [ImageContext(date=row["date"], camera=row["camera"]) for row in rows],
+                           [row["prompt"] for row in rows],
+                           style=[NamingStyle.from_json(row.get("style")).for_model() for row in rows])
+    except DeviceLost as exc:
+        # A broken CUDA context never recovers: leave so Ray restarts the actor or replica
+        # (ray#59522); the rows are retried there. A clean exit would not be restarted (ray#62746).
+        logging.getLogger(__name__).error("fatal device error, leaving so that Ray restarts this process: %s", exc)
+        os._exit(1)
+    return [{"raw": answer.raw, "error": answer.error} for answer in named]
 
 
 def _report(progress, rows: list[dict]) -> None:
@@ -146,7 +142,9 @@ class ModelPool:
                 compute = ray.data.ActorPoolStrategy(min_size=1, max_size=settings.max_model_actors)
             else:  # a fixed pool: every actor loads the model once, at the start, and none waits to be added
                 compute = ray.data.ActorPoolStrategy(size=self.pool_size or max(gpus, 1))
-            return dict(compute=compute, num_gpus=1, **common), None
+            # One CPU of its own for the actor's Python thread (batch assembly, the copy to the GPU):
+            # decode tasks on the same node must not take it.
+            return dict(compute=compute, num_gpus=1, num_cpus=GPU_ACTOR_CPUS, **common), None
         if wanted:
             hosts = [node["Resources"] for node in ray.nodes() if node["Alive"]
                      and all(node["Resources"].get(name, 0) >= amount for name, amount in wanted.items())]

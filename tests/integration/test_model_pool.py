@@ -9,6 +9,7 @@ from renamer_ray.pipeline.infer import ModelPool
 def test_a_gpu_pool_is_fixed_unless_max_model_actors_asks_for_autoscaling(ray_local):
     fixed, _ = ModelPool(load_settings(model_device="cuda")).placement()
     assert (fixed["compute"].min_size, fixed["compute"].max_size, fixed["num_gpus"]) == (1, 1, 1)
+    assert fixed["num_cpus"] == 1, "a CPU of its own beside the GPU"
     chosen, _ = ModelPool(load_settings(model_device="cuda", max_model_actors=8), pool_size=3).placement()
     assert (chosen["compute"].min_size, chosen["compute"].max_size) == (3, 3), "--workers fixes the pool"
     growing, _ = ModelPool(load_settings(model_device="cuda", max_model_actors=8)).placement()
