@@ -11,6 +11,9 @@ from renamer_ray.pipeline.progress import stopped_reasons
 from renamer_ray.pipeline.stage import Stage, is_open
 
 
+DECODE_CPUS = 0.5  # per decode task where the model runs on the CPU too (see decode_cpus)
+
+
 def _mtime_date(mtime: float | None) -> str | None:
     return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d") if mtime else None
 
@@ -24,10 +27,12 @@ class Decode(Stage):
     output = DECODED
 
     def __init__(self, storage: StorageConfig, *, max_pixels: int, max_file_bytes: int,
-                 max_decode_pixels: int = 40_000_000, progress=None, min_pixels: int | None = None):
-        """``min_pixels`` (the model's lower bound): decode straight onto the model's patch grid."""
+                 max_decode_pixels: int = 40_000_000, progress=None, min_pixels: int | None = None,
+                 cpus: float = DECODE_CPUS):
+        """``min_pixels`` (the model's lower bound): decode straight onto the model's patch grid.
+        ``cpus`` per task (``decode_cpus``)."""
         self.storage, self.max_pixels, self.max_file_bytes = storage, max_pixels, max_file_bytes
-        self.min_pixels = min_pixels
+        self.min_pixels, self.cpus = min_pixels, cpus
         self.max_decode_pixels, self.progress = max_decode_pixels, progress
 
     def rows(self, rows: list[dict]) -> list[dict]:
@@ -60,16 +65,22 @@ class Decode(Stage):
                    width=image.width, height=image.height, rgb=image.rgb)
 
     def map_args(self) -> dict:
-        return dict(batch_size=8, memory=decode_memory(self.max_decode_pixels), **DECODE_ARGS)
+        return dict(batch_size=8, memory=decode_memory(self.max_decode_pixels), num_cpus=self.cpus, **DECODE_ARGS)
 
 
-# Half a CPU: decoding is partly I/O, and a different resource shape keeps Ray Data from fusing this
-# stage into the model actors (the GPU must never wait on JPEG decoding).
+# CPUs per decode task (see decode_cpus): half a CPU where the model runs on the CPU too (decoding is
+# partly I/O; a different resource shape keeps Ray Data from fusing this stage into the model actors),
+# a whole one beside GPU model actors, so that a node never runs more decoders than it has cores and
+# the GPU actor's thread keeps its own.
 # Retries: a decode task whose process ends (a lost node, an OOM kill, a decoder that crashes or
 # exits on some file) is run again at most DECODE_TASK_RETRIES times, then the run fails. Ray Data's
 # default is to retry for ever, and a file that ends its process every time would hang the run.
 DECODE_TASK_RETRIES = 3
-DECODE_ARGS = dict(num_cpus=0.5, max_retries=DECODE_TASK_RETRIES)
+DECODE_ARGS = dict(max_retries=DECODE_TASK_RETRIES)
+
+
+def decode_cpus(on_gpu: bool) -> float:
+    return 1.0 if on_gpu else DECODE_CPUS
 
 
 def decode_memory(max_decode_pixels: int) -> int:

@@ -126,6 +126,12 @@ class ModelPool:
                                        progress=self.progress),
             **placement)
 
+    @property
+    def on_gpu(self) -> bool:
+        """GPU actors: the cluster has GPUs (or MODEL_DEVICE=cuda asks an autoscaler for them)."""
+        device = self.settings.model_device
+        return device == "cuda" or (device != "cpu" and bool(int(ray.cluster_resources().get("GPU", 0))))
+
     def placement(self) -> tuple[dict, int | None]:
         """``map_batches`` arguments of the pool, and torch threads per actor (CPU actors only)."""
         settings, resources = self.settings, ray.cluster_resources()
@@ -137,7 +143,7 @@ class ModelPool:
         # node costs one); batch retries are not, since a batch sent while its actor restarts on a new
         # node fails at once ("temporarily unavailable") and would spend any small budget in seconds.
         common = dict(max_restarts=MODEL_RESTARTS, max_task_retries=-1, **({"resources": wanted} if wanted else {}))
-        if settings.model_device == "cuda" or (gpus and settings.model_device != "cpu"):
+        if self.on_gpu:
             if settings.max_model_actors and not self.pool_size:  # autoscaling asked for: grow on demand
                 compute = ray.data.ActorPoolStrategy(min_size=1, max_size=settings.max_model_actors)
             else:  # a fixed pool: every actor loads the model once, at the start, and none waits to be added

@@ -8,7 +8,7 @@ from renamer_ray.io.storage import StorageConfig, open_location, retrying
 from renamer_ray.pipeline.claims import read_claim
 from renamer_ray.pipeline.earlier import earlier_name
 from renamer_ray.pipeline.columns import LISTED, ROW
-from renamer_ray.pipeline.decode import DECODE_ARGS
+from renamer_ray.pipeline.decode import DECODE_ARGS, DECODE_CPUS
 from renamer_ray.pipeline.stage import Stage
 
 
@@ -19,8 +19,8 @@ class ReadClaims(Stage):
     needs = tuple(LISTED.names)
     output = ROW
 
-    def __init__(self, storage: StorageConfig):
-        self.storage = storage
+    def __init__(self, storage: StorageConfig, cpus: float = DECODE_CPUS):
+        self.storage, self.cpus = storage, cpus
 
     def rows(self, rows: list[dict]) -> list[dict]:
         for row in rows:
@@ -33,4 +33,4 @@ class ReadClaims(Stage):
 
     def map_args(self) -> dict:
         # The decode stage's resources, so Ray Data fuses the two into one task per batch.
-        return dict(batch_size=8, **DECODE_ARGS)
+        return dict(batch_size=8, num_cpus=self.cpus, **DECODE_ARGS)

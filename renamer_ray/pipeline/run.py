@@ -23,7 +23,7 @@ from renamer_ray.model.vision import pixel_bounds
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
 from renamer_ray.pipeline.claims import interrupted
-from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode
+from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode, decode_cpus
 from renamer_ray.pipeline.earlier import carry_over, unreadable_line
 from renamer_ray.pipeline.dedupe import Dedupe
 from renamer_ray.pipeline.endpoint import AskEndpoint, EngineUnavailable, VllmEngine, check_gpus, check_vllm
@@ -144,9 +144,10 @@ def stages(settings: Settings, *, uses_model: bool = True, pool_size: int | None
         model = VllmEngine(settings, progress=progress)
     else:
         model = ModelPool(settings, pool_size, progress)
+    cpus = decode_cpus(isinstance(model, ModelPool) and model.on_gpu)
     return [
-        ReadClaims(storage),
-        Decode(storage, max_pixels=high, min_pixels=low, max_file_bytes=max_file_bytes,
+        ReadClaims(storage, cpus=cpus),
+        Decode(storage, max_pixels=high, min_pixels=low, max_file_bytes=max_file_bytes, cpus=cpus,
                max_decode_pixels=settings.max_decode_pixels, progress=progress),
         model,
         RenderStems(index_width=3),

@@ -14,3 +14,13 @@ def test_a_gpu_pool_is_fixed_unless_max_model_actors_asks_for_autoscaling(ray_lo
     assert (chosen["compute"].min_size, chosen["compute"].max_size) == (3, 3), "--workers fixes the pool"
     growing, _ = ModelPool(load_settings(model_device="cuda", max_model_actors=8)).placement()
     assert (growing["compute"].min_size, growing["compute"].max_size) == (1, 8)
+
+
+def test_decode_takes_a_whole_cpu_beside_gpu_actors_and_half_beside_cpu_ones(ray_local):
+    from renamer_ray.pipeline.decode import Decode
+    from renamer_ray.pipeline.resume import ReadClaims
+    from renamer_ray.pipeline.run import stages
+
+    for device, cpus in (("cuda", 1.0), ("cpu", 0.5)):
+        readers = [s for s in stages(load_settings(model_device=device)) if isinstance(s, (Decode, ReadClaims))]
+        assert [s.map_args()["num_cpus"] for s in readers] == [cpus, cpus], device

@@ -83,7 +83,7 @@ def test_a_duplicate_with_no_room_for_a_suffix_fails_alone(tmp_path):
     assert out[0]["name"] == "cat.png" and out[1]["status"] == "error" and "3 characters" in out[1]["error"]
 
 
-def test_the_model_is_asked_once_per_prompt_language_and_limits_not_per_case():
+def test_a_batch_is_one_model_call_whatever_its_rows_prompts_and_styles_and_the_case_is_not_the_models():
     from renamer_ray.model.namer import Naming
     from renamer_ray.naming import NamingStyle
     from renamer_ray.pipeline.infer import name_rows
@@ -100,5 +100,5 @@ def test_the_model_is_asked_once_per_prompt_language_and_limits_not_per_case():
     rows = [dict(pixel, prompt=None, style=style and style.to_json()) for style in styles]
     rows.append(dict(pixel, prompt="the colour", style=None))
     assert [a["raw"] for a in name_rows(Recording(), rows)] == ["red-circle"] * 5
-    assert sorted(calls, key=str) == sorted([(3, None, NamingStyle()), (1, None, NamingStyle(language="Japanese")),
-                                             (1, "the colour", NamingStyle())], key=str)
+    assert calls == [(5, [None, None, None, None, "the colour"],
+                      [NamingStyle(), NamingStyle(), NamingStyle(language="Japanese"), NamingStyle(), NamingStyle()])]
