@@ -66,22 +66,30 @@ def main() -> None:
     started = time.perf_counter()
     tensors = [pixels(d.rgb, d.width, d.height) for d in new]
     host_ms = (time.perf_counter() - started) * 1000 / len(new)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        tensors = [t.pin_memory() for t in tensors]
+        processor(images=[tensors[0]], do_resize=False, device=device, return_tensors="pt")  # warm-up
+        torch.cuda.synchronize()
     started = time.perf_counter()
-    lean = [processor(images=[t], do_resize=False, device="cpu", return_tensors="pt") for t in tensors]
+    lean = [processor(images=[t], do_resize=False, device=device, return_tensors="pt") for t in tensors]
+    if device == "cuda":
+        torch.cuda.synchronize()
     device_ms = (time.perf_counter() - started) * 1000 / len(new)
     today_mb = np.mean([o["pixel_values"].numel() * o["pixel_values"].element_size() for o in today]) / 1e6
     lean_mb = np.mean([t.numel() * t.element_size() for t in tensors]) / 1e6
-    assert all(torch.equal(a["image_grid_thw"], b["image_grid_thw"]) for a, b in zip(today, lean))
+    assert all(torch.equal(a["image_grid_thw"], b["image_grid_thw"].cpu()) for a, b in zip(today, lean))
 
     rows = [
         "| path | CPU in the actor, ms/image | sent to the device, MB/image |",
         "|---|---|---|",
         f"| today: PIL → processor (resize, normalise on the host, fp32) | {today_ms:.1f} | {today_mb:.1f} |",
         f"| lean: bytes → uint8 tensor; processor on the device | {host_ms:.2f} (+ {device_ms:.1f} on the device: "
-        f"here the CPU) | {lean_mb:.2f} |",
+        f"{torch.cuda.get_device_name() if device == 'cuda' else 'here the CPU'}) | {lean_mb:.2f} |",
     ]
+    where = torch.cuda.get_device_name() if device == "cuda" else "CPU only"
     heading = (f"### Model step preparation, {args.pixels:,} px, {args.images} photos, {args.threads} torch "
-               f"thread(s) — {platform.processor() or platform.machine()}, CPU only, {date.today()}")
+               f"thread(s) — {platform.processor() or platform.machine()}, {where}, {date.today()}")
     text = "\n".join([heading, "", *rows, "",
                       f"`python benchmarks/model_prep.py --pixels {args.pixels} --images {args.images}`", ""])
     print(text)
