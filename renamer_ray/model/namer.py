@@ -15,7 +15,6 @@ The answer's first line goes to the rules, which transliterate it and fit it to 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +24,7 @@ from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForCondition
 
 from renamer_ray import prompts
 from renamer_ray.model import vision
+from renamer_ray.model.answers import ImageContext, Naming  # noqa: F401  (callers import them from here too)
 from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
@@ -67,22 +67,6 @@ def is_fatal_device_error(exc: BaseException) -> bool:
 def pixels(rgb: bytes, width: int, height: int) -> torch.Tensor:
     """RGB888 bytes (a decoded row) as the uint8 (3, height, width) tensor the processor takes."""
     return torch.frombuffer(bytearray(rgb), dtype=torch.uint8).view(height, width, 3).permute(2, 0, 1)
-
-
-@dataclass(frozen=True)
-class ImageContext:
-    """What the namer knows about an image besides its pixels (EXIF facts the user may ask for)."""
-
-    date: str | None = None
-    camera: str | None = None
-
-
-@dataclass(frozen=True)
-class Naming:
-    """The model's answer for one image: ``raw`` text, or ``error`` when this image failed."""
-
-    raw: str | None = None
-    error: str | None = None
 
 
 def _guard_fp16_vision(namer: "Qwen2VLNamer") -> None:

@@ -20,12 +20,12 @@ import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Sequence
 
 import urllib3
 
 from renamer_ray import prompts
+from renamer_ray.model.answers import ImageContext, Naming
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +34,6 @@ BACKOFF_SECONDS = 0.5             # first wait; doubled per retry (with jitter),
 MAX_BACKOFF_SECONDS = 8.0
 MAX_ANSWER_BYTES = 1024 * 1024    # an answer larger than this is not a name
 CONNECT_TIMEOUT_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Context:
-    """What the endpoint is told besides the pixels (EXIF facts the user may ask for)."""
-
-    date: str | None = None
-    camera: str | None = None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One image's answer: the model's ``raw`` text, or ``error`` (a sentence) when it failed."""
-
-    raw: str | None = None
-    error: str | None = None
 
 
 class EndpointError(RuntimeError):
@@ -63,7 +47,7 @@ def png_data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def chat_request(model: str, image_url: str, user_prompt: str | None, context: Context = Context(), *,
+def chat_request(model: str, image_url: str, user_prompt: str | None, context: ImageContext = ImageContext(), *,
                  language: str | None = None, max_chars: int = 60, max_words: int = 10,
                  max_tokens: int = 60) -> dict:
     """The body of one chat-completions request: the namer's system prompt and user text, one image."""
@@ -105,12 +89,12 @@ class EndpointNamer:
             timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, timeout), read=timeout))
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="engine")
 
-    def name(self, images: Sequence, contexts: Sequence[Context] | None = None, user_prompt: str | None = None,
-             style=None) -> list[Answer]:
+    def name(self, images: Sequence, contexts: Sequence[ImageContext] | None = None, user_prompt: str | None = None,
+             style=None) -> list[Naming]:
         """Answers for ``images`` (PIL images), in order; at most ``concurrency`` requests in flight.
         ``style`` (a ``NamingStyle``): its limits and language go into the prompt, as for the
         transformers namer; its case is the rules' business."""
-        contexts = list(contexts) if contexts is not None else [Context()] * len(images)
+        contexts = list(contexts) if contexts is not None else [ImageContext()] * len(images)
         if len(contexts) != len(images):
             raise ValueError("one context per image is required")
         limits = dict(language=style.language, max_chars=style.max_chars, max_words=style.max_words) if style else {}
@@ -118,12 +102,12 @@ class EndpointNamer:
                                **limits) for image, context in zip(images, contexts)]
         return list(self.pool.map(self.ask, bodies))
 
-    def ask(self, body: dict) -> Answer:
+    def ask(self, body: dict) -> Naming:
         """One request, retried; never raises: a failure is the image's error sentence."""
         try:
-            return Answer(raw=first_line(self._complete(body)))
+            return Naming(raw=first_line(self._complete(body)))
         except EndpointError as exc:
-            return Answer(error=str(exc))
+            return Naming(error=str(exc))
 
     def _complete(self, body: dict) -> str:
         payload = json.dumps(body).encode()

@@ -58,7 +58,7 @@ class AskEndpoint(Stage):
     def rows(self, rows: list[dict]) -> list[dict]:
         from PIL import Image
 
-        from renamer_ray.model.openai_engine import Context
+        from renamer_ray.model.answers import ImageContext
         from renamer_ray.naming import NamingStyle
 
         stopped = stopped_reasons(self.progress)
@@ -71,7 +71,7 @@ class AskEndpoint(Stage):
             groups.setdefault((row["prompt"], NamingStyle.from_json(row.get("style")).for_model()), []).append(row)
         for (prompt, style), todo in groups.items():
             images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in todo]
-            contexts = [Context(date=row["date"], camera=row["camera"]) for row in todo]
+            contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in todo]
             for row, answer in zip(todo, namer.name(images, contexts, prompt, style=style)):
                 row.update(raw=answer.raw, error=answer.error)
         _report(self.progress, rows)
@@ -117,14 +117,15 @@ def vllm_request(row: dict, *, max_new_tokens: int) -> dict:
     are not open carry a one-token request (every row passes through the processor)."""
     from PIL import Image
 
-    from renamer_ray.model.openai_engine import Context, chat_request, png_data_url
+    from renamer_ray.model.answers import ImageContext
+    from renamer_ray.model.openai_engine import chat_request, png_data_url
     from renamer_ray.naming import NamingStyle
 
     kept = {name: row.get(name) for name in ROW.names}
     if is_open(row):
         style = NamingStyle.from_json(row.get("style")).for_model()
         image = Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"])
-        messages = chat_request("", png_data_url(image), row["prompt"], Context(row["date"], row["camera"]),
+        messages = chat_request("", png_data_url(image), row["prompt"], ImageContext(row["date"], row["camera"]),
                                 language=style.language, max_chars=style.max_chars, max_words=style.max_words,
                                 max_tokens=max_new_tokens)["messages"]
         messages[0]["content"] = [{"type": "text", "text": messages[0]["content"]}]  # one shape for every message

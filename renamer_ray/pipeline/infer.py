@@ -128,9 +128,12 @@ class ModelPool:
 
     @property
     def on_gpu(self) -> bool:
-        """GPU actors: the cluster has GPUs (or MODEL_DEVICE=cuda asks an autoscaler for them)."""
+        """GPU actors: the cluster has GPUs (or MODEL_DEVICE=cuda asks an autoscaler for them). Without
+        a running Ray (a pipeline only being described) only MODEL_DEVICE can say."""
         device = self.settings.model_device
-        return device == "cuda" or (device != "cpu" and bool(int(ray.cluster_resources().get("GPU", 0))))
+        if device != "auto" or not ray.is_initialized():
+            return device == "cuda"
+        return bool(int(ray.cluster_resources().get("GPU", 0)))
 
     def placement(self) -> tuple[dict, int | None]:
         """``map_batches`` arguments of the pool, and torch threads per actor (CPU actors only)."""

@@ -71,14 +71,14 @@ def test_concurrency_is_bounded_across_the_asking_tasks():
 
 
 def test_the_endpoint_gets_the_namers_prompt_and_a_lossless_image():
-    from renamer_ray.model.openai_engine import Context, chat_request, first_line, png_data_url
+    from renamer_ray.model.openai_engine import ImageContext, chat_request, first_line, png_data_url
 
     image = Image.new("RGB", (28, 56), (10, 200, 30))
     url = png_data_url(image)
     assert url.startswith("data:image/png;base64,")
     back = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert back.tobytes() == image.tobytes()
-    body = chat_request("m", url, "include the date", Context(date="2024-05-01"), max_chars=30, max_words=4)
+    body = chat_request("m", url, "include the date", ImageContext(date="2024-05-01"), max_chars=30, max_words=4)
     assert body["model"] == "m" and body["temperature"] == 0 and body["max_tokens"] == 60
     assert body["messages"][0]["content"] == prompts.system_prompt(max_chars=30, max_words=4)
     text = body["messages"][1]["content"][1]["text"]
