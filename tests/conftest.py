@@ -36,6 +36,14 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _no_outage_from_an_earlier_test(monkeypatch):
+    """The storage retry's outage bookkeeping is per process: each test starts with none."""
+    from renamer_ray.io.storage import retry
+
+    monkeypatch.setattr(retry, "_outages", {})
+
+
 @pytest.fixture
 def library(tmp_path) -> Path:
     """A photo library to rename: a copy of the bundled samples (a folder, ten images, a text file)."""

@@ -18,8 +18,7 @@ def retry(monkeypatch):
 
     monkeypatch.setattr(retry, "STORAGE_RETRY_SECONDS", 1.0)
     monkeypatch.setattr(retry, "S3_ATTEMPTS", 2)
-    monkeypatch.setattr(retry, "_failing_since", None)
-    monkeypatch.setattr(retry, "_last_failure", 0.0)
+    monkeypatch.setattr(retry, "_outages", {})
     return retry
 
 
@@ -78,6 +77,23 @@ def test_an_outage_shorter_than_the_budget_opens_nothing(storage, retry):
             raise answer
         return answer
 
-    assert storage.retrying(call) == b"ok"
-    assert retry._failing_since is None
-    assert storage.retrying(call) == b"ok again"
+    assert storage.retrying(call, scope="a store") == b"ok"
+    assert retry._outages["a store"].since is None
+    assert storage.retrying(call, scope="a store") == b"ok again"
+
+
+def test_one_store_down_never_refuses_another_or_local_files(storage, retry, tmp_path):
+    """An S3 endpoint that stays down is refused at once; local files and another endpoint are
+    still tried (a run from a dead S3 into a local folder still writes its manifest)."""
+    def down():
+        raise ConnectionResetError("reset")
+
+    with pytest.raises(ConnectionResetError):
+        storage.retrying(down, scope="s3 http://dead")  # errors for the whole budget (1 s)
+    with pytest.raises(storage.StorageUnavailable):  # a call whose budget that stretch has outlasted
+        storage.retrying(lambda: b"never asked", scope="s3 http://dead", budget=0.1)
+    assert storage.retrying(lambda: b"fine", scope="s3 http://alive", budget=0.1) == b"fine"
+    (tmp_path / "photo.jpg").write_bytes(b"local bytes")
+    assert storage.read_bytes(storage.open_location(str(tmp_path / "photo.jpg"))) == b"local bytes"
+    dead = storage.open_location("s3://bucket/key.jpg", storage.StorageConfig("us-east-1", "http://dead"))
+    assert dead.storage.outage_scope == "s3 http://dead" and storage.open_location(str(tmp_path)).storage.outage_scope is None

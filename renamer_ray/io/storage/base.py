@@ -59,19 +59,24 @@ class Storage(ABC):
     @abstractmethod
     def uri(self, path: str) -> str: ...
 
+    @property
+    def outage_scope(self) -> str | None:
+        """Which store's outage a failed call counts towards (``retry.retrying``); None: not tracked."""
+        return None
+
     def read_bytes(self, path: str) -> bytes:
         """Transient errors are retried (``retrying``), as every other S3 request is."""
         def read() -> bytes:
             with self.filesystem.open_input_stream(path) as stream:
                 return stream.read()
-        return retrying(read)
+        return retrying(read, scope=self.outage_scope)
 
     def read_head(self, path: str, size: int) -> bytes:
         """The first ``size`` bytes (S3: one ranged GET), retried as ``read_bytes``."""
         def read() -> bytes:
             with self.filesystem.open_input_file(path) as file:
                 return file.read(size)
-        return retrying(read)
+        return retrying(read, scope=self.outage_scope)
 
     def size(self, path: str) -> int:
         return self.filesystem.get_file_info(path).size

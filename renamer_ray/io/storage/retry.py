@@ -4,6 +4,7 @@ client retries a request, and the budget the stages retry within on top of that.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
@@ -77,57 +78,73 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-# A store that is down, not blinking. Per process: when the current stretch of transient failures
-# began (the start of the first failed call) and when the last one ended. Once a stretch has lasted
-# longer than a call's budget, calls fail at once (StorageUnavailable) for PROBE_SECONDS after each
+# A store that is down, not blinking. Per process and per store (an S3 endpoint: ``outage_scope``;
+# local files are not tracked): when the current stretch of transient failures began (the start of
+# the first failed call) and when the last one ended. Once a stretch has lasted longer than a call's
+# budget, calls to that store fail at once (StorageUnavailable) for PROBE_SECONDS after each
 # failure, and then one call tries again. So a run over a store that never answers fails its files
 # in about one budget per process, not one budget per file: a decode task reads its 8 files one
 # after the other, and each read is itself up to S3_ATTEMPTS requests with the client's backoff
 # (≈ 50 s against a store that answers 503). A pause of OUTAGE_GAP_SECONDS without a failure, or any
-# success, ends the stretch.
-_failing_since: float | None = None
-_last_failure = 0.0
-_last_error = ""
+# success, ends the stretch. Another store (local files, another endpoint) is never refused for it.
 PROBE_SECONDS = 5.0
 OUTAGE_GAP_SECONDS = 30.0
 
 
+@dataclass
+class Outage:
+    since: float | None = None        # start of the current stretch of failures, or None
+    last_failure: float = 0.0
+    last_error: str = ""
+
+    def down(self, now: float, budget: float) -> bool:
+        return self.since is not None and now - self.last_failure < OUTAGE_GAP_SECONDS and now - self.since > budget
+
+
+_outages: dict[str, Outage] = {}
+
+
 class StorageUnavailable(ConnectionError):
-    """Not tried: this process has seen only transient storage errors for longer than the budget."""
+    """Not tried: this process has seen only transient errors from this store for longer than the budget."""
 
 
-def _store_down(now: float, budget: float) -> bool:
-    return (_failing_since is not None and now - _last_failure < OUTAGE_GAP_SECONDS
-            and now - _failing_since > budget)
+def _scope_of(values) -> str | None:
+    """The store a call talks to, from the first location among its arguments that has one."""
+    for value in values:
+        if scope := getattr(getattr(value, "storage", None), "outage_scope", None):
+            return scope
+    return None
 
 
-def retrying(call, *args, budget: float | None = None, **kwargs):
+def retrying(call, *args, budget: float | None = None, scope: str | None = None, **kwargs):
     """``call(*args, **kwargs)``, retried on transient storage errors with backoff until
     ``budget`` seconds (STORAGE_RETRY_SECONDS) have passed; other errors are raised at once. While
-    the store is down (above) it is tried at most once per PROBE_SECONDS in this process."""
-    global _failing_since, _last_failure, _last_error
+    the call's store (``scope``, else that of the first location among the arguments) is down
+    (above), it is tried at most once per PROBE_SECONDS in this process."""
     budget = STORAGE_RETRY_SECONDS if budget is None else budget
+    scope = scope or _scope_of([*args, *kwargs.values()])
+    outage = _outages.setdefault(scope, Outage()) if scope else Outage()
     deadline = time.monotonic() + budget
     delay = 0.1
     while True:
         started = time.monotonic()
-        if _store_down(started, budget) and started - _last_failure < PROBE_SECONDS:
-            raise StorageUnavailable(f"storage has answered only errors for {started - _failing_since:.0f} s, "
-                                     f"so this was not tried (the last: {_last_error})")
+        if outage.down(started, budget) and started - outage.last_failure < PROBE_SECONDS:
+            raise StorageUnavailable(f"storage has answered only errors for {started - outage.since:.0f} s, "
+                                     f"so this was not tried (the last: {outage.last_error})")
         try:
             result = call(*args, **kwargs)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             now = time.monotonic()
-            if _failing_since is None or now - _last_failure >= OUTAGE_GAP_SECONDS:
-                _failing_since = started
+            if outage.since is None or now - outage.last_failure >= OUTAGE_GAP_SECONDS:
+                outage.since = started
             text = str(exc).strip()
-            _last_failure, _last_error = now, (text.splitlines()[0][:200] if text else type(exc).__name__)
-            if now + delay > deadline or _store_down(now, budget):
+            outage.last_failure, outage.last_error = now, (text.splitlines()[0][:200] if text else type(exc).__name__)
+            if now + delay > deadline or outage.down(now, budget):
                 raise
         else:
-            _failing_since = None
+            outage.since = None
             return result
         time.sleep(delay)  # backoff between attempts
         delay = min(delay * 2, 5.0)

@@ -116,6 +116,10 @@ class S3Storage(Storage):
     def uri(self, path: str) -> str:
         return "s3://" + path
 
+    @property
+    def outage_scope(self) -> str:
+        return f"s3 {self.config.endpoint_url or self.config.region or 'aws'}"
+
     def make_dirs(self, path: str) -> None:
         """Nothing: S3 has no folders (and an empty "prefix/" marker object is clutter)."""
 
