@@ -112,6 +112,10 @@ def plan_on_grid(width: int, height: int, min_pixels: int, max_pixels: int) -> t
     resizing once to this content and padding gives the model's input with no second resample."""
     cw, ch, kw, kh = plan(width, height, max_pixels)
     gh, gw = grid_size(kh, kw, min_pixels, max_pixels)
+    for _ in range(3):  # smart_resize's float rounding can overshoot a tiny image past max_pixels
+        if (settled := grid_size(gh, gw, min_pixels, max_pixels)) == (gh, gw):
+            break         # (38 x 38 → 84 x 84 > 6,272), which the processor would shrink again
+        gh, gw = settled
     return max(1, min(gw, round(cw * gw / kw))), max(1, min(gh, round(ch * gh / kh))), gw, gh
 
 
