@@ -73,7 +73,11 @@ class ClaimNames(_Threaded):
         if row["pinned"]:
             return row
         target = open_location(row["target_root"], self.storage)
-        holds = retrying(claim, target, row["relative"], row["name"], row["format"], row["raw"])
+        try:
+            holds = retrying(claim, target, row["relative"], row["name"], row["format"], row["raw"])
+        except STORAGE_ERRORS as exc:  # this file fails, with the reason; the rest of the run goes on
+            hint = "; this looks like a storage error: running again may succeed" if is_transient(exc) else ""
+            return _fail(row, f"could not record its new name {row['name']!r}: {exc}{hint}")
         if holds != row["name"]:
             return _fail(row, f"another attempt of this run named it {holds!r} at the same time; run again to finish")
         return row

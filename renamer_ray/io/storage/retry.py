@@ -16,10 +16,19 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 S3_ATTEMPTS = 8
 
 
+# A request on a connection the network dropped silently (an endpoint restarting behind a proxy)
+# hangs until its read times out. botocore's and the AWS SDK's 60 s would spend the stages' whole
+# retry budget on one try; with these the request is tried again well within it. A read timeout is
+# between two reads of one response, not for the whole transfer.
+CONNECT_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 20
+
+
 def boto_config(attempts: int | None = None) -> Config:
-    """The retry policy above (``attempts`` per request, S3_ATTEMPTS unless given), for a boto3
-    client (read when the client is made)."""
-    return Config(retries={"mode": "standard", "max_attempts": attempts or S3_ATTEMPTS})
+    """The retry policy above (``attempts`` per request, S3_ATTEMPTS unless given) and timeouts, for
+    a boto3 client (read when the client is made)."""
+    return Config(retries={"mode": "standard", "max_attempts": attempts or S3_ATTEMPTS},
+                  connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS)
 
 
 # Errors of pyarrow's S3 client that a later attempt may not see (the same list Ray Data retries:

@@ -33,7 +33,8 @@ _MISSING = ("404", "NoSuchKey", "NotFound")
 @functools.cache
 def _s3_filesystem(region: str | None, endpoint_url: str | None) -> pafs.S3FileSystem:
     """One filesystem per process and endpoint: opening a Location per row stays cheap."""
-    kwargs = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=retry.S3_ATTEMPTS)}
+    kwargs = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=retry.S3_ATTEMPTS),
+              "connect_timeout": retry.CONNECT_TIMEOUT_SECONDS, "request_timeout": retry.READ_TIMEOUT_SECONDS}
     if region:
         kwargs["region"] = region
     if endpoint_url:
