@@ -56,6 +56,10 @@ class JobStore:
     def add_to_index(self, record: JobRecord) -> None:
         """List the new job, and count it in flight until it is finished (``save`` removes that)."""
         self.storage.put(self._out(record.in_flight_key), b"")
+        self.add_to_listing(record)
+
+    def add_to_listing(self, record: JobRecord) -> None:
+        """List the job (``GET /v1/jobs``) without counting it in flight."""
         self.storage.put(self._out(record.index_key), b"")
 
     def list_jobs(self, namespace: str, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:

@@ -284,3 +284,23 @@ def test_a_repeat_queues_a_job_whose_first_request_died_before_queuing_it(client
     assert orphan.job_id in [job["job_id"] for job in client.get("/v1/jobs", headers=A).json()["jobs"]]
     again = submit(client, [("files", ("a.png", png))], headers={**A, "Idempotency-Key": key})
     assert again.json()["job_id"] == orphan.job_id and queued_jobs(settings) == [], "once queued, never again"
+
+
+def test_a_repeat_lists_a_job_whose_first_request_died_after_queuing_it(client, settings, png):
+    """The first request's replica was killed after it queued the job, before it listed it; the
+    driver has run the job since. The client's retry (same key) lists it, and queues nothing."""
+    from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
+    from renamer_ray.service.store import JobStore
+
+    queued_jobs(settings)
+    store, key = JobStore(settings), f"order-{uuid.uuid4()}"
+    ran = JobRecord(job_id=new_job_id(), namespace="team-a", count=1, status="succeeded",
+                    files=[JobFile(original="a.png", key="0001.png", size=len(png))])
+    store.save(ran)
+    assert store.claim_idempotency("team-a", key, ran.job_id) == ran.job_id
+    assert ran.job_id not in [job["job_id"] for job in client.get("/v1/jobs", headers=A).json()["jobs"]]
+    repeat = submit(client, [("files", ("a.png", png))], headers={**A, "Idempotency-Key": key})
+    assert repeat.json()["job_id"] == ran.job_id and repeat.headers["Idempotent-Replayed"] == "true"
+    assert ran.job_id in [job["job_id"] for job in client.get("/v1/jobs", headers=A).json()["jobs"]]
+    assert queued_jobs(settings) == [], "a job that ran is not queued again"
+    assert not store.exists(ran.in_flight_key), "nor counted in flight"

@@ -81,12 +81,15 @@ def _replay(response: Response, record: JobRecord) -> Accepted:
 
 async def _replay_queued(response: Response, record: JobRecord, store, queue) -> Accepted:
     """A repeat of a request that made ``record``. The first request may have died (its replica
-    killed) after saving the job but before queuing and listing it, the last step: then the job is
-    still queued and unlisted, and would wait for ever. Queue and list it now. A second message is
-    harmless: the driver runs a job once, however often its message arrives."""
+    killed) after saving the job but before queuing and listing it, the last steps: then the job is
+    still queued and unlisted, and would wait for ever, so it is queued and listed now (a second
+    message is harmless: the driver runs a job once, however often its message arrives). Or it died
+    after queuing, before listing: the job may have run already, and is listed now."""
     if record.status == "queued" and not await run_in_threadpool(store.exists, record.in_flight_key):
         await run_in_threadpool(queue.send, record.namespace, record.job_id)
         await run_in_threadpool(store.add_to_index, record)
+    elif not await run_in_threadpool(store.exists, record.index_key):
+        await run_in_threadpool(store.add_to_listing, record)
     return _replay(response, record)
 
 
