@@ -239,13 +239,16 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
                             dry_run=plan_only, max_file_bytes=options.max_file_bytes, namer=options.namer,
                             look_at_targets=earlier is not None or any_file_under(target), progress=board)
     finished = threading.Event()
+
+    def progress_now() -> dict[str, int]:
+        return {**ray.get(board.totals.remote()), "done": counts["ok"] + counts["error"], "failed": counts["error"]}
+
     if board is not None:
         dataset.context.enable_progress_bars = False
 
         def report() -> None:
             while not finished.wait(0.5):
-                totals = ray.get(board.totals.remote())
-                on_progress({**totals, "done": counts["ok"] + counts["error"], "failed": counts["error"]})
+                on_progress(progress_now())
 
         watcher = threading.Thread(target=report, daemon=True, name="progress")
         watcher.start()
@@ -278,7 +281,7 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
         if board is not None:
             watcher.join()
     if board is not None:  # the last word: every row is out
-        on_progress({**ray.get(board.totals.remote()), "done": counts["ok"] + counts["error"], "failed": counts["error"]})
+        on_progress(progress_now())
     flush()
     make_dirs(manifest.parent)
     with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink

@@ -26,13 +26,6 @@ def copy_one(source: Location, target: Location, fmt: str | None = None) -> str 
         return f"could not copy to {target.uri}: {exc}{hint}"
 
 
-def _same_size(target: Location, size: int) -> bool:
-    try:
-        return size_of(target) == size
-    except FileNotFoundError:
-        return False
-
-
 def _fail(row: dict, error: str) -> dict:
     return {**row, "status": "error", "error": error, "target": None, "name": None}
 
@@ -88,7 +81,7 @@ class CopyFiles(_Threaded):
 
     def one(self, row: dict) -> dict:
         target = open_location(row["target_root"], self.storage).join(row["output"])  # never resolved through a link
-        if row["kept"] and retrying(_same_size, target, row["size"]):
+        if row["kept"] and retrying(size_of, target) == row["size"]:  # (a missing file's size is None)
             return row  # an earlier run's copy of this unchanged source (it made it: no need to read it)
         if "/" in row["output"]:
             retrying(make_dirs, target.parent)

@@ -11,8 +11,7 @@ from PIL import Image
 from renamer_ray.images import decode
 from renamer_ray.model.checkpoint import TOY_MODEL, resolve_checkpoint
 from renamer_ray.model.namer import ImageContext, choose_dtype
-from renamer_ray.naming import sanitize_stem
-from tests.support.images import drawn_files
+from tests.support.images import drawn_files, name_files
 from tests.support.eventually import eventually
 
 
@@ -32,17 +31,7 @@ def test_dtype_policy():
 def test_names_freshly_drawn_images_in_every_format(toy_namer):
     """≥ 98 % correct on new images of any size and format, through decode + batched naming."""
     files = drawn_files(seed=20261125, count=96)
-    correct, wrong = 0, []
-    for start in range(0, len(files), 12):
-        chunk = files[start:start + 12]
-        decoded = [decode(data, max_pixels=786_432) for data, _, _ in chunk]
-        answers = toy_namer.name([d.to_pil() for d in decoded],
-                                 [ImageContext(d.meta.date, d.meta.camera) for d in decoded])
-        for (_, fmt, label), answer in zip(chunk, answers):
-            name = sanitize_stem(answer.raw or "")
-            correct += name == label
-            if name != label:
-                wrong.append((fmt, label, answer.raw))
+    correct, wrong = name_files(toy_namer, files, max_pixels=786_432, batch=12)
     assert correct / len(files) >= 0.98, wrong
 
 

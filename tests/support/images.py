@@ -36,3 +36,23 @@ def drawn_files(seed: int, count: int, *, max_side: int = 1200) -> list[tuple[by
 
 # The bundled sample folder's files and the names the toy checkpoint gives them.
 SAMPLES_EXPECTED: dict = json.loads((Path(__file__).parents[1] / "data" / "samples-expected.json").read_text())
+
+
+def name_files(namer, files: list[tuple[bytes, str, str]], *, max_pixels: int, batch: int) -> tuple[int, list]:
+    """Decode each (bytes, format, label) file as the pipeline does and name them ``batch`` at a time:
+    (how many got their label, [(format, label, answer) for each that did not])."""
+    from renamer_ray.images import decode
+    from renamer_ray.model.namer import ImageContext
+    from renamer_ray.naming import sanitize_stem
+
+    right, wrong = 0, []
+    for start in range(0, len(files), batch):
+        chunk = files[start:start + batch]
+        decoded = [decode(data, max_pixels=max_pixels) for data, _, _ in chunk]
+        answers = namer.name([d.to_pil() for d in decoded], [ImageContext(d.meta.date, d.meta.camera) for d in decoded])
+        for (_, fmt, label), answer in zip(chunk, answers):
+            if sanitize_stem(answer.raw or "") == label:
+                right += 1
+            else:
+                wrong.append((fmt, label, answer.raw or answer.error))
+    return right, wrong
