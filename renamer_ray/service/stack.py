@@ -62,7 +62,10 @@ class PortInUse(RuntimeError):
 
 
 def require_free(port: int, what: str, how: str) -> None:
+    """Refuse a port something listens on. SO_REUSEADDR as the servers themselves bind (asyncio,
+    uvicorn): a port whose closed connections linger in TIME_WAIT is free to them, so it is free here."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
