@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     engine_concurrency: int = Field(8, ge=1, le=256, description="requests in flight per asking task")
     engine_timeout_seconds: float = Field(120, gt=0, le=3600, description="one request's time limit")
     engine_retries: int = Field(3, ge=0, le=10, description="retries on connection errors, 429 and 5xx")
+    engine_structured: bool = Field(False, description=(
+        "ask the endpoint for structured output: {\"name\": …} in the rules' words (response_format "
+        "json_schema; vLLM, SGLang, Ollama, OpenAI and this service support it)"))
 
     @property
     def storage(self) -> StorageConfig:

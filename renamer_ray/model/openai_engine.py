@@ -7,7 +7,10 @@ sees what the ``transformers`` engine would), with the same prompt text (``promp
 connection error, 429 or 5xx is retried a bounded number of times with backoff, and an image whose
 request still fails gets that as its error sentence: it fails alone, never its batch or the run.
 The answer's first line is the raw name: the rules, the style and de-duplication come after, as for
-every engine. HTTP with urllib3 (a runtime dependency); no model, no torch here.
+every engine. With ``structured`` (``ENGINE_STRUCTURED``) the request asks for OpenAI's structured
+output: a JSON object whose one ``name`` is kebab-case words within the word limit (the pattern of
+``ENGINE=vllm``), so a server that supports it keeps the model in the rules' words as it writes.
+HTTP with urllib3 (a runtime dependency); no model, no torch here.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import io
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +30,7 @@ import urllib3
 
 from renamer_ray import prompts
 from renamer_ray.model.answers import ImageContext, Naming
+from renamer_ray.naming.rules import name_regex
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,8 @@ BACKOFF_SECONDS = 0.5             # first wait; doubled per retry (with jitter),
 MAX_BACKOFF_SECONDS = 8.0
 MAX_ANSWER_BYTES = 1024 * 1024    # an answer larger than this is not a name
 CONNECT_TIMEOUT_SECONDS = 10.0
+JSON_TOKENS = 16                  # the JSON around a structured answer's name: {"name": "…"}
+_NAME_FIELD = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)')
 
 
 class EndpointError(RuntimeError):
@@ -47,12 +54,22 @@ def png_data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def response_format(max_words: int, language: str | None) -> dict:
+    """OpenAI's structured output for a name: ``{"name": "…"}``, the name in the rules' words."""
+    return {"type": "json_schema", "json_schema": {"name": "file_name", "strict": True, "schema": {
+        "type": "object", "properties": {"name": {"type": "string", "pattern": f"^{name_regex(max_words, language)}$"}},
+        "required": ["name"], "additionalProperties": False}}}
+
+
 def chat_request(model: str, image_url: str, user_prompt: str | None, context: ImageContext = ImageContext(), *,
                  language: str | None = None, max_chars: int = 60, max_words: int = 10,
-                 max_tokens: int = 60) -> dict:
-    """The body of one chat-completions request: the namer's system prompt and user text, one image."""
+                 max_tokens: int = 60, structured: bool = False) -> dict:
+    """The body of one chat-completions request: the namer's system prompt and user text, one image;
+    ``structured``: the answer asked for as ``{"name": "…"}`` (:func:`response_format`)."""
     system = prompts.system_prompt(language=language, max_chars=max_chars, max_words=max_words)
     text = prompts.user_text(user_prompt, date=context.date, camera=context.camera, language=language)
+    extra = ({"response_format": response_format(max_words, language), "max_tokens": max_tokens + JSON_TOKENS}
+             if structured else {})
     return {
         "model": model,
         "messages": [
@@ -64,6 +81,7 @@ def chat_request(model: str, image_url: str, user_prompt: str | None, context: I
         "max_tokens": max_tokens,
         "n": 1,
         "stream": False,
+        **extra,
     }
 
 
@@ -72,13 +90,27 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+def structured_name(text: str) -> str:
+    """The name in a structured answer: its JSON's ``name``; from a JSON cut short by the token limit,
+    what it holds of the name; from a server that ignored ``response_format``, the first line."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("name"), str):
+        return answer["name"].strip()
+    if match := _NAME_FIELD.search(text):
+        return match.group(1).strip()
+    return first_line(text)
+
+
 class EndpointNamer:
     """Names images through ``{url}/chat/completions``. Thread-safe; one per worker process."""
 
     def __init__(self, url: str, model: str, *, api_key: str | None = None, concurrency: int = 8,
-                 timeout: float = 120.0, retries: int = 3, max_tokens: int = 60):
+                 timeout: float = 120.0, retries: int = 3, max_tokens: int = 60, structured: bool = False):
         self.endpoint = url.rstrip("/") + "/chat/completions"
-        self.model, self.retries, self.max_tokens = model, retries, max_tokens
+        self.model, self.retries, self.max_tokens, self.structured = model, retries, max_tokens, structured
         self.concurrency = max(1, concurrency)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json",
                         "User-Agent": "renamer-ray"}
@@ -99,15 +131,16 @@ class EndpointNamer:
             raise ValueError("one context per image is required")
         limits = dict(language=style.language, max_chars=style.max_chars, max_words=style.max_words) if style else {}
         bodies = [chat_request(self.model, png_data_url(image), user_prompt, context, max_tokens=self.max_tokens,
-                               **limits) for image, context in zip(images, contexts)]
+                               structured=self.structured, **limits) for image, context in zip(images, contexts)]
         return list(self.pool.map(self.ask, bodies))
 
     def ask(self, body: dict) -> Naming:
         """One request, retried; never raises: a failure is the image's error sentence."""
         try:
-            return Naming(raw=first_line(self._complete(body)))
+            answer = self._complete(body)
         except EndpointError as exc:
             return Naming(error=str(exc))
+        return Naming(raw=structured_name(answer) if self.structured else first_line(answer))
 
     def _complete(self, body: dict) -> str:
         payload = json.dumps(body).encode()

@@ -183,3 +183,14 @@ def is_valid_stem(
     words = split_words(stem, case)
     blocked = _blocked(blocklist)
     return len(words) <= max_words and not any(w in blocked for w in words)
+
+
+def name_regex(max_words: int, language: str | None) -> str:
+    """What an engine's structured output lets the model write (``ENGINE=vllm``, ``ENGINE=openai``
+    with ``ENGINE_STRUCTURED``): kebab-case words of ``[a-z0-9]`` (the rules' alphabet), at most
+    ``max_words`` of them; with a language, one line of that language's letters (transliterated and
+    fitted by the rules after, as with the transformers engine). The character limit is the rules' to
+    keep (a regular expression that counts both is too large to compile fast)."""
+    if language:
+        return r"[^\n]{1,200}"
+    return rf"[a-z0-9]+(-[a-z0-9]+){{0,{max_words - 1}}}"

@@ -18,6 +18,7 @@ import importlib.util
 import json
 
 from renamer_ray.config import Settings
+from renamer_ray.naming.rules import name_regex
 from renamer_ray.pipeline.columns import DECODED, PIXELS, ROW
 from renamer_ray.pipeline.infer import ASK_CPUS, _report
 from renamer_ray.pipeline.progress import stopped_reasons
@@ -32,12 +33,12 @@ class EngineUnavailable(RuntimeError):
 
 @functools.cache
 def endpoint_namer(url: str, model: str, api_key: str | None, concurrency: int, timeout: float, retries: int,
-                   max_tokens: int):
+                   max_tokens: int, structured: bool):
     """This worker's client (one per process: it holds the connection pool and the threads)."""
     from renamer_ray.model.openai_engine import EndpointNamer
 
     return EndpointNamer(url, model, api_key=api_key, concurrency=concurrency, timeout=timeout, retries=retries,
-                         max_tokens=max_tokens)
+                         max_tokens=max_tokens, structured=structured)
 
 
 class AskEndpoint(Stage):
@@ -52,7 +53,7 @@ class AskEndpoint(Stage):
         self.tasks = min(ENDPOINT_TASKS, settings.engine_concurrency)
         self.client = (settings.engine_url, settings.endpoint_model, settings.engine_api_key,
                        max(1, settings.engine_concurrency // self.tasks), settings.engine_timeout_seconds,
-                       settings.engine_retries, settings.max_new_tokens)
+                       settings.engine_retries, settings.max_new_tokens, settings.engine_structured)
         self.batch_size, self.progress = settings.batch_size, progress
 
     def rows(self, rows: list[dict]) -> list[dict]:
@@ -85,16 +86,6 @@ class AskEndpoint(Stage):
 # --- ENGINE=vllm -------------------------------------------------------------------------------------
 
 ROW_COLUMN = "renamer_row"        # the row's own columns, as JSON, while it passes through the processor
-
-
-def name_regex(max_words: int, language: str | None) -> str:
-    """What structured output lets the model write: kebab-case words of ``[a-z0-9]`` (the rules'
-    alphabet), at most ``max_words`` of them; with a language, one line of that language's letters
-    (transliterated and fitted by the rules after, as with the transformers engine). The character
-    limit is the rules' to keep (a regular expression that counts both is too large to compile fast)."""
-    if language:
-        return r"[^\n]{1,200}"
-    return rf"[a-z0-9]+(-[a-z0-9]+){{0,{max_words - 1}}}"
 
 
 def check_vllm(settings: Settings) -> None:

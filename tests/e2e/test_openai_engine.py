@@ -2,8 +2,9 @@
 
 The local stack (`renamer-ray up`, toy model) answers ``POST /v1/chat/completions`` from its warm
 namer; an OpenAI-style client names a drawn image through it; and a rename run with
-``ENGINE=openai`` pointed at it names a folder: the names pass the same rules, de-duplication and
-manifest as with the run's own model."""
+``ENGINE=openai`` pointed at it names a folder, asking for free text or for structured output
+(``ENGINE_STRUCTURED``): the names pass the same rules, de-duplication and manifest as with the
+run's own model."""
 
 from __future__ import annotations
 
@@ -60,10 +61,11 @@ def folder(tmp_path_factory):
     return root, labels
 
 
-def test_a_run_with_engine_openai_names_a_folder_through_the_service(stack, ray_local, folder, tmp_path):
+@pytest.mark.parametrize("structured", [False, True], ids=["free-text", "structured-output"])
+def test_a_run_with_engine_openai_names_a_folder_through_the_service(stack, ray_local, folder, tmp_path, structured):
     source, labels = folder
     settings = load_settings(engine="openai", engine_url=f"{stack.api}/v1", engine_api_key=KEY_A,
-                             model_id="toy-shapes", engine_concurrency=2, batch_size=2)
+                             model_id="toy-shapes", engine_concurrency=2, batch_size=2, engine_structured=structured)
     summary = run(RunOptions(source=str(source), target=str(tmp_path / "dst")), settings)
     assert summary.ok == len(labels) and summary.failed == 0
     records = {r.source: r for r in parse_lines((tmp_path / "dst" / "manifest.jsonl").read_text())}

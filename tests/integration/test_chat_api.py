@@ -7,6 +7,7 @@ The real namer behind the route, and ENGINE=openai runs, are in tests/e2e/test_o
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import threading
 import time
@@ -88,6 +89,31 @@ def test_an_image_is_named_in_openais_shape_with_either_key_header(client, namer
             "prompt_tokens", "completion_tokens", "total_tokens"}
     request = namer.requests[-1]
     assert request["prompt"] == "name it" and request["style"] is None and request["width"] * request["height"] > 0
+
+
+def test_a_structured_request_gets_the_name_in_the_json_it_asked_for(client, namer, png):
+    from renamer_ray.model.openai_engine import response_format
+
+    def content(shape: dict | None) -> str:
+        answer = client.post("/v1/chat/completions", json={**body(data_url(png)), "response_format": shape}, headers=A)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["choices"][0]["message"]["content"]
+
+    assert json.loads(content(response_format(4, None))) == {"name": "red-circle"}
+    own = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}}}
+    assert json.loads(content(own)) == {"title": "red-circle"}
+    assert json.loads(content({"type": "json_object"})) == {"name": "red-circle"}
+    assert content({"type": "text"}) == content(None) == "red-circle"
+    asked = len(namer.requests)
+    two = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"name": {"type": "string"}, "tags": {"type": "array"}}}}}
+    for shape, words in ((two, "one string property"), ({"type": "json_schema"}, "one string property"),
+                         ({"type": "grammar"}, "must be text"), ("json", "must be text")):
+        refused = client.post("/v1/chat/completions", json={**body(data_url(png)), "response_format": shape}, headers=A)
+        assert refused.status_code == 400 and words in refused.json()["error"]["message"], (shape, refused.text)
+        assert refused.json()["error"]["param"] == "response_format"
+    assert len(namer.requests) == asked, "a refused request does not reach the model"
 
 
 def test_bad_requests_get_the_right_status_and_an_openai_error(client, namer, png):
@@ -176,6 +202,57 @@ def test_the_engine_client_names_images_and_retries_a_busy_endpoint(served, name
     refused = client.name(images(1))[0]
     assert refused.raw is None and refused.error.startswith("the inference endpoint answered 400: the prompt is too long")
     assert len(namer.requests) == 4
+
+
+def test_the_engine_client_asks_for_structured_output_and_reads_the_name_from_it(served, namer):
+    from renamer_ray.model.openai_engine import EndpointNamer
+
+    answers = EndpointNamer(served, MODEL, api_key=KEY_A, structured=True).name(images(2), user_prompt="name it")
+    assert [a.raw for a in answers] == ["red-circle"] * 2 and not any(a.error for a in answers)
+
+
+@pytest.fixture
+def json_server():
+    """Another OpenAI-compatible server over real HTTP, as vLLM answers a structured request: it keeps
+    the bodies it gets and answers every one with ``{"name": "blue-square"}`` as the content."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            answer = json.dumps({"choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": json.dumps({"name": "blue-square"})}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
+    server.shutdown()
+    thread.join(10)
+
+
+def test_structured_output_is_asked_for_only_when_set_and_its_json_is_read(json_server):
+    from renamer_ray.model.openai_engine import EndpointNamer
+    from renamer_ray.naming import NamingStyle
+
+    url, bodies = json_server
+    style = NamingStyle(max_words=3)
+    structured = EndpointNamer(url, "qwen", structured=True).name(images(1), style=style)[0]
+    assert structured.raw == "blue-square" and "response_format" in bodies[-1]
+    assert bodies[-1]["response_format"]["json_schema"]["schema"]["properties"]["name"]["pattern"] == (
+        "^[a-z0-9]+(-[a-z0-9]+){0,2}$"), "the style's word limit is in the pattern"
+    plain = EndpointNamer(url, "qwen").name(images(1), style=style)[0]
+    assert "response_format" not in bodies[-1] and plain.raw == '{"name": "blue-square"}'
 
 
 def test_a_request_that_keeps_failing_is_that_images_error(served, namer):

@@ -16,9 +16,10 @@ from renamer_ray.cli import main
 from renamer_ray.config import ConfigError, load_settings
 from renamer_ray.pipeline.columns import DECODED, LISTED, ROW
 from renamer_ray.pipeline.endpoint import (AskEndpoint, EngineUnavailable, FromVllm, VllmEngine, check_gpus,
-                                           name_regex, vllm_request)
+                                           vllm_request)
 from renamer_ray.pipeline.run import CannotStart, NamerRef, RunOptions, run, stages
 from renamer_ray import prompts
+from renamer_ray.naming.rules import name_regex
 
 
 def test_openai_needs_an_endpoint_url_and_the_url_must_be_http():
@@ -84,6 +85,25 @@ def test_the_endpoint_gets_the_namers_prompt_and_a_lossless_image():
     text = body["messages"][1]["content"][1]["text"]
     assert text == prompts.user_text("include the date", date="2024-05-01")
     assert first_line("\n  red-circle \nbecause it is red") == "red-circle"
+
+
+def test_a_structured_request_asks_for_the_name_in_the_rules_words_and_its_answer_is_read():
+    from renamer_ray.model.openai_engine import JSON_TOKENS, chat_request, structured_name
+
+    plain = chat_request("m", "data:image/png;base64,AA==", None, max_words=3)
+    assert "response_format" not in plain
+    body = chat_request("m", "data:image/png;base64,AA==", None, max_words=3, max_tokens=60, structured=True)
+    assert body["max_tokens"] == 60 + JSON_TOKENS  # room for the JSON around the name
+    shape = body["response_format"]
+    assert shape["type"] == "json_schema" and shape["json_schema"]["strict"] is True
+    schema = shape["json_schema"]["schema"]
+    assert schema["required"] == ["name"] and schema["additionalProperties"] is False
+    pattern = re.compile(schema["properties"]["name"]["pattern"])
+    assert pattern.search("red-circle-2") and not pattern.search("a-b-c-d") and not pattern.search("x red-circle")
+    assert structured_name('{"name": "red-circle"}') == "red-circle"
+    assert structured_name('{"name": "red-circ') == "red-circ", "cut short by the token limit"
+    assert structured_name("red-circle\nbecause") == "red-circle", "a server that ignored response_format"
+    assert structured_name('["red-circle"]') == '["red-circle"]' and structured_name("") == ""
 
 
 def test_the_vllm_pattern_keeps_names_in_the_rules_words():

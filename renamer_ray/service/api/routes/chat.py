@@ -7,6 +7,12 @@ keeps its own rules prompt. http(s) image URLs are refused, never fetched (a ser
 what callers name is an SSRF hole). ``model`` must be ``MODEL_ID``. The API keys are those of the
 jobs API, in ``X-API-Key`` or ``Authorization: Bearer``, as OpenAI clients send them. Errors are
 in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+``response_format`` (OpenAI's structured output) is honoured for the shape of the answer: with a
+``json_schema`` of an object with one string property (as ``ENGINE_STRUCTURED`` sends), the content is
+that object with the name in it; with ``json_object``, ``{"name": …}``. The name itself is what the
+namer's own constrained decoding allows (kebab-case words within NAME_MAX_WORDS), not a compiled
+``pattern``: a client's rules fit it to its own limits after, as for every answer.
 """
 
 from __future__ import annotations
@@ -93,7 +99,11 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
                 "role": {"type": "string", "enum": ["system", "user", "assistant"]},
                 "content": {"oneOf": [{"type": "string"},
                                       {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}]}}}},
-        "max_tokens": {"type": "integer"}, "temperature": {"type": "number"}}}}}}}
+        "max_tokens": {"type": "integer"}, "temperature": {"type": "number"},
+        "response_format": {"type": "object", "required": ["type"], "properties": {
+            "type": {"type": "string", "enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {"type": "object", "description": "{name, schema}: an object schema with one string "
+                                                             "property, which the answer holds the name in"}}}}}}}}}
 
 
 class ChatRefused(Exception):
@@ -176,6 +186,28 @@ def _image_and_prompt(body: dict) -> tuple[str, str | None]:
     return images[0], prompt
 
 
+def _answer_field(body: dict) -> str | None:
+    """The property a structured answer holds the name in (``response_format``), or None for text."""
+    shape = body.get("response_format")
+    if shape is None:
+        return None
+    kind = shape.get("type") if isinstance(shape, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "name"
+    if kind == "json_schema":
+        schema = shape.get("json_schema", {}).get("schema") if isinstance(shape.get("json_schema"), dict) else None
+        fields = schema.get("properties") if isinstance(schema, dict) else None
+        if isinstance(fields, dict) and len(fields) == 1:
+            (field, spec), = fields.items()
+            if isinstance(spec, dict) and spec.get("type") == "string":
+                return field
+        raise ChatRefused(400, "this server's structured output is the name alone: response_format.json_schema.schema "
+                               "must be an object with one string property", param="response_format")
+    raise ChatRefused(400, "response_format.type must be text, json_object or json_schema", param="response_format")
+
+
 def _image_bytes(url: str, max_bytes: int) -> bytes:
     if url.lower().startswith(("http://", "https://")):
         raise ChatRefused(400, "image URLs are not fetched by this server (fetching what callers name would let them "
@@ -215,7 +247,7 @@ async def chat_completions(request: Request, services: Annotated[Services, Depen
                            authorization: Annotated[str | None, Header()] = None):
     """Name one image, answering as OpenAI's chat completions: ``choices[0].message.content`` is the
     model's name for it (before the rules: the jobs API's names also pass the rules, the style and
-    de-duplication). ``usage`` is not counted (zeros)."""
+    de-duplication); with ``response_format``, a JSON object holding it. ``usage`` is not counted (zeros)."""
     settings = services.settings
     try:
         _caller(services, x_api_key, authorization)
@@ -225,6 +257,7 @@ async def chat_completions(request: Request, services: Annotated[Services, Depen
             raise ChatRefused(404, f"the model {model!r} does not exist here: this service names images with "
                                    f"{settings.model_id!r}", param="model", code="model_not_found")
         url, prompt = _image_and_prompt(body)
+        field = _answer_field(body)
         if prompt and len(prompt) > settings.max_prompt_chars:
             raise ChatRefused(400, f"the prompt is too long: at most {settings.max_prompt_chars} characters "
                                    "(MAX_PROMPT_CHARS)", param="messages")
@@ -241,8 +274,9 @@ async def chat_completions(request: Request, services: Annotated[Services, Depen
             raise ChatRefused(422, answer["error"], code="image_not_named")
     except ChatRefused as refused:
         return refused.response()
+    name = answer.get("raw") or ""
+    content = json.dumps({field: name}) if field else name
     return ChatCompletion(
         id="chatcmpl-" + uuid.uuid4().hex, object="chat.completion", created=int(time.time()), model=settings.model_id,
-        choices=[Choice(index=0, message=Message(role="assistant", content=answer.get("raw") or ""),
-                        finish_reason="stop")],
+        choices=[Choice(index=0, message=Message(role="assistant", content=content), finish_reason="stop")],
         usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0))
