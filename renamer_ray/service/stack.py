@@ -132,8 +132,10 @@ class RayHead:
              # Agent ports of its own: another Ray on this machine may hold the defaults.
              f"--dashboard-agent-listen-port={p['agent']}", f"--dashboard-agent-grpc-port={p['agent_grpc']}",
              f"--metrics-export-port={p['metrics']}", f"--runtime-env-agent-port={p['runtime_env']}"],
-            env=self.env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_default_signals)
+            # No drain on SIGTERM: Ray 2.60 drains a node for up to 30 s first (for rolling upgrades on
+            # Kubernetes), which here only kept the head alive past the stop's grace, to be SIGKILLed.
+            env={**self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}, stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_signals)
         self.wait_for_job_api(timeout)
 
     def wait_for_job_api(self, timeout: float) -> None:

@@ -60,6 +60,7 @@ def test_up_prints_its_urls_and_ctrl_c_stops_everything(tmp_path):
         code = stack.interrupt(timeout=120)  # never leave a stack running for the tests after this one
     assert code == 0
     assert "stopped." in "".join(stack.lines)
+    assert "killing them" not in "".join(stack.lines), "Ray's head stops on SIGTERM, within the grace"
     gcs = int(stack.urls["Ray address"].rsplit(":", 1)[1])
     for port in (api_port, dashboard_port, gcs, int(endpoint.rsplit(":", 1)[1])):
         eventually(lambda: refused(port), f"port {port} closes after Ctrl-C", timeout=20, every=0.2)
