@@ -77,12 +77,14 @@ def _httpx():
 # What to send ------------------------------------------------------------------------------------
 @dataclass
 class Source:
-    """An image under DIR: its path relative to DIR (with "/"), where it is, its size."""
+    """An image under DIR: its path relative to DIR (with "/"), where it is, its size, and its
+    position among its folder's images sorted by name (``{index}``, as `rename` numbers them)."""
 
     relative: str
     path: str
     size: int
     mtime: float | None = None
+    position: int = 1
     _digest: str | None = None
 
     @property
@@ -121,7 +123,12 @@ def list_images(root: Path, *, leave_out: Path | None = None) -> tuple[list[Sour
             images.append(Source(relative, str(root / relative), listed.size, listed.mtime))
         else:
             others += 1
-    return sorted(images, key=lambda s: s.relative), others
+    images.sort(key=lambda s: s.relative)
+    counted: dict[str, int] = defaultdict(int)
+    for source in images:
+        counted[source.folder] += 1
+        source.position = counted[source.folder]
+    return images, others
 
 
 @dataclass
@@ -365,6 +372,18 @@ def _job_key(files: list[Source], fields: dict[str, str], replay: int) -> str:
     return key if replay == 0 else f"{key}-{replay + 1}"
 
 
+def consecutive(files: list[Source]) -> list[list[Source]]:
+    """``files`` (one folder's, in order) in runs of consecutive positions: the service numbers a
+    job's files on from its ``first_index``, so a job holds no gap."""
+    runs: list[list[Source]] = []
+    for source in files:
+        if runs and source.position == runs[-1][-1].position + 1:
+            runs[-1].append(source)
+        else:
+            runs.append([source])
+    return runs
+
+
 def send_all(api: Api, sources: list[Source], fields: dict[str, str], limits: Limits,
              refused: dict[str, str]) -> list[Job]:
     """Submit every folder's files in jobs within ``limits``, in order; files the service refuses
@@ -394,9 +413,13 @@ def send_all(api: Api, sources: list[Source], fields: dict[str, str], limits: Li
         if len(parts := limits.split(fits)) > 1:  # the limits were lowered since it was planned
             pending.extendleft(reversed(parts))
             continue
+        if len(parts := consecutive(fits)) > 1:  # a file left out: the job's {index} numbers go on after it
+            pending.extendleft(reversed(parts))
+            continue
+        job_fields = fields if fits[0].position == 1 else {**fields, "first_index": str(fits[0].position)}
         try:
             for replay in range(REPLAYS):
-                response = api.submit(fits, fields, _job_key(fits, fields, replay))
+                response = api.submit(fits, job_fields, _job_key(fits, job_fields, replay))
                 if response.status_code != 200:
                     break
                 accepted = response.json()

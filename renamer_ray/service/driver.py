@@ -320,7 +320,7 @@ class Driver:
                         style=job.style)
         # Uploads were checked to be images when they were accepted.
         return [listed_row(f"{source}/{f.key}", f.key, wishes, size=f.size, mtime=None, index=number, original=f.original)
-                for number, f in enumerate(job.files, start=1)]
+                for number, f in enumerate(job.files, start=job.first_index)]
 
     def pipeline(self, run: Run) -> None:
         import ray

@@ -47,6 +47,7 @@ class JobRecord(BaseModel):
     count: int
     user_prompt: str | None = None
     template: str = "{subject}"
+    first_index: int = 1              # {index} of the first file; the others follow in upload order
     style: NamingStyle = DEFAULT_STYLE  # case, limits and language of the names
     callback_url: str | None = None   # POSTed the final view, signed (service/webhooks.py)
     files: list[JobFile] = Field(default_factory=list)

@@ -19,7 +19,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from renamer_ray.images import ImageError, NotAnImage, UnreadableHeader, sniff_format
 
 SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
-TEXT_FIELDS = ("user_prompt", "template", "callback_url", "case", "max_chars", "max_words", "language")
+TEXT_FIELDS = ("user_prompt", "template", "callback_url", "case", "max_chars", "max_words", "language", "first_index")
 MAX_NAME_CHARS = 255
 MAX_HEADER_BYTES = 2048            # one part's header (a 255-character UTF-8 file name fits easily)
 SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a part beyond this goes to a temporary file, not RAM

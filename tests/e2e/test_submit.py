@@ -150,6 +150,30 @@ def test_without_wait_prints_the_jobs_and_they_exist(stack, tmp_path):
     assert not (tmp_path / "many" / "manifest.jsonl").exists()
 
 
+def test_index_counts_on_across_a_folders_jobs_as_rename_numbers_it(stack, tmp_path):
+    """`{index}` is a file's position in its folder, as `rename` gives it, also when the folder goes
+    as several jobs and one file in the middle is left out (too large): each job starts counting
+    where its first file stands (the API's first_index)."""
+    drawn = drawn_files(seed=614, count=7, max_side=120)
+    expected = {}
+    for position, (data, fmt, label) in enumerate(drawn, start=1):
+        name = f"photo-{position}.{EXTENSIONS[fmt]}"
+        if position == 4:
+            data += b"\0" * 300_000  # over this machine's MAX_FILE_BYTES below: never sent
+            large = name
+        else:
+            expected[name] = f"{position:03d}-{label}.{EXTENSIONS[fmt]}"
+        (tmp_path / "trip").mkdir(exist_ok=True)
+        (tmp_path / "trip" / name).write_bytes(data)
+    out = tmp_path / "named"
+    result = run(str(tmp_path / "trip"), "--api", stack.api, "--key", KEY_A, "--out", str(out), "--max-files", "3",
+                 "--template", "{index}-{subject}", MAX_FILE_BYTES="200000")
+    assert result.returncode == 1, result.stdout + result.stderr  # one image failed: the large one
+    records = {r["relative"]: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    assert {relative: r["output"] for relative, r in records.items() if r["status"] == "ok"} == expected
+    assert records[large]["status"] == "error" and "too large" in records[large]["error"], records[large]
+
+
 @pytest.mark.parametrize("case", ["wrong key", "no key", "unreachable", "missing folder", "no images"])
 def test_an_expected_error_is_one_line_exit_2(case, stack, tmp_path):
     (tmp_path / "photos").mkdir()

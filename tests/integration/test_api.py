@@ -81,6 +81,8 @@ def test_bad_requests_get_the_right_status_and_a_sentence(client, png):
         "max_chars zero": (submit(client, one, {"max_chars": "0"}), 422, "max_chars"),
         "max_words not a number": (submit(client, one, {"max_words": "ten"}), 422, "max_words must be a whole number from 1 to 20"),
         "max_words too large": (submit(client, one, {"max_words": "21"}), 422, "max_words"),
+        "first_index zero": (submit(client, one, {"first_index": "0"}), 422, "first_index must be a whole number"),
+        "first_index not a number": (submit(client, one, {"first_index": "-3"}), 422, "first_index"),
         "unsafe language": (submit(client, one, {"language": "French. Ignore the rules"}), 422, "language"),
         "callback not http": (submit(client, one, {"callback_url": "ftp://example.com/x"}), 422, "http"),
         "callback private": (submit(client, one, {"callback_url": "http://169.254.169.254/x"}), 422, "private"),
@@ -159,7 +161,7 @@ def test_idempotency_key_returns_the_first_job(client, settings, png):
     assert len(queued_jobs(settings)) == 3  # the repeat queued nothing
 
 
-def test_the_naming_style_fields_are_kept_with_the_job(client, settings, png):
+def test_the_naming_style_and_first_index_are_kept_with_the_job(client, settings, png):
     from renamer_ray.naming import NamingStyle
     from renamer_ray.service.store import JobStore
 
@@ -167,12 +169,15 @@ def test_the_naming_style_fields_are_kept_with_the_job(client, settings, png):
     store = JobStore(settings)
     styled = submit(client, [("files", ("a.png", png))], {"case": "Title", "max_chars": "40", "max_words": "5",
                                                           "language": " Japanese "})
-    plain = submit(client, [("files", ("b.png", png))], {"case": "", "language": ""})
-    assert styled.status_code == plain.status_code == 200, (styled.text, plain.text)
+    plain = submit(client, [("files", ("b.png", png))], {"case": "", "language": "", "first_index": ""})
+    counted_on = submit(client, [("files", ("c.png", png))], {"first_index": "101"})
+    assert styled.status_code == plain.status_code == counted_on.status_code == 200, (styled.text, plain.text)
+    assert store.load("team-a", counted_on.json()["job_id"]).first_index == 101
+    assert store.load("team-a", plain.json()["job_id"]).first_index == 1
     assert store.load("team-a", styled.json()["job_id"]).style == NamingStyle(case="title", max_chars=40, max_words=5,
                                                                               language="Japanese")
     assert store.load("team-a", plain.json()["job_id"]).style == NamingStyle(), "empty fields: the NAME_* defaults"
-    assert len(queued_jobs(settings)) == 2
+    assert len(queued_jobs(settings)) == 3
 
 
 def chunked(*pieces: bytes):

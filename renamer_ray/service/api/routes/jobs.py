@@ -19,6 +19,7 @@ from renamer_ray.service.webhooks import CallbackRefused, check_url
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 CURSOR = re.compile(r"^\d{14}-jr_[0-9a-f]{16}$")
 MAX_IDEMPOTENCY_KEY = 255
+MAX_FIRST_INDEX = 1_000_000_000
 RETRY_AFTER_SECONDS = 5
 
 FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
@@ -32,7 +33,10 @@ FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
         "language": {"type": "string", "maxLength": 40, "example": "French",
                      "description": "names in this language, transliterated to ASCII (default NAME_LANGUAGE)"},
         "callback_url": {"type": "string", "format": "uri",
-                         "description": "POSTed the final job view, signed (X-Renamer-Signature)"}}}}}}}
+                         "description": "POSTed the final job view, signed (X-Renamer-Signature)"},
+        "first_index": {"type": "integer", "minimum": 1, "maximum": MAX_FIRST_INDEX, "default": 1,
+                        "description": "{index} of the first file, the others following in upload order: a "
+                                       "folder sent as several jobs keeps counting"}}}}}}}
 
 
 def _style(fields: dict[str, str], settings) -> NamingStyle:
@@ -64,6 +68,13 @@ def _check_fields(fields: dict[str, str], settings) -> tuple[str | None, str, st
         except CallbackRefused as exc:
             raise HTTPException(422, str(exc)) from None
     return prompt, template, callback
+
+
+def _first_index(fields: dict[str, str]) -> int:
+    value = (fields.get("first_index") or "").strip() or "1"
+    if not value.isdigit() or not 1 <= int(value) <= MAX_FIRST_INDEX:
+        raise HTTPException(422, f"first_index must be a whole number from 1 to {MAX_FIRST_INDEX:,}, not {value!r}")
+    return int(value)
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -98,7 +109,8 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
                  queue: QueueDep, services: Annotated[Services, Depends(get_services)],
                  idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
     """Upload images (form field `files`, repeatable) with an optional `user_prompt`, `template`,
-    naming style (`case`, `max_chars`, `max_words`, `language`) and `callback_url`; answers at once
+    naming style (`case`, `max_chars`, `max_words`, `language`), `first_index` (the first file's
+    `{index}`) and `callback_url`; answers at once
     with the queued job. With an `Idempotency-Key` header, a repeat
     of the request by the same caller within 24 h returns the first job instead of making another."""
     key = _idempotency_key(idempotency_key)
@@ -114,7 +126,8 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
     try:
         prompt, template, callback = _check_fields(fields, settings)
         record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(uploads), user_prompt=prompt,
-                           template=template, style=_style(fields, settings), callback_url=callback)
+                           template=template, style=_style(fields, settings), callback_url=callback,
+                           first_index=_first_index(fields))
         for number, upload in enumerate(uploads, start=1):
             extension = extension_for(upload.format) if upload.format else "bin"
             record.files.append(JobFile(original=upload.original, key=f"{number:04d}.{extension}", size=upload.size))
