@@ -92,14 +92,9 @@ def build_random_qwen2vl_2b(folder: Path, max_pixels: int) -> str:
     processor.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": max_pixels}
     toy = Qwen2VLConfig.from_pretrained(resolve_checkpoint("toy-shapes"))
     config = Qwen2VLConfig(
-        vision_config=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
-        text_config=dict(vocab_size=151_936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                         num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0,
-                                          "mrope_section": [16, 24, 24]},
-                         bos_token_id=toy.text_config.bos_token_id, eos_token_id=toy.text_config.eos_token_id,
-                         pad_token_id=toy.text_config.pad_token_id),
+        vision_config=dict(model_alone.FULL_2B["vision"]),
+        text_config=dict(model_alone.FULL_2B["text"], bos_token_id=toy.text_config.bos_token_id,
+                         eos_token_id=toy.text_config.eos_token_id, pad_token_id=toy.text_config.pad_token_id),
         image_token_id=toy.image_token_id, video_token_id=toy.video_token_id,
         vision_start_token_id=toy.vision_start_token_id, vision_end_token_id=toy.vision_end_token_id,
         tie_word_embeddings=True,
