@@ -10,7 +10,7 @@ import posixpath
 
 import ray
 
-from renamer_ray.io.storage import StorageConfig, holds_other_file, open_location, retrying
+from renamer_ray.io.storage import StorageConfig, open_location, retrying, stem_taken
 from renamer_ray.naming import NamingStyle, file_name
 from renamer_ray.pipeline.columns import RESULT, STEMMED
 from renamer_ray.pipeline.listing import output_folder
@@ -89,8 +89,9 @@ class Dedupe(Stage):
         return results
 
     def taken_in_output(self, row: dict, stem: str) -> bool:
-        target = open_location(row["target_root"], self.storage).join(output_folder(row), file_name(stem, row["format"]))
-        return retrying(holds_other_file, open_location(row["source"], self.storage), target)
+        root = open_location(row["target_root"], self.storage)
+        folder = root.join(output_folder(row)) if output_folder(row) else root
+        return retrying(stem_taken, open_location(row["source"], self.storage), folder, stem)
 
     def apply(self, ds):
         # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.

@@ -4,12 +4,14 @@ are named, and nothing already in DST is ever renamed, duplicated or overwritten
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 from renamer_ray.cli import main
 from renamer_ray.config import load_settings
+from renamer_ray.io import storage
 from renamer_ray.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
 
@@ -94,3 +96,30 @@ def test_a_damaged_manifest_in_dst_is_one_line_before_anything_starts(library, t
     err = capsys.readouterr().err
     assert "is not a manifest this program can read: line 2 is not JSON" in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in dst.iterdir()) == ["manifest.jsonl"], "nothing else was created"
+
+
+@pytest.mark.parametrize("where", ["local", "s3-flat"])
+def test_a_name_held_in_dst_in_another_format_is_not_given_again(ray_local, library, s3, s3_endpoint, tmp_path, where):
+    """Names are unique without their extension. A re-run after a source is gone: its output
+    (blue-triangle.jpg) stays in DST, and a new photo of the same subject in another format is
+    named around it (blue-triangle-001.png), not blue-triangle.png beside it. Also on S3 into one
+    flat prefix."""
+    from PIL import Image
+
+    settings = load_settings(model_id="toy-shapes", batch_size=4, aws_endpoint_url=s3_endpoint)
+    if where == "local":
+        dst, flat = str(tmp_path / "named"), False
+    else:
+        bucket = f"named-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        dst, flat = f"s3://{bucket}/photos", True
+    first = run(RunOptions(source=str(library), target=dst, flat=flat), settings)
+    assert first.ok == 10
+    Image.open(library / "IMG_0002.JPG").save(library / "new.png")  # the same blue triangle, as a PNG
+    (library / "IMG_0002.JPG").unlink()
+    again = run(RunOptions(source=str(library), target=dst, flat=flat), settings)
+    assert again.ok == 10 and again.failed == 0
+    manifest = storage.read_text_if_exists(storage.open_location(f"{dst}/manifest.jsonl", settings.storage))
+    outputs = {r.relative: r.output for r in parse_lines(manifest) if r.status == "ok"}
+    assert outputs["IMG_0002.JPG"] == "blue-triangle.jpg", "the gone source's record and output are kept"
+    assert outputs["new.png"] == "blue-triangle-001.png"

@@ -104,6 +104,34 @@ def test_a_file_that_no_copy_made_is_never_overwritten(root, folder, source_kind
     assert storage.read_bytes(target) == b"someone else's"
 
 
+@pytest.mark.parametrize("source_kind", BACKENDS)
+def test_a_name_is_taken_by_a_file_of_that_name_with_any_extension_but_a_copy_of_the_source(root, folder, source_kind):
+    sources = folder(source_kind)
+    storage.make_dirs(sources)
+    photo = sources.join("photo.jpg")
+    storage.write_text(photo, "the photo")
+    storage.make_dirs(root.join("sub"))
+    storage.write_text(root.join("red-circle.png"), "someone else's")
+    storage.write_text(root.join("red-circle.x.jpg"), "another name")
+    storage.write_text(root.join("sub", "blue-square.tiff"), "in a subfolder")
+    storage.copy(photo, root.join("green.webp"))
+    assert [p.rsplit("/", 1)[-1] for p in root.storage.same_stem(root.path, "red-circle")] == ["red-circle.png"]
+    assert storage.stem_taken(photo, root, "red-circle"), "another extension takes the name too"
+    assert not storage.stem_taken(photo, root, "red-circle-001") and not storage.stem_taken(photo, root, "red")
+    assert not storage.stem_taken(photo, root, "blue-square"), "only the folder's own files count"
+    assert storage.stem_taken(photo, root.join("sub"), "blue-square")
+    assert not storage.stem_taken(photo, root, "green"), "a copy of this source does not take its name"
+    assert not storage.stem_taken(photo, root.join("nowhere"), "red-circle")
+
+
+def test_locally_a_name_is_taken_whatever_the_case_it_is_written_in(tmp_path):
+    """De-duplication ignores case; a local folder can be listed that way (S3 keys cannot)."""
+    (tmp_path / "Red-Circle.JPG").write_bytes(b"someone else's")
+    (tmp_path / "source.png").write_bytes(b"the photo")
+    photo, folder = storage.open_location(str(tmp_path / "source.png")), storage.open_location(str(tmp_path))
+    assert storage.stem_taken(photo, folder, "red-circle") and storage.stem_taken(photo, folder, "RED-CIRCLE")
+
+
 def test_listing_with_sizes(root):
     storage.make_dirs(root.join("b", "d"))
     files = {"a.jpg": b"abc", "b/c.png": b"hello", "b/d/e.gif": b"", "z.txt": b"zz"}

@@ -24,7 +24,7 @@ __all__ = [
     # the interface, its backends, the rule for "already copied"
     "Storage", "LocalStorage", "S3Storage", "StorageConfig", "Location", "ListedFile", "TargetExists", "already_there",
     # locations and what is done with them
-    "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "holds_other_file", "make_dirs", "copy", "move",
+    "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "stem_taken", "make_dirs", "copy", "move",
     "write_once",
     "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
     # retries (the budget and attempts are set in retry.py: tests and fault hooks change them there)
@@ -84,10 +84,11 @@ def exists(location: Location) -> bool:
     return location.storage.exists(location.path)
 
 
-def holds_other_file(source: Location, target: Location) -> bool:
-    """Whether ``target`` is taken by something that is not a copy of ``source`` (``copy`` would
-    refuse it): an earlier run's output for another file, or a file a person put there."""
-    return target.storage.holds(source, target.path) is False
+def stem_taken(source: Location, folder: Location, stem: str) -> bool:
+    """Whether ``folder`` holds a file named ``stem`` with any extension that is not a copy of
+    ``source`` (``copy`` would refuse it): an earlier run's output for another file, or a file a
+    person put there. De-duplication compares names without their extension, so any of them does."""
+    return any(folder.storage.holds(source, path) is False for path in folder.storage.same_stem(folder.path, stem))
 
 
 def move(source: Location, target: Location) -> None:

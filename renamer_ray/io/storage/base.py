@@ -114,6 +114,11 @@ class Storage(ABC):
         one), False (another file, or a symbolic link)."""
 
     @abstractmethod
+    def same_stem(self, folder: str, stem: str) -> list[str]:
+        """The paths of the files directly in ``folder`` named ``stem`` with any extension (compared
+        case-insensitively where the backend lists that way: locally; S3 keys are case-sensitive)."""
+
+    @abstractmethod
     def write_once(self, path: str, data: bytes) -> bool:
         """Create a small file only if the name is free; True if this call created it."""
 

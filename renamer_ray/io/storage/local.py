@@ -81,6 +81,15 @@ class LocalStorage(Storage):
         except TargetExists:
             return False
 
+    def same_stem(self, folder: str, stem: str) -> list[str]:
+        wanted = stem.lower()
+        try:
+            with os.scandir(folder) as entries:
+                return [entry.path for entry in entries if not entry.is_dir(follow_symlinks=False)
+                        and posixpath.splitext(entry.name)[0].lower() == wanted]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
     def write_once(self, path: str, data: bytes) -> bool:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return _create(path, lambda temporary: Path(temporary).write_bytes(data))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import posixpath
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
@@ -194,6 +195,14 @@ class S3Storage(Storage):
                 if self._already_there(source, path, fingerprint):
                     return
             raise
+
+    def same_stem(self, folder: str, stem: str) -> list[str]:
+        """One LIST of the keys that start with ``stem.`` in the folder (not the whole folder)."""
+        bucket, prefix = self._folder(folder)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{stem}.",
+                                                                     Delimiter="/")
+        return [f"{bucket}/{obj['Key']}" for page in pages for obj in page.get("Contents", [])
+                if posixpath.splitext(obj["Key"][len(prefix):])[0] == stem]
 
     def write_once(self, path: str, data: bytes) -> bool:
         """A conditional PutObject (If-None-Match: *)."""
