@@ -102,3 +102,27 @@ def test_a_batch_is_one_model_call_whatever_its_rows_prompts_and_styles_and_the_
     assert [a["raw"] for a in name_rows(Recording(), rows)] == ["red-circle"] * 5
     assert calls == [(5, [None, None, None, None, "the colour"],
                       [NamingStyle(), NamingStyle(), NamingStyle(language="Japanese"), NamingStyle(), NamingStyle()])]
+
+
+def test_a_copy_onto_a_file_that_appeared_since_the_names_were_given_fails_that_file_alone(tmp_path):
+    """Between de-duplication and the copy a file may appear at the name: it is never overwritten,
+    and only that row fails, saying so."""
+    from renamer_ray.pipeline.columns import RESULT
+    from renamer_ray.pipeline.write import CopyFiles
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "src" / name).write_bytes(f"photo {name}".encode())
+    (tmp_path / "dst" / "red-circle.png").write_bytes(b"someone else's")
+
+    def row(source: str, name: str) -> dict:
+        return {"source": str(tmp_path / "src" / source), "relative": source, "target_root": str(tmp_path / "dst"),
+                "size": 9, "mtime": 1.0, "kept": False, "format": "PNG", "name": name, "output": name,
+                "target": str(tmp_path / "dst" / name), "status": "ok", "pinned": None}
+
+    out = CopyFiles(load_settings().storage)(table([row("a.png", "red-circle.png"), row("b.png", "blue.png")], RESULT))
+    first, second = out.to_pylist()
+    assert first["status"] == "error" and "not overwritten" in first["error"], first
+    assert (tmp_path / "dst" / "red-circle.png").read_bytes() == b"someone else's"
+    assert second["status"] == "ok" and (tmp_path / "dst" / "blue.png").read_bytes() == b"photo b.png"
