@@ -24,7 +24,7 @@ from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForCondition
 
 from renamer_ray import prompts
 from renamer_ray.model import vision
-from renamer_ray.model.answers import ImageContext, Naming  # noqa: F401  (callers import them from here too)
+from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image  # noqa: F401  (re-exported)
 from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
@@ -137,11 +137,7 @@ class Qwen2VLNamer:
         patch grid (the decode stage put it there) takes the lean path: no resize, and the
         processor normalises and patchifies on the model's device (see :meth:`_pixel_inputs`).
         Images of very different sizes are named in sub-batches of similar visual-token counts."""
-        contexts = list(contexts) if contexts is not None else [ImageContext()] * len(images)
-        prompts = list(user_prompt) if isinstance(user_prompt, (list, tuple)) else [user_prompt] * len(images)
-        styles = list(style) if isinstance(style, (list, tuple)) else [style] * len(images)
-        if not len(contexts) == len(prompts) == len(styles) == len(images):
-            raise ValueError("one context, prompt and style per image is required")
+        contexts, prompts, styles = per_image(len(images), contexts, user_prompt, style)
         answers: list[Naming | None] = [None] * len(images)
         for group in self.sub_batches(images):
             for n, answer in zip(group, self._name_group([images[n] for n in group], [contexts[n] for n in group],
@@ -149,18 +145,22 @@ class Qwen2VLNamer:
                 answers[n] = answer
         return answers
 
-    def visual_tokens(self, image: Image.Image | torch.Tensor) -> int:
+    def grid(self, image: Image.Image | torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((height, width), the (height, width) the processor would resize it to)."""
         height, width = image.shape[-2:] if isinstance(image, torch.Tensor) else (image.height, image.width)
-        grid_h, grid_w = vision.grid_size(height, width, self.min_pixels, self.max_pixels)
+        return (height, width), vision.grid_size(height, width, self.min_pixels, self.max_pixels)
+
+    def visual_tokens(self, image: Image.Image | torch.Tensor) -> int:
+        _, (grid_h, grid_w) = self.grid(image)
         return (grid_h // vision.UNIT) * (grid_w // vision.UNIT)
 
     def sub_batches(self, images: Sequence[Image.Image | torch.Tensor]) -> list[list[int]]:
         """Image positions, largest first, cut wherever an image has under half the visual tokens of
         its sub-batch's first: a small image never pads out to a large one's prompt length."""
-        order = sorted(range(len(images)), key=lambda n: -self.visual_tokens(images[n]))
+        tokens = [self.visual_tokens(image) for image in images]
         groups: list[list[int]] = []
-        for n in order:
-            if groups and 2 * self.visual_tokens(images[n]) >= self.visual_tokens(images[groups[-1][0]]):
+        for n in sorted(range(len(images)), key=lambda n: -tokens[n]):
+            if groups and 2 * tokens[n] >= tokens[groups[-1][0]]:
                 groups[-1].append(n)
             else:
                 groups.append([n])
@@ -177,12 +177,13 @@ class Qwen2VLNamer:
             if len(images) == 1:
                 return [Naming(error=f"the model could not process this image: {exc}")]
             log.warning("batch of %d failed (%s); retrying one image at a time", len(images), exc)
-            return [self._name_group([img], [ctx], [p], [s])[0] for img, ctx, p, s in zip(images, contexts, prompts, styles)]
+            return [self._name_group([img], [ctx], [p], [s])[0]
+                    for img, ctx, p, s in zip(images, contexts, prompts, styles)]
 
     def on_grid(self, image: Image.Image | torch.Tensor) -> bool:
         """Whether the processor would leave this image's size as it is."""
-        height, width = image.shape[-2:] if isinstance(image, torch.Tensor) else (image.height, image.width)
-        return vision.grid_size(height, width, self.min_pixels, self.max_pixels) == (height, width)
+        size, grid = self.grid(image)
+        return grid == size
 
     def _pixel_inputs(self, images: Sequence[Image.Image | torch.Tensor]) -> dict:
         """The processor's image arguments. On the grid: uint8 tensors (2.4 MB per 786k-px image, not
@@ -226,5 +227,4 @@ class Qwen2VLNamer:
         )
         answers = self.processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
         # Unconstrained (a language): the name is the first line, not whatever the model added after it.
-        return [next((line.strip() for line in text.splitlines() if line.strip()), "") if language else text
-                for text, language in zip(answers, languages)]
+        return [first_line(text) if language else text for text, language in zip(answers, languages)]

@@ -29,7 +29,7 @@ from typing import Sequence
 import urllib3
 
 from renamer_ray import prompts
-from renamer_ray.model.answers import ImageContext, Naming
+from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image
 from renamer_ray.naming.rules import name_regex
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,6 @@ def chat_request(model: str, image_url: str, user_prompt: str | None, context: I
     }
 
 
-def first_line(text: str) -> str:
-    """The name in an answer: its first non-empty line (a chatty model may add more after it)."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
 def structured_name(text: str) -> str:
     """The name in a structured answer: its JSON's ``name``; from a JSON cut short by the token limit,
     what it holds of the name; from a server that ignored ``response_format``, the first line."""
@@ -121,17 +116,16 @@ class EndpointNamer:
             timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, timeout), read=timeout))
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="engine")
 
-    def name(self, images: Sequence, contexts: Sequence[ImageContext] | None = None, user_prompt: str | None = None,
+    def name(self, images: Sequence, contexts: Sequence[ImageContext] | None = None, user_prompt=None,
              style=None) -> list[Naming]:
         """Answers for ``images`` (PIL images), in order; at most ``concurrency`` requests in flight.
-        ``style`` (a ``NamingStyle``): its limits and language go into the prompt, as for the
-        transformers namer; its case is the rules' business."""
-        contexts = list(contexts) if contexts is not None else [ImageContext()] * len(images)
-        if len(contexts) != len(images):
-            raise ValueError("one context per image is required")
-        limits = dict(language=style.language, max_chars=style.max_chars, max_words=style.max_words) if style else {}
-        bodies = [chat_request(self.model, png_data_url(image), user_prompt, context, max_tokens=self.max_tokens,
-                               structured=self.structured, **limits) for image, context in zip(images, contexts)]
+        ``user_prompt`` and ``style`` (a ``NamingStyle``): one for every image, or one per image, as
+        for the transformers namer; a style's limits and language go into the prompt, its case is the
+        rules' business."""
+        contexts, prompts, styles = per_image(len(images), contexts, user_prompt, style)
+        bodies = [chat_request(self.model, png_data_url(image), prompt, context, max_tokens=self.max_tokens,
+                               structured=self.structured, **_limits(each))
+                  for image, context, prompt, each in zip(images, contexts, prompts, styles)]
         return list(self.pool.map(self.ask, bodies))
 
     def ask(self, body: dict) -> Naming:
@@ -198,6 +192,11 @@ class EndpointNamer:
     def close(self) -> None:
         self.pool.shutdown(wait=False)
         self.http.clear()
+
+
+def _limits(style) -> dict:
+    """A style's limits and language as :func:`chat_request` takes them (none: its defaults)."""
+    return dict(language=style.language, max_chars=style.max_chars, max_words=style.max_words) if style else {}
 
 
 def _reason(exc: Exception) -> str:

@@ -66,15 +66,13 @@ class AskEndpoint(Stage):
         for row in rows:
             if is_open(row) and row["target_root"] in stopped:
                 row["error"] = stopped[row["target_root"]]
-        namer = endpoint_namer(*self.client)
-        groups: dict[tuple, list[dict]] = {}
-        for row in filter(is_open, rows):
-            groups.setdefault((row["prompt"], NamingStyle.from_json(row.get("style")).for_model()), []).append(row)
-        for (prompt, style), todo in groups.items():
-            images = [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in todo]
-            contexts = [ImageContext(date=row["date"], camera=row["camera"]) for row in todo]
-            for row, answer in zip(todo, namer.name(images, contexts, prompt, style=style)):
-                row.update(raw=answer.raw, error=answer.error)
+        todo = [row for row in rows if is_open(row)]
+        answers = endpoint_namer(*self.client).name(
+            [Image.frombytes("RGB", (row["width"], row["height"]), row["rgb"]) for row in todo],
+            [ImageContext(date=row["date"], camera=row["camera"]) for row in todo], [row["prompt"] for row in todo],
+            style=[NamingStyle.from_json(row.get("style")).for_model() for row in todo])
+        for row, answer in zip(todo, answers):
+            row.update(raw=answer.raw, error=answer.error)
         _report(self.progress, rows)
         return rows
 
@@ -138,7 +136,7 @@ class FromVllm(Stage):
         self.progress = progress
 
     def rows(self, rows: list[dict]) -> list[dict]:
-        from renamer_ray.model.openai_engine import first_line
+        from renamer_ray.model.answers import first_line
 
         out = []
         for done in rows:

@@ -72,7 +72,8 @@ def test_concurrency_is_bounded_across_the_asking_tasks():
 
 
 def test_the_endpoint_gets_the_namers_prompt_and_a_lossless_image():
-    from renamer_ray.model.openai_engine import ImageContext, chat_request, first_line, png_data_url
+    from renamer_ray.model.answers import first_line
+    from renamer_ray.model.openai_engine import ImageContext, chat_request, png_data_url
 
     image = Image.new("RGB", (28, 56), (10, 200, 30))
     url = png_data_url(image)
