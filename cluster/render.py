@@ -58,6 +58,13 @@ def render(outputs: dict, *, image: str, max_gpu_workers: int, on_demand: bool) 
     cluster["max_workers"] = cluster["available_node_types"]["gpu"]["max_workers"] = max_gpu_workers
     if on_demand:
         del cluster["available_node_types"]["gpu"]["node_config"]["InstanceMarketOptions"]
+    allowed = outputs.get("worker_instance_types", [])
+    for name, node in cluster["available_node_types"].items():
+        kind = node["node_config"]["InstanceType"]
+        if name != cluster["head_node_type"] and kind not in allowed:
+            raise SystemExit(f"node type {name!r} launches {kind}, which the head's role may not start "
+                             f"(terraform's worker_instance_types: {', '.join(allowed) or 'none'}): add it there "
+                             "and apply, or change cluster/aws.yaml")
     env = {**FIXED_ENV, **{var: str(outputs[name]) for name, var in SERVICE_ENV.items()},
            "NAMER_MAX_REPLICAS": str(max_gpu_workers),  # the service's namer: one replica per GPU node
            "MAX_MODEL_ACTORS": str(max_gpu_workers)}  # bulk runs ask the autoscaler for up to this many GPU nodes

@@ -9,7 +9,7 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
-from renamer_ray.config import ConfigError, load_settings
+from renamer_ray.config import ConfigError, config_files_line, load_settings
 from renamer_ray.naming import CASES, IMAGE_EXTENSIONS, NamingStyle, StyleError, TemplateError
 from renamer_ray.progress_bar import ProgressBar
 from renamer_ray.report import TABLE_ROWS, printable
@@ -100,17 +100,24 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _service_settings(args: argparse.Namespace):
-    """Settings for the local stack: the toy model and port 8000 unless the environment says otherwise."""
-    import os
+    """Settings for the local stack: the toy model, port 8000 and the API on 127.0.0.1 unless the
+    environment (or the user's config file) says otherwise."""
+    from renamer_ray.config import setting_sources
+    from renamer_ray.service.stack import is_loopback
 
+    given = {name for name, source in setting_sources().items() if source != "default"}
     overrides = {"model_id": args.model} if args.model else {}
-    if "MODEL_ID" not in os.environ:
+    if "model_id" not in given:
         overrides.setdefault("model_id", "toy-shapes")
-    if "API_PORT" not in os.environ:
+    if "api_port" not in given:
         overrides["api_port"] = 8000
-    if "CALLBACK_ALLOW_PRIVATE" not in os.environ:  # on one machine, receivers are usually local
-        overrides["callback_allow_private"] = True
-    return load_settings(**overrides)
+    if "api_host" not in given:
+        overrides["api_host"] = "127.0.0.1"
+    settings = load_settings(**overrides)
+    if is_loopback(settings.api_host):  # on one machine that nobody else reaches, receivers are usually local
+        settings = settings.model_copy(update={name: True for name in ("callback_allow_private", "callback_allow_http")
+                                               if name not in given})
+    return settings
 
 
 def _require_local_extra(*modules: str) -> None:
@@ -133,8 +140,9 @@ def _up(args: argparse.Namespace) -> int:
 
     if not args.aws:
         _require_local_extra("moto")
-    return up(_service_settings(args), workdir=Path(args.workdir), dashboard_port=args.dashboard_port,
-              embedded=not args.aws)
+    settings = _service_settings(args)
+    return up(settings, workdir=Path(args.workdir), dashboard_port=args.dashboard_port, embedded=not args.aws,
+              api_host=settings.api_host)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -293,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        # Which settings files this command reads, once, before it does anything: a refused or broken
+        # file is said instead (one line, exit 2), before any model is fetched or anything started.
+        print(config_files_line(), file=sys.stderr, flush=True)
         return args.func(args)
     except KeyboardInterrupt:
         print("\ninterrupted: names given so far are kept; run the same command again to finish", file=sys.stderr)

@@ -1,16 +1,18 @@
 """Settings from flags, the environment (the seed's variables and defaults) and an optional
-``renamer-ray.toml``, validated at start-up. Precedence: flags > environment > file > defaults."""
+``renamer-ray.toml``, validated at start-up. Precedence: flags > environment > file > defaults. The
+project folder's file may not set the TRUSTED_ONLY settings (where data goes, secrets, code, the service)."""
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 if TYPE_CHECKING:
     from renamer_ray.io.storage import StorageConfig
@@ -28,7 +30,36 @@ class ConfigError(ValueError):
 
 
 CONFIG_FILE = "renamer-ray.toml"
-SECRETS = ("api_keys", "webhook_secret", "engine_api_key")   # shown as *** by `renamer-ray config`
+SECRETS = ("api_keys", "webhook_secret", "webhook_secrets", "engine_api_key")   # shown as *** by `renamer-ray config`
+
+# Settings that only the user may choose: the environment, the user's own file (XDG config folder)
+# or the file RENAMER_RAY_CONFIG names; a renamer-ray.toml in the project folder (the working
+# directory: a cloned repository, a shared or downloaded folder) that sets one is refused. These are
+# the settings that send images, job data or credentials somewhere, hold secrets, load code or a
+# model, or open the service to the network. Any setting whose name has an endpoint, URL, host,
+# bucket, queue, secret or key word in it (TRUSTED_ONLY_WORDS) is trusted-only as well, so a new
+# CALLBACK_ALLOWED_HOSTS or STORE_URL is covered without an edit here; add the others by name.
+TRUSTED_ONLY = frozenset({
+    # where data and credentials go
+    "aws_region", "aws_endpoint_url", "s3_in_bucket", "s3_out_bucket", "sqs_queue_url", "engine_url",
+    # secrets
+    "api_keys", "webhook_secret", "webhook_secrets", "engine_api_key",
+    # code or a model that is loaded and run (a checkpoint folder may carry code; ENGINE=vllm imports vLLM)
+    "model_id", "engine",
+    # what the service opens, to whom, and for how long a download link works
+    "api_host", "api_port", "callback_allow_private", "callback_allow_http", "url_expires_seconds",
+})
+TRUSTED_ONLY_WORDS = re.compile(  # a limit "…_per_key" is not a key
+    r"(^|_)(endpoint|urls?|hosts?|buckets?|queues?|secrets?|passwords?|credentials?|(?<!per_)keys?)(_|$)")
+
+
+def trusted_only(name: str) -> bool:
+    """Whether setting ``name`` (any case) may come only from the environment or the user's own files."""
+    return name.lower() in TRUSTED_ONLY or bool(TRUSTED_ONLY_WORDS.search(name.lower()))
+
+
+def _user_file() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "renamer-ray" / CONFIG_FILE
 
 
 def config_files() -> list[Path]:
@@ -37,31 +68,116 @@ def config_files() -> list[Path]:
     (the working directory). ``RENAMER_RAY_CONFIG`` names one file instead (it must exist)."""
     if explicit := os.environ.get("RENAMER_RAY_CONFIG"):
         return [Path(explicit).expanduser()]
-    user = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "renamer-ray" / CONFIG_FILE
+    user = _user_file()
+    if _same_folder(Path.cwd(), user.parent):  # working in the user's own config folder: one file, the user's
+        return [user]
     return [user, Path.cwd() / CONFIG_FILE]
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def shown(path: Path) -> str:
+    """``path`` as a user reads it: ``./renamer-ray.toml`` in the working directory, ``~/…`` in the home."""
+    for base, prefix in ((Path.cwd, "./"), (Path.home, "~/")):
+        try:
+            return prefix + str(path.relative_to(base()))
+        except (ValueError, RuntimeError, OSError):  # elsewhere, or no home directory
+            continue
+    return str(path)
+
+
+def _read_project_file(path: Path) -> str | None:
+    """The project folder's file, only if it is a regular file: a symbolic link (which could point at
+    any file of the user's) or a FIFO, device or folder at its place is refused without being read.
+    Opened without following a link and without blocking, then checked, so nothing can swap it."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    refusal = (f"{shown(path)} is not read: a project folder's {CONFIG_FILE} must be a regular file, and this is "
+               "{what}; delete it, or point RENAMER_RAY_CONFIG at the file you mean to use")
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if path.is_symlink():
+            raise ConfigError(refusal.format(what="a symbolic link")) from None
+        raise ConfigError(f"{shown(path)} cannot be read: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ConfigError(refusal.format(what="a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+                                         else "a device or socket"))
+    with os.fdopen(fd, "rb") as file:
+        try:
+            return file.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _read_files() -> list[tuple[Path, dict]]:
+    """(file, its settings) for each file read, lowest precedence first; refuses what the project
+    folder's file may not set (TRUSTED_ONLY) and a key that is no setting."""
+    files = config_files()
+    if os.environ.get("RENAMER_RAY_CONFIG") and not files[0].is_file():
+        raise ConfigError(f"RENAMER_RAY_CONFIG names {files[0]}, which is not a file")
+    read = []
+    for index, path in enumerate(files):
+        project = len(files) == 2 and index == 1  # the working directory's: whoever made the folder wrote it
+        if project:
+            text = _read_project_file(path)
+            if text is None:
+                continue
+        else:
+            if not path.is_file():
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        for key in data:
+            if key.lower() not in Settings.model_fields:
+                raise ConfigError(f"{path}: unknown setting {key!r} (the settings are the environment variables "
+                                  "in the README's configuration table; `renamer-ray config` lists them)")
+        if project and (refused := sorted(key.upper() for key in data if trusted_only(key))):
+            names = " and ".join(", ".join(refused).rsplit(", ", 1))
+            it = "it" if len(refused) == 1 else "them"
+            raise ConfigError(
+                f"{shown(path)} sets {names}, which only the environment, your own {shown(_user_file())} or the file "
+                f"RENAMER_RAY_CONFIG names may set: a project folder's file could send your images or credentials "
+                f"elsewhere, load code or open the service; remove {it} from {shown(path)}")
+        read.append((path, data))
+    return read
 
 
 def read_config_files() -> dict[str, tuple[object, Path]]:
     """Setting (lower case) → (value, file) from the files that exist; the later file wins. Keys are
     the environment's names (``MODEL_ID`` or ``model_id``); an unknown key is an error, since a typo
-    in a file would otherwise be ignored silently."""
-    found: dict[str, tuple[object, Path]] = {}
-    files = config_files()
-    if os.environ.get("RENAMER_RAY_CONFIG") and not files[0].is_file():
-        raise ConfigError(f"RENAMER_RAY_CONFIG names {files[0]}, which is not a file")
-    for path in files:
-        if not path.is_file():
-            continue
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        for key, value in data.items():
-            if key.lower() not in Settings.model_fields:
-                raise ConfigError(f"{path}: unknown setting {key!r} (the settings are the environment variables "
-                                  "in the README's configuration table; `renamer-ray config` lists them)")
-            found[key.lower()] = (value, path)
-    return found
+    in a file would otherwise be ignored silently, and so is a TRUSTED_ONLY key in the project file."""
+    return {key.lower(): (value, path) for path, data in _read_files() for key, value in data.items()}
+
+
+def config_files_line() -> str:
+    """One line saying which settings files were read (each command prints it on stderr)."""
+    read = [shown(path) for path, _ in _read_files()]
+    return f"config: read {', '.join(read)}" if read else "config: no config file"
+
+
+class _ConfigFilesSource(PydanticBaseSettingsSource):
+    """The renamer-ray.toml files, exactly as ``read_config_files`` reads and checks them."""
+
+    def get_field_value(self, field, field_name):  # unused: __call__ gives every value at once
+        return None, field_name, False
+
+    def __call__(self) -> dict:
+        return {name: value for name, (value, _) in read_config_files().items()}
 
 
 class Settings(BaseSettings):
@@ -73,7 +189,7 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):
         """Flags (keyword arguments) > environment > renamer-ray.toml files > defaults."""
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_files())
+        return init_settings, env_settings, _ConfigFilesSource(settings_cls)
 
     aws_region: str = Field("us-east-1", min_length=1)
     aws_endpoint_url: str | None = Field(None, description="S3/SQS-compatible endpoint (moto, MinIO, LocalStack)")
@@ -113,6 +229,12 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(400, ge=0, le=10_000)
     max_jobs_in_flight: int = Field(50, ge=1, le=10_000, description=(
         "unfinished jobs one API key (namespace) may have; more get 429 with Retry-After"))
+    max_chat_concurrency_per_key: int = Field(4, ge=1, le=1000, description=(
+        "POST /v1/chat/completions requests one API key (namespace) may have running at once per API "
+        "replica; more get 429 with Retry-After"))
+    max_event_streams_per_key: int = Field(8, ge=1, le=1000, description=(
+        "GET /v1/jobs/{id}/events streams one API key (namespace) may hold open at once per API replica; "
+        "more get 429 with Retry-After"))
     request_timeout_seconds: float = Field(660, ge=630, le=24 * 3600, description=(
         "Serve's HTTP request timeout: bounds uploads and ZIP downloads; above the 600 s event-stream lifetime"))
     url_expires_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
@@ -127,9 +249,27 @@ class Settings(BaseSettings):
     namer_min_replicas: int = Field(1, ge=0, le=1024, description="warm namer replicas kept (0: scale to zero)")
     namer_max_replicas: int = Field(1, ge=1, le=1024, description="namer replicas the service may scale to")
     namer_num_cpus: float = Field(1, ge=0, le=256, description="CPUs each namer replica reserves")
-    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key that signs job callbacks")
+    webhook_secret: str | None = Field(None, description=(
+        "key that signs job callbacks (Standard Webhooks; whsec_<base64> or any text) of namespaces "
+        "without their own in WEBHOOK_SECRETS"))
+    webhook_secrets: str = Field("", description=(
+        "comma-separated namespace:secret: each namespace's callbacks signed with its own key "
+        "(whsec_<base64> or any text without commas); the others with WEBHOOK_SECRET"))
     callback_allow_private: bool = Field(False, description=(
         "allow callback_url to reach loopback/private addresses (the local stack sets it)"))
+    callback_allow_http: bool = Field(False, description=(
+        "allow http:// callback_url (plain text: readable on the way); else https:// only"))
+
+    @field_validator("webhook_secret", "webhook_secrets")
+    @classmethod
+    def _webhook_keys(cls, value: str | None, info) -> str | None:
+        from renamer_ray.service.webhooks import key_bytes, parse_secrets
+
+        if value and info.field_name == "webhook_secrets":
+            parse_secrets(value)      # ValueError names the entry, never a secret
+        elif value:
+            key_bytes(value)
+        return value
 
     # Which inference engine a run's model stage uses (README: "Other inference engines").
     engine: Literal["transformers", "openai", "vllm"] = Field("transformers", description=(
@@ -249,12 +389,16 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as exc:
         sources = setting_sources(overrides)
 
+        def shown(err: dict) -> str:
+            """The value, but never a secret's (it would go to the console and the logs)."""
+            return "'***'" if str(err["loc"][0]).lower() in SECRETS else repr(err.get("input"))
+
         def where(loc: tuple) -> str:
             source = sources.get(str(loc[0]).lower(), "default") if loc else "default"
             return "" if source in ("flag", "environment", "default") else f" (in {source})"
 
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']).upper()}={err.get('input')!r}{where(err['loc'])}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']).upper()}={shown(err)}{where(err['loc'])}: {err['msg']}"
             if err["loc"] else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )

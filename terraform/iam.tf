@@ -185,6 +185,13 @@ data "aws_iam_policy_document" "node_ray_autoscaler" {
       variable = "aws:RequestTag/ray-cluster-name"
       values   = [local.ray_cluster]
     }
+
+    # ... of the worker types only (a stolen head credential cannot start other instances).
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:InstanceType"
+      values   = var.worker_instance_types
+    }
   }
 
   # ... in a subnet of this VPC ...

@@ -59,3 +59,8 @@ output "ray_cluster_name" {
   description = "cluster_name the Ray cluster config must use: the node role only manages instances tagged ray-cluster-name with this value."
   value       = var.name_prefix
 }
+
+output "worker_instance_types" {
+  description = "Instance types the head may launch. render.py checks the cluster config's worker types against it."
+  value       = var.worker_instance_types
+}

@@ -105,6 +105,17 @@ variable "admin_cidrs" {
   }
 }
 
+variable "worker_instance_types" {
+  description = "EC2 instance types the head's autoscaler may launch (the cluster config's worker node types, e.g. g4dn.xlarge). The head's role can run no other type, so a stolen head credential cannot start a fleet of large instances. render.py refuses a cluster config whose workers are of another type."
+  type        = list(string)
+  default     = ["g4dn.xlarge"]
+
+  validation {
+    condition     = length(var.worker_instance_types) > 0 && alltrue([for t in var.worker_instance_types : can(regex("^[a-z0-9-]+\\.[a-z0-9]+$", t))])
+    error_message = "worker_instance_types must list at least one exact EC2 instance type such as \"g4dn.xlarge\" (no wildcards)."
+  }
+}
+
 variable "allow_http_egress" {
   description = "Also allow outbound TCP 80 from the Ray nodes (Ubuntu's apt mirrors on EC2 are plain HTTP; apt checks package signatures). Set false when the AMI needs no apt packages at boot; outbound 443 (S3, SQS, PyPI, the model hub) is always allowed."
   type        = bool

@@ -388,9 +388,12 @@ class Driver:
         if record.callback_url and self.webhooks is not None:
             try:
                 from renamer_ray.service.views import job_view
+                from renamer_ray.service.webhooks import secret_for
 
                 body = job_view(self.store, record).model_dump_json(exclude_none=True).encode("utf-8")
-                self.webhooks.send(record.callback_url, body, record.job_id)
+                self.webhooks.send(record.callback_url, body, record.job_id,  # signed with its namespace's secret
+                                   secret=secret_for(self.settings, record.namespace),
+                                   allow_http=self.settings.callback_allow_http)
             except Exception:
                 log.exception("could not send the callback of job %s", record.job_id)
                 self.count_error("callback")

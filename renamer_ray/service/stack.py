@@ -4,9 +4,11 @@ API_PORT (HTTP ingress, warm namer, queue driver) — and a clean stop of all of
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -15,12 +17,47 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from renamer_ray.config import Settings
+from renamer_ray.config import SECRETS, ConfigError, Settings
 
 log = logging.getLogger("renamer_ray.stack")
 BIN = Path(sys.executable).parent
-# Settings the Serve replicas need, passed explicitly in their runtime_env.
+# The caller's AWS variables, passed to the Ray head's processes when the stack uses their AWS.
 PASSED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+# Values never put in a runtime_env: Ray's dashboard and state API show every job's and actor's.
+SECRET_ENV = {name.upper() for name in SECRETS} | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a file that only its owner can read: mode 0600 from the moment it exists (and over an
+    older file of another mode); a symbolic link planted at the path is refused, not followed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+    return path
+
+
+def ray_token_env(token_file: Path) -> dict[str, str]:
+    """What a process needs to talk to the stack's Ray (Serve, `ray job submit`, `ray status`):
+    Ray's token authentication on, and where the token is."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+
+
+# A one-machine Ray: node IP 127.0.0.1 and every Ray server (GCS, raylet, workers, agents, client
+# server) on loopback. `--node-ip-address=127.0.0.1` alone is not enough on Linux: Ray 2.60 replaces it
+# with the machine's address and binds its gRPC servers to every interface. This switch is Ray's own
+# single-machine mode (the default on macOS and Windows); a second node cannot join such a head.
+LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def free_ports(count: int) -> list[int]:
@@ -90,6 +127,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def public_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without its secrets: what may go into a runtime_env (shown on Ray's dashboard)."""
+    return {name: value for name, value in env.items() if name not in SECRET_ENV}
+
+
 def provision(settings: Settings, queue_name: str = "renamer-ray-jobs") -> Settings:
     """Create the buckets, the DLQ (``<queue_name>-dlq``) and the job queue (with its redrive policy)
     as terraform/ does; returns the settings with SQS_QUEUE_URL filled in. Idempotent."""
@@ -126,7 +168,10 @@ class RayHead:
         self.ports = dict(zip(names, free_ports(len(names))))
         p = self.ports
         self.process = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={self.num_cpus}", f"--port={p['gcs']}",
+            # Node IP 127.0.0.1: Ray's processes talk to each other over loopback. (Ray 2.60 still binds
+            # its GCS and raylet to every interface: the token, in self.env, is what keeps others out.)
+            [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+             f"--num-cpus={self.num_cpus}", f"--port={p['gcs']}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true",
              f"--ray-client-server-port={p['client']}", "--disable-usage-stats",
              # Agent ports of its own: another Ray on this machine may hold the defaults.
@@ -147,7 +192,7 @@ class RayHead:
             if self.process.poll() is not None:
                 raise RuntimeError("ray start --head exited:\n" + self.log_path.read_text()[-3000:])
             try:
-                JobSubmissionClient(self.dashboard).list_jobs()
+                JobSubmissionClient(self.dashboard).list_jobs()  # sends the token of this process's environment
                 return
             except Exception:
                 time.sleep(0.5)  # polling a server that is starting, not synchronising on time
@@ -178,25 +223,54 @@ class LocalStack:
     Ray head, and the Serve application (ingress, namer, driver; Serve keeps them alive)."""
 
     def __init__(self, settings: Settings, *, workdir: Path, num_cpus: int | None = None,
-                 dashboard_port: int = 8265, embedded: bool = True):
+                 dashboard_port: int = 8265, embedded: bool = True, api_host: str = "127.0.0.1"):
         """``embedded``: start moto's S3/SQS server unless AWS_ENDPOINT_URL names an endpoint;
-        False: use AWS itself (credentials and region from the usual variables)."""
-        self.settings, self.workdir, self.embedded = settings, workdir, embedded
+        False: use AWS itself (credentials and region from the usual variables). ``api_host``: where
+        the API listens (loopback unless the user asked for more: then API keys are required)."""
+        self.settings = settings.model_copy(update={"api_host": api_host})
+        self.workdir, self.embedded = workdir, embedded
         self.num_cpus = num_cpus or max(2, os.cpu_count() or 2)
         self.dashboard_port = dashboard_port
         self.moto = None
         self.head: RayHead | None = None
         self.secret_file: Path | None = None
+        self.token_file: Path | None = None
+        self.ray_env_file: Path | None = None
 
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.settings.api_port}"
 
-    def start(self) -> "LocalStack":
+    def check_exposure(self) -> None:
+        """Listening beyond this machine needs API keys: without them anyone who reaches the port
+        could send jobs, read every job and make callbacks."""
+        host = self.settings.api_host
+        if not is_loopback(host) and not self.settings.api_keys:
+            raise ConfigError(
+                f"API_HOST={host} would open the API to every machine that can reach this one, and API_KEYS "
+                "is empty (anyone could use it): set API_KEYS=<key>:<namespace>,… (keys of 16 characters or "
+                "more; README, configuration), or unset API_HOST to listen on 127.0.0.1 only")
+
+    def secure_ray(self) -> Path:
+        """Ray with its token authentication on, and this stack's own token (new at each start, in the
+        work folder, readable by its owner only; never ~/.ray/auth_token), for this process and for
+        every process the head starts."""
+        if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+            log.warning("RAY_AUTH_MODE=%s is ignored: the local stack's Ray always requires its token",
+                        os.environ["RAY_AUTH_MODE"])
+        token_file = write_private(self.workdir / "ray-auth-token", secrets.token_hex(32))
+        os.environ.pop("RAY_AUTH_TOKEN", None)  # would win over the file
+        os.environ.update({**ray_token_env(token_file), **LOOPBACK_RAY_ENV})
+        return token_file
+
+    def start(self, after_ray_init=None) -> "LocalStack":
+        """``after_ray_init``: called once this process has joined Ray (whose SIGTERM handler it
+        replaces, so a stop during start-up is ours)."""
+        self.check_exposure()
         require_free(self.settings.api_port, "the HTTP API", "set API_PORT=<another port>")
         require_free(self.dashboard_port, "the Ray dashboard", "pass --dashboard-port <another port>")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        self.token_file = self.secure_ray()
         if self.embedded and not self.settings.aws_endpoint_url:  # no endpoint given: embed one on 127.0.0.1
             self.moto, endpoint = start_moto()
             # The embedded server needs no real credentials: never copy the caller's into Ray's
@@ -216,27 +290,44 @@ class LocalStack:
         env.pop("RAY_ADDRESS", None)
         self.head = RayHead(self.num_cpus, env, self.workdir / "ray-head.log", self.dashboard_port)
         self.head.start()
-        self.start_serve()
+        self.write_ray_env()
+        self.start_serve(after_ray_init)
         return self
 
-    def start_serve(self) -> None:
+    def write_ray_env(self) -> Path:
+        """``<workdir>/ray.env``: what a shell needs to talk to this stack's Ray (``source`` it, then
+        `ray job submit`, `ray status`, a Python driver or `renamer-ray rename --namer-service`)."""
+        env = {**ray_token_env(self.token_file.resolve()), **LOOPBACK_RAY_ENV, "RAY_ADDRESS": self.head.address,
+               "RAY_API_SERVER_ADDRESS": self.head.dashboard}
+        self.ray_env_file = write_private(
+            self.workdir / "ray.env", "# the local stack's Ray, for this shell: source this file\n"
+            + "".join(f"export {name}={shlex.quote(str(value))}\n" for name, value in env.items()))
+        return self.ray_env_file
+
+    def start_serve(self, after_ray_init=None) -> None:
         """Deploy the application and wait until every deployment is running (the namer has loaded
-        its model: the first job finds it warm)."""
+        its model: the first job finds it warm). The replicas inherit the settings, secrets included,
+        from the head's environment; their runtime_env, which Ray's dashboard and state API show to
+        anyone who may look, carries no secret."""
         import ray
         from ray import serve
 
         from renamer_ray.service.ingress import build_app
 
         ray.init(address=self.head.address, logging_level=logging.WARNING, log_to_driver=False)
-        serve.start(http_options={"host": "127.0.0.1" if self.moto else self.settings.api_host,
-                                  "port": self.settings.api_port,
+        if after_ray_init:
+            after_ray_init()
+        serve.start(http_options={"host": self.settings.api_host, "port": self.settings.api_port,
                                   "request_timeout_s": self.settings.request_timeout_seconds})
-        serve.run(build_app(self.settings, runtime_env={"env_vars": settings_env(self.settings)}),
+        serve.run(build_app(self.settings, runtime_env={"env_vars": public_env(settings_env(self.settings))}),
                   name="renamer", route_prefix="/")
 
     def urls(self) -> dict[str, str]:
+        """What `up` prints, one ``name  value`` line each. The dashboard asks for the Ray token once
+        (paste the token file's contents); a shell that sources ``Ray env`` talks to this Ray."""
         return {"page": f"{self.api}/", "API docs": f"{self.api}/docs", "Ray dashboard": self.head.dashboard,
-                "Ray address": self.head.address,
+                "Ray address": self.head.address, "Ray token": str(self.token_file),
+                "Ray env": str(self.ray_env_file),
                 "metrics": f"http://127.0.0.1:{self.head.ports['metrics']}/metrics",
                 "S3/SQS endpoint": self.settings.aws_endpoint_url or "AWS",
                 "job queue": self.settings.sqs_queue_url,
@@ -253,9 +344,12 @@ class LocalStack:
             self.moto.stop()
 
 
-def up(settings: Settings, *, workdir: Path, dashboard_port: int, embedded: bool = True) -> int:
-    """Start the stack, print its URLs, stop everything on Ctrl-C (Serve keeps the driver alive)."""
-    stack = LocalStack(settings, workdir=workdir, dashboard_port=dashboard_port, embedded=embedded)
+def up(settings: Settings, *, workdir: Path, dashboard_port: int, embedded: bool = True,
+       api_host: str = "127.0.0.1") -> int:
+    """Start the stack, print its URLs, stop everything on Ctrl-C or SIGTERM, from the first moment
+    (Serve keeps the driver alive)."""
+    stack = LocalStack(settings, workdir=workdir, dashboard_port=dashboard_port, embedded=embedded,
+                       api_host=api_host)
     stopping = False
 
     def interrupt(signum, frame):
@@ -271,11 +365,14 @@ def up(settings: Settings, *, workdir: Path, dashboard_port: int, embedded: bool
         signal.signal(signal.SIGTERM, interrupt)
         signal.signal(signal.SIGINT, interrupt)
 
+    def joined_ray() -> None:
+        listen()  # ray.init has just put its own SIGTERM handler in place of ours
+        print("deploying: the API, the namer (loading its model) and the driver …", flush=True)
+
     listen()
     try:
         print("starting: embedded S3/SQS, Ray head, Serve, driver …", flush=True)
-        stack.start()
-        listen()
+        stack.start(after_ray_init=joined_ray)
         for name, url in stack.urls().items():
             print(f"  {name:<16} {url}", flush=True)
         print("ready. Ctrl-C stops everything.", flush=True)

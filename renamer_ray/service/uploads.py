@@ -8,6 +8,7 @@ are data: kept as ``original`` (cleaned of control characters), never used as a 
 
 from __future__ import annotations
 
+import re
 import tempfile
 import unicodedata
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ MAX_NAME_CHARS = 255
 MAX_HEADER_BYTES = 2048            # one part's header (a 255-character UTF-8 file name fits easily)
 SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a part beyond this goes to a temporary file, not RAM
 FRAMING_BYTES = 64 * 1024          # boundaries and part headers a legitimate body adds to its files
+MAX_BOUNDARY = 70                  # RFC 2046, 5.1.1: 1 to 70 characters ("bchars"), the last not a space
+BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
+DECIMAL = re.compile(r"[0-9]{1,18}")  # more digits than any limit here: not a number we take
 
 
 class UploadError(Exception):
@@ -59,6 +63,13 @@ class _State:
     text: bytearray | None = None
     text_name: str = ""
     total: int = 0
+
+
+def decimal(text: str | None) -> int | None:
+    """``text`` as a whole number if it is one written in ASCII digits (at most 18), else None.
+    (``int()`` and ``str.isdigit()`` also take other scripts' digits, ``isdigit()`` superscripts such
+    as "²", which ``int()`` then refuses, and ``int()`` refuses more than 4,300 digits.)"""
+    return int(text) if text is not None and DECIMAL.fullmatch(text) else None
 
 
 def clean_name(name: str) -> str:
@@ -144,10 +155,17 @@ async def read_uploads(content_type: str, content_length: str | None, chunks: As
     # Every byte of the body counts (preamble, part headers, epilogue, empty parts), not only the
     # files': a chunked body has no Content-Length to refuse up front.
     budget, received = limits.max_job_bytes + FRAMING_BYTES + limits.max_files * MAX_HEADER_BYTES, 0
-    if content_length and content_length.isdigit() and int(content_length) > budget:
+    if (declared := decimal(content_length)) is not None and declared > budget:
         raise UploadError(413, f"the upload is too large: at most {limits.max_job_bytes:,} bytes per job")
+    boundary = options[b"boundary"]
+    if not 1 <= len(boundary) <= MAX_BOUNDARY:  # refused before any parsing
+        raise UploadError(400, f"malformed multipart body: the Content-Type boundary is {len(boundary):,} characters "
+                               f"long; RFC 2046 allows 1 to {MAX_BOUNDARY}")
+    if not BOUNDARY.fullmatch(boundary):
+        raise UploadError(400, "malformed multipart body: the Content-Type boundary may hold only ASCII letters, "
+                               "digits, spaces (not last) and '()+_,-./:=? (RFC 2046)")
     state = _State(limits)
-    parser = _parser(options[b"boundary"], state)
+    parser = _parser(boundary, state)
     try:
         async for chunk in chunks:
             received += len(chunk)

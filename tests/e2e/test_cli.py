@@ -11,9 +11,14 @@ import pytest
 SCRIPT = Path(sys.executable).with_name("renamer-ray")
 
 
-def run(*args, **env):
+def run(*args, cwd=None, **env):
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+                          env={**os.environ, **env}, cwd=cwd)
+
+
+def said(stderr: str) -> list[str]:
+    """stderr's lines but the one every command starts with: which config files it read."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith("config: ")]
 
 
 def test_console_script_lists_its_commands():
@@ -72,7 +77,7 @@ def test_an_expected_error_is_one_line_exit_2_and_touches_nothing(case, tmp_path
     assert expected in result.stderr
     assert "Traceback" not in result.stderr and "ray" not in result.stderr.lower().replace("renamer-ray", "")
     if command[0] == "rename":
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert len(said(result.stderr)) == 1, result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -107,7 +112,7 @@ def test_without_the_local_extra_the_service_runs_and_up_says_what_to_install():
     assert imported.returncode == 0, imported.stderr
     up = subprocess.run([sys.executable, "-c", blocked + "from renamer_ray.cli import main; sys.exit(main(['up']))"],
                         capture_output=True, text=True, timeout=120)
-    assert up.returncode == 2 and up.stderr.strip().splitlines() == [
+    assert up.returncode == 2 and said(up.stderr) == [
         "error: the local stack needs moto, which this install lacks: pip install 'renamer-ray[local]' "
         "(`make demo` installs it)"], up.stderr
 
@@ -132,3 +137,60 @@ def test_the_lock_pins_a_version_every_requirement_accepts():
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is not in constraints.txt: run scripts/lock.py"
         assert requirement.specifier.contains(pins[name], prereleases=True), (requirement, pins[name])
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A project folder to work in (a cloned repository, say) and an empty user config folder: the
+    usual places, not the suite's RENAMER_RAY_CONFIG; nothing from the real home directory."""
+    (tmp_path / "project" / "photos").mkdir(parents=True)
+    (tmp_path / "project" / "photos" / "a.png").write_bytes(b"\x89PNG")
+    (tmp_path / "config-home" / "renamer-ray").mkdir(parents=True)
+    return tmp_path / "project", dict(RENAMER_RAY_CONFIG="", XDG_CONFIG_HOME=str(tmp_path / "config-home"),
+                                      HF_HOME=str(tmp_path / "hf"))
+
+
+def as_said(path: Path) -> str:
+    """A path as the CLI writes it: under the home directory as ~/…"""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def test_a_project_file_that_sets_where_images_go_is_refused_before_anything_starts(folder, tmp_path):
+    project, env = folder
+    (project / "renamer-ray.toml").write_text('ENGINE = "openai"\nENGINE_URL = "http://attacker.example/v1"\n'
+                                              'name_case = "snake"\n')
+    result = run("rename", "photos", "out", cwd=project, **env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: ./renamer-ray.toml sets ENGINE and ENGINE_URL, which only the environment, your own "
+        f"{as_said(tmp_path / 'config-home/renamer-ray/renamer-ray.toml')} or the file RENAMER_RAY_CONFIG names "
+        "may set: a project folder's file could send your images or credentials elsewhere, load code or open the "
+        "service; remove them from ./renamer-ray.toml"]
+    assert not (project / "out").exists() and not (project / ".renamer-ray").exists()
+    assert not (tmp_path / "hf").exists(), "no model was fetched"
+    # the same keys in the user's own file are taken
+    (project / "renamer-ray.toml").rename(tmp_path / "config-home" / "renamer-ray" / "renamer-ray.toml")
+    listed = run("config", cwd=project, **env)
+    assert listed.returncode == 0 and "'http://attacker.example/v1'" in listed.stdout, listed.stderr
+
+
+@pytest.mark.parametrize("files", ["none", "project", "both"])
+def test_every_command_says_which_config_files_it_read(folder, files, tmp_path):
+    project, env = folder
+    if files in ("project", "both"):
+        (project / "renamer-ray.toml").write_text('name_case = "snake"\n')
+    if files == "both":
+        (tmp_path / "config-home" / "renamer-ray" / "renamer-ray.toml").write_text("batch_size = 3\n")
+    expected = {"none": "config: no config file", "project": "config: read ./renamer-ray.toml",
+                "both": f"config: read {as_said(tmp_path / 'config-home/renamer-ray/renamer-ray.toml')}, "
+                        "./renamer-ray.toml"}[files]
+    for command in (["config"], ["rename", "no-such-folder", "out", "--model", "toy-shapes"],
+                    ["apply", "no-plan.jsonl", "out"], ["undo", "no-manifest.jsonl"],
+                    ["submit", "no-such-folder", "--api", "http://127.0.0.1:9"]):
+        result = run(*command, cwd=project, **env)
+        lines = result.stderr.strip().splitlines()
+        assert lines[0] == expected and lines.count(expected) == 1, (command, result.stderr)
+        assert [line for line in lines if line.startswith("config:")] == [expected], (command, result.stderr)

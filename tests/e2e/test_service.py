@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from renamer_ray.service.demo import wait
-from renamer_ray.service.webhooks import SIGNATURE_HEADER, verify
+from renamer_ray.service.webhooks import ID_HEADER, verify
 from tests.support.http_receiver import Receiver
 from tests.support.stack import (A, KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, images, replica_processes,
                                  status_of, submit)
@@ -186,7 +186,8 @@ def test_callback_is_delivered_once_signed_after_a_500(stack):
         assert wait(stack.api, job_id, api_key=KEY_A, timeout=300)["status"] == "succeeded"
         eventually(lambda: len(receiver.posts) >= 2, "the callback is retried and delivered", timeout=60)
         headers, body = receiver.posts[-1]
-        assert verify(STACK_SECRET, body, headers[SIGNATURE_HEADER])
+        assert verify(STACK_SECRET, headers, body)  # Standard Webhooks headers, within the replay window
+        assert receiver.posts[0][0][ID_HEADER] == headers[ID_HEADER]  # one delivery, retried
         delivered = json.loads(body)
         assert delivered["job_id"] == job_id and delivered["status"] == "succeeded" and delivered["results"]
         assert len(receiver.posts) == 2 and receiver.posts[0][1] == body  # the failed try, then one delivery

@@ -191,6 +191,6 @@ def test_an_expected_error_is_one_line_exit_2(case, stack, tmp_path):
     }[case]
     result = run(*args, timeout=120, RENAMER_RAY_API_KEY="")
     assert result.returncode == 2, (case, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("config: ")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (case, result.stderr)
     assert not (tmp_path / "out").exists()

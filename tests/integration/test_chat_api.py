@@ -2,27 +2,34 @@
 stand-in namer: every 4xx path in OpenAI's error shape, both ways of sending the key; and the
 ``openai`` engine's client (``model/openai_engine.py``) against that API served over real HTTP:
 answers, retries on 503, and a request that keeps failing becoming that image's error sentence.
-The real namer behind the route, and ENGINE=openai runs, are in tests/e2e/test_openai_engine.py."""
+The namer deployment behind the route (it decodes the image: the API never does) is here too, in the
+test's Ray; ENGINE=openai runs are in tests/e2e/test_openai_engine.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
+import struct
 import threading
 import time
 import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
 
 from renamer_ray.config import load_settings
+from renamer_ray.model.vision import pixel_bounds
 from renamer_ray.service.api import create_app
+from renamer_ray.service.namer import name_request
 from renamer_ray.service.stack import provision
 from tests.support.images import drawn_files
 
-KEY_A = "chat-key-a"
-A = {"X-API-Key": KEY_A}
+KEY_A, KEY_B = "chat-key-a", "chat-key-b"
+A, B = {"X-API-Key": KEY_A}, {"X-API-Key": KEY_B}
 MODEL = "toy-shapes"
 
 
@@ -36,25 +43,45 @@ def settings(s3_endpoint):
 
 
 class StandInNamer:
-    """The warm namer's contract: one image's request → {"raw", "error"}; ``fail`` first calls raise."""
+    """The warm namer's contract: one image's request (its bytes) → {"raw", "error"}. It decodes as
+    the namer deployment does (``service/namer.py``'s ``name_request``, the pipeline's decoder), then
+    stands in for the model: ``answer`` is what the model says; ``rows`` what reached the model.
+    ``fail`` first calls raise; with ``gate`` (a threading.Event) set up, each call says it has
+    arrived (``arrived``) and waits for the gate to open."""
 
-    def __init__(self):
+    def __init__(self, max_decode_pixels: int):
         self.requests: list[dict] = []
+        self.rows: list[dict] = []
         self.fail = 0
+        self.answer = "red-circle"
+        self.decodes = True
+        self.gate: threading.Event | None = None
+        self.arrived = threading.Semaphore(0)
+        low, high = pixel_bounds(MODEL, 786_432)
+        self.decode_options = dict(min_pixels=low, max_pixels=high, max_decode_pixels=max_decode_pixels)
 
     async def __call__(self, request: dict) -> dict:
         self.requests.append(request)
+        self.arrived.release()
+        if self.gate is not None:
+            await asyncio.to_thread(self.gate.wait, 60)
         if self.fail:
             self.fail -= 1
             raise TimeoutError("the namer is busy")
-        if request["width"] * request["height"] * 3 != len(request["rgb"]):
+        if not self.decodes:
+            return {"raw": self.answer, "error": None}
+        return await name_request(request, self.model, **self.decode_options)
+
+    async def model(self, row: dict) -> dict:
+        self.rows.append(row)
+        if row["width"] * row["height"] * 3 != len(row["rgb"]):
             return {"raw": None, "error": "pixels do not match the size"}
-        return {"raw": "red-circle", "error": None}
+        return {"raw": self.answer, "error": None}
 
 
 @pytest.fixture
-def namer():
-    return StandInNamer()
+def namer(settings):
+    return StandInNamer(settings.max_decode_pixels)
 
 
 @pytest.fixture
@@ -66,6 +93,15 @@ def client(settings, namer):
 @pytest.fixture(scope="module")
 def png():
     return drawn_files(seed=902, count=1, max_side=200)[0][0]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
 def data_url(data: bytes, kind: str = "image/png") -> str:
@@ -87,8 +123,9 @@ def test_an_image_is_named_in_openais_shape_with_either_key_header(client, namer
         assert got["choices"][0]["message"] == {"role": "assistant", "content": "red-circle"}
         assert got["choices"][0]["finish_reason"] == "stop" and set(got["usage"]) == {
             "prompt_tokens", "completion_tokens", "total_tokens"}
-    request = namer.requests[-1]
-    assert request["prompt"] == "name it" and request["style"] is None and request["width"] * request["height"] > 0
+    assert namer.requests[-1] == {"image": png, "prompt": "name it", "style": None}, "the image's own bytes"
+    row = namer.rows[-1]  # decoded on the namer's side, as the pipeline decodes
+    assert row["prompt"] == "name it" and row["style"] is None and row["width"] * row["height"] > 0
 
 
 def test_a_structured_request_gets_the_name_in_the_json_it_asked_for(client, namer, png):
@@ -146,7 +183,7 @@ def test_bad_requests_get_the_right_status_and_an_openai_error(client, namer, pn
         assert words in error["message"] and error["type"], (case, answer.text)
     assert client.post("/v1/chat/completions", content=b"{not json", headers=A).status_code == 400
     assert client.post("/v1/chat/completions", content=b"x" * 400_000, headers=A).status_code == 413
-    assert namer.requests == []  # nothing reached the model
+    assert namer.rows == []  # nothing reached the model (the truncated image failed in the namer's decode)
 
 
 def test_a_namer_that_does_not_answer_is_503_and_an_images_failure_422(client, namer, png):
@@ -159,6 +196,152 @@ def test_without_a_namer_the_route_says_so(settings, png):
     with TestClient(create_app(settings)) as client:
         answer = client.post("/v1/chat/completions", json=body(data_url(png)), headers=A)
     assert answer.status_code == 503 and "no namer" in answer.json()["error"]["message"]
+
+
+# --- hostile input and limits --------------------------------------------------------------------------
+
+def test_a_body_nested_or_shaped_to_exhaust_the_parser_is_400(client, namer):
+    """100,000 ``[`` used to end in the JSON parser's RecursionError: a 500. The body's shape is bounded
+    before it is parsed: its nesting and what it holds outside strings."""
+    for content, words in ((b"[" * 100_000, "JSON"), (b"[" * 40 + b"]" * 40, "nested too deeply"),
+                           (b"[" + b"0," * 40_000 + b"0]", "too complex"), (b"\xff\xfe{}", "UTF-8")):
+        answer = client.post("/v1/chat/completions", content=content, headers=A)
+        assert answer.status_code == 400, (content[:20], answer.status_code, answer.text)
+        assert words in answer.json()["error"]["message"], answer.text
+    assert namer.requests == []
+
+
+def test_an_image_too_large_is_refused_before_anything_is_decoded(client, namer, png, monkeypatch):
+    """Base64 over MAX_FILE_BYTES is refused before it is decoded; an image whose header claims more
+    pixels than MAX_DECODE_PIXELS (a few bytes of PNG claiming 48 MP, or 10,000 MP) from its header,
+    413, and the namer never gets it."""
+    from renamer_ray.service.api.routes import chat
+
+    def no_base64(*_, **__):
+        raise AssertionError("base64 decoded before its size was checked")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(chat.base64, "b64decode", no_base64)
+        over = client.post("/v1/chat/completions", json=body(data_url(b"\0" * 210_000)), headers=A)
+    assert over.status_code == 413 and "200,000" in over.json()["error"]["message"], over.text
+    for width, height in ((8000, 6000), (100_000, 100_000)):
+        bomb = client.post("/v1/chat/completions", json=body(data_url(png_header(width, height))), headers=A)
+        assert bomb.status_code == 413, (width, bomb.status_code, bomb.text)
+        assert "too large" in bomb.json()["error"]["message"] and bomb.json()["error"]["param"] == "messages"
+    assert "MAX_DECODE_PIXELS" in client.post("/v1/chat/completions", json=body(data_url(png_header(8000, 6000))),
+                                              headers=A).json()["error"]["message"]
+    assert namer.requests == [], "nothing was sent to be decoded"
+
+
+def test_the_api_sends_the_images_bytes_and_the_namers_side_decodes_them(client, namer, png, monkeypatch):
+    """The head never decodes an untrusted image. With every pixel decode made to fail in this process,
+    the route still answers: it only sent the bytes. And with the namer's own code path standing in,
+    the decode happens there, once per image."""
+    import PIL.ImageFile
+
+    from renamer_ray.images import decoder
+    from renamer_ray.service import namer as namer_side
+
+    def no_pixels(*_, **__):
+        raise AssertionError("an image was decoded by the API")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(PIL.ImageFile.ImageFile, "load", no_pixels)
+        patched.setattr(decoder, "decode", no_pixels)
+        namer.decodes = False  # the stand-in decodes nothing: any decode here would be the API's
+        answer = client.post("/v1/chat/completions", json=body(data_url(png)), headers=A)
+    assert answer.status_code == 200, answer.text
+    assert namer.requests[-1]["image"] == png and "rgb" not in namer.requests[-1]
+
+    decoded = []
+    real = namer_side.decode
+    monkeypatch.setattr(namer_side, "decode", lambda data, **options: decoded.append(data) or real(data, **options))
+    namer.decodes = True
+    assert client.post("/v1/chat/completions", json=body(data_url(png)), headers=A).status_code == 200
+    assert decoded == [png] and len(namer.rows) == 1
+
+
+def test_a_blocked_word_in_the_models_answer_never_comes_back(client, namer, png):
+    """The answer passes the rules every pipeline name passes: the blocklist, kebab-case, the limits."""
+    def content(answer: str, shape: dict | None = None) -> str:
+        namer.answer = answer
+        got = client.post("/v1/chat/completions", json={**body(data_url(png)), "response_format": shape}, headers=A)
+        assert got.status_code == 200, got.text
+        return got.json()["choices"][0]["message"]["content"]
+
+    assert content("bastard-red-circle") == "red-circle"
+    assert json.loads(content("red-shit-circle", {"type": "json_object"})) == {"name": "red-circle"}
+    assert content("shit") == "image", "nothing left: the rules' fallback"
+    assert content("Red Circle.PNG") == "red-circle"
+    assert content("-".join(["word"] * 15)) == "-".join(["word"] * 10), "NAME_MAX_WORDS"
+
+
+def test_a_keys_requests_beyond_its_limit_get_429_with_retry_after(settings, namer, png):
+    """MAX_CHAT_CONCURRENCY_PER_KEY requests of one key run at once: one more is refused at once (429,
+    Retry-After, OpenAI's shape), another key's request still goes through, and the slots come back."""
+    app = create_app(settings.model_copy(update={"max_chat_concurrency_per_key": 2,
+                                                 "api_keys": f"{KEY_A}:team-a,{KEY_B}:team-b"}), ask_namer=namer)
+    namer.gate = threading.Event()
+    request = body(data_url(png))
+    with TestClient(app) as client, ThreadPoolExecutor(3) as pool:
+        try:
+            held = [pool.submit(client.post, "/v1/chat/completions", json=request, headers=A) for _ in range(2)]
+            for _ in held:
+                assert namer.arrived.acquire(timeout=30), "both requests reach the namer and wait there"
+            refused = client.post("/v1/chat/completions", json=request, headers=A)
+            assert refused.status_code == 429 and refused.headers["Retry-After"].isdigit(), refused.text
+            error = refused.json()["error"]
+            assert "MAX_CHAT_CONCURRENCY_PER_KEY" in error["message"] and error["code"] == "rate_limit_exceeded"
+            other = pool.submit(client.post, "/v1/chat/completions", json=request, headers=B)
+            assert namer.arrived.acquire(timeout=30), "another key's request is not held up"
+        finally:
+            namer.gate.set()
+        assert [f.result(timeout=30).status_code for f in (*held, other)] == [200, 200, 200]
+        assert len(namer.requests) == 3
+        namer.gate = None
+        assert client.post("/v1/chat/completions", json=request, headers=A).status_code == 200, "slots given back"
+
+
+def test_the_namer_deployment_decodes_the_bytes_and_the_api_never_does(ray_local, settings, png, monkeypatch):
+    """The real namer deployment (toy model) in the test's Ray, behind the route: with every pixel
+    decode made to fail in this process (the API's), images are named — decoded in the namer's
+    process — and bytes that are not an image are refused there with a sentence."""
+    import PIL.ImageFile
+    from ray import serve
+
+    from renamer_ray.images import decoder
+    from renamer_ray.service.namer import NAMER, bind_namer, decoded_row
+
+    def no_pixels(*_, **__):
+        raise AssertionError("an image was decoded by the API")
+
+    serve.start(proxy_location="Disabled")
+    serve.run(bind_namer(load_settings(model_id=MODEL, batch_size=4, namer_num_cpus=0)), name="chat-namer",
+              route_prefix=None)
+    try:
+        handle = serve.get_deployment_handle(NAMER, app_name="chat-namer")
+
+        async def ask_namer(request: dict) -> dict:
+            return await handle.name.remote(request)
+
+        images = drawn_files(seed=1401, count=2, max_side=300)
+        low, high = pixel_bounds(MODEL, 786_432)  # a pipeline run's rows come decoded, and are named as before
+        row = decoded_row({"image": images[1][0]}, max_pixels=high, min_pixels=low, max_decode_pixels=40_000_000)
+        assert handle.name.remote(row).result(timeout_s=120) == {"raw": images[1][2], "error": None}
+
+        monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", no_pixels)
+        monkeypatch.setattr(decoder, "decode", no_pixels)
+        with TestClient(create_app(settings, ask_namer=ask_namer)) as client:
+            for data, fmt, label in images:
+                answer = client.post("/v1/chat/completions", json=body(data_url(data, f"image/{fmt.lower()}"), None),
+                                     headers=A)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["choices"][0]["message"]["content"] == label
+            cut = images[0][0][: len(images[0][0]) // 2]  # its header is whole: only a decode finds it short
+            truncated = client.post("/v1/chat/completions", json=body(data_url(cut), None), headers=A)
+        assert truncated.status_code == 400 and "cannot be used" in truncated.json()["error"]["message"], truncated.text
+    finally:
+        serve.delete("chat-namer")
 
 
 # --- the openai engine's client over real HTTP -----------------------------------------------------------

@@ -45,6 +45,7 @@ FAKE_OUTPUTS = {
                        "worker": "arn:aws:iam::123456789012:role/renamer-ray-worker"},
     "security_group_id": "sg-0123456789abcdef0",
     "vpc_id": "vpc-0123", "subnet_ids": ["subnet-0a", "subnet-0b"], "ray_cluster_name": "renamer-ray",
+    "worker_instance_types": ["g4dn.xlarge"],
 }
 
 
@@ -213,3 +214,21 @@ def test_only_the_head_may_launch_instances_or_pass_roles():
     assert re.findall(r'resource "aws_iam_role_policy" "(\w+)"', text) == ["node_s3", "node_sqs", "head_ray_autoscaler"]
     passrole = re.search(r'sid\s+=\s+"PassWorkerRoleToEc2"(.*?)\n  \}', text, re.S).group(1)
     assert 'aws_iam_role.node["worker"].arn' in passrole and '"head"' not in passrole
+
+
+def test_the_head_may_launch_only_the_worker_instance_types():
+    """A stolen head credential cannot start instances of another type: RunInstances on an instance
+    carries an ec2:InstanceType condition, from a variable that render.py checks the cluster against."""
+    text = (TF / "iam.tf").read_text()
+    run_tagged = re.search(r'sid\s+=\s+"RunTaggedInstances"(.*?)\n  \}', text, re.S).group(1)
+    assert re.search(r'variable\s+=\s+"ec2:InstanceType"\s+values\s+=\s+var\.worker_instance_types', run_tagged)
+    variables = hcl2.loads((TF / "variables.tf").read_text())["variable"]
+    block = next(v['"worker_instance_types"'] for v in variables if '"worker_instance_types"' in v)
+    default = [kind.strip('"') for kind in block["default"]]
+    cluster = yaml.safe_load((CLUSTER / "aws.yaml").read_text())
+    workers = {n["node_config"]["InstanceType"] for name, n in cluster["available_node_types"].items()
+               if name != cluster["head_node_type"]}
+    assert workers <= set(default), (workers, default)
+    with pytest.raises(SystemExit, match="launches g4dn.xlarge, which the head's role may not start"):
+        render.render({**FAKE_OUTPUTS, "worker_instance_types": ["g5.xlarge"]}, image="img", max_gpu_workers=2,
+                      on_demand=False)

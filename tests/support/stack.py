@@ -40,6 +40,11 @@ class RunningStack:
     def api(self) -> str:
         return self.urls["page"].rstrip("/")
 
+    @property
+    def ray_auth(self) -> dict[str, str]:
+        """The header Ray's dashboard and job API ask for: the stack's own token, from the file `up` names."""
+        return {"Authorization": "Bearer " + Path(self.urls["Ray token"]).read_text().strip()}
+
     def wait_for(self, pattern: str, timeout: float) -> re.Match:
         """Read the stack's output until a line matches (it prints its URLs, then "ready.")."""
         deadline = time.monotonic() + timeout
@@ -113,7 +118,8 @@ def status_of(stack, job_id: str) -> dict:
 def replica_processes(stack, deployment: str) -> list[psutil.Process]:
     """The running replicas of one of the stack's Serve deployments, as Serve's REST API (on the Ray
     dashboard) reports them with their process ids."""
-    details = httpx.get(f"{stack.urls['Ray dashboard']}/api/serve/applications/", timeout=30).json()
+    details = httpx.get(f"{stack.urls['Ray dashboard']}/api/serve/applications/", headers=stack.ray_auth,
+                        timeout=30).json()
     replicas = details["applications"]["renamer"]["deployments"][deployment]["replicas"]
     processes = []
     for replica in replicas:

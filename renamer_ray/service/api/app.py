@@ -9,10 +9,15 @@ from fastapi.responses import JSONResponse
 from renamer_ray.config import Settings
 from renamer_ray.io.queue import JobQueue
 from renamer_ray.service.api.deps import AskNamer, DriverStatus, Services
+from renamer_ray.service.api.limits import KeyedLimiter
 from renamer_ray.service.api.routes import chat, events, jobs, ops, page
+from renamer_ray.service.api.routes.chat import ChatRefused
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits, UploadError
 from renamer_ray.service.views import ERRORS
+
+CHAT_RETRY_AFTER_SECONDS = 2        # a chat completion takes a second or two
+EVENT_STREAM_RETRY_AFTER_SECONDS = 10  # a stream lasts until its job ends (at most EVENTS_MAX_SECONDS)
 
 
 def create_app(settings: Settings, *, driver_status: DriverStatus | None = None,
@@ -26,11 +31,19 @@ def create_app(settings: Settings, *, driver_status: DriverStatus | None = None,
         queue=JobQueue(settings) if settings.sqs_queue_url else None, keys=settings.key_namespaces,
         limits=Limits(max_files=settings.max_files_per_job, max_file_bytes=settings.max_file_bytes,
                       max_job_bytes=settings.max_job_bytes, max_text_bytes=settings.max_prompt_chars * 4 + 4096),
+        chats=KeyedLimiter(settings.max_chat_concurrency_per_key, what="chat completions",
+                           setting="MAX_CHAT_CONCURRENCY_PER_KEY", retry_after=CHAT_RETRY_AFTER_SECONDS),
+        event_streams=KeyedLimiter(settings.max_event_streams_per_key, what="open event streams",
+                                   setting="MAX_EVENT_STREAMS_PER_KEY", retry_after=EVENT_STREAM_RETRY_AFTER_SECONDS),
         driver_status=driver_status, ask_namer=ask_namer)
 
     @app.exception_handler(UploadError)
     async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(ChatRefused)  # raised by the chat route's dependencies (key, slot): OpenAI's shape
+    async def chat_refused(_: Request, exc: ChatRefused) -> JSONResponse:
+        return exc.response()
 
     for router in (ops.router, page.router, jobs.router, events.router, chat.router):
         app.include_router(router)

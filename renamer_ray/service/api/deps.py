@@ -4,19 +4,22 @@ job a path names, the driver's status. Built once per app (``app.state.services`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Awaitable, Callable
+from typing import Annotated, AsyncIterator, Awaitable, Callable
 
 from fastapi import Depends, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from renamer_ray.config import Settings
 from renamer_ray.io.queue import JobQueue
+from renamer_ray.service.api.limits import KeyedLimiter
 from renamer_ray.service.jobs import JOB_ID, JobRecord
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits
 
 DriverStatus = Callable[[], Awaitable[dict]]
-AskNamer = Callable[[dict], Awaitable[dict]]  # one image's namer request → {"raw", "error"}
+# One image for the namer: {"image": its bytes, "prompt", "style"} → {"raw", "error"} (and "unusable": True
+# when the namer could not decode it). The namer decodes (service/namer.py): never the API's process.
+AskNamer = Callable[[dict], Awaitable[dict]]
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Services:
     queue: JobQueue | None
     keys: dict[str, str]              # API key → namespace
     limits: Limits
+    chats: KeyedLimiter               # chat completions running, per namespace (MAX_CHAT_CONCURRENCY_PER_KEY)
+    event_streams: KeyedLimiter       # open event streams, per namespace (MAX_EVENT_STREAMS_PER_KEY)
     driver_status: DriverStatus | None
     ask_namer: AskNamer | None = None  # the warm namer, for /v1/chat/completions
 
@@ -83,3 +88,14 @@ async def get_job(job_id: str, ns: NamespaceDep, store: StoreDep) -> JobRecord:
 
 
 JobDep = Annotated[JobRecord, Depends(get_job)]
+
+
+async def event_stream_slot(services: Annotated[Services, Depends(get_services)], ns: NamespaceDep
+                            ) -> AsyncIterator[None]:
+    """One of the caller's MAX_EVENT_STREAMS_PER_KEY event-stream slots, held until the stream's
+    response has ended (``scope="request"``), or 429 with Retry-After when all are open."""
+    with services.event_streams.slot(ns):
+        yield
+
+
+EventStreamSlot = Annotated[None, Depends(event_stream_slot, scope="request")]

@@ -8,6 +8,16 @@ what callers name is an SSRF hole). ``model`` must be ``MODEL_ID``. The API keys
 jobs API, in ``X-API-Key`` or ``Authorization: Bearer``, as OpenAI clients send them. Errors are
 in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
+Nothing here decodes the image: this route runs in the API's process, on the head, which never
+decodes an untrusted image. It reads the base64 (at most MAX_FILE_BYTES, checked before decoding
+it) and the image's header (at most MAX_DECODE_PIXELS, as the decoder allows; 413 beyond), then
+sends the bytes to the namer, which decodes them where it runs, as the pipeline does
+(``service/namer.py``). One API key has at most MAX_CHAT_CONCURRENCY_PER_KEY requests running at
+once per API replica (429 with Retry-After beyond); the body's JSON is bounded in size, in nesting
+(MAX_JSON_DEPTH) and in structure outside its strings before it is parsed. The name answered is the
+model's, fitted to the naming rules as every name of the pipeline is (kebab-case, NAME_MAX_CHARS,
+NAME_MAX_WORDS, the blocklist, ``image`` when nothing is left).
+
 ``response_format`` (OpenAI's structured output) is honoured for the shape of the answer: with a
 ``json_schema`` of an object with one string property (as ``ENGINE_STRUCTURED`` sends), the content is
 that object with the name in it; with ``json_object``, ``{"name": …}``. The name itself is what the
@@ -24,7 +34,7 @@ import json
 import re
 import time
 import uuid
-from typing import Annotated
+from typing import Annotated, AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
@@ -32,10 +42,16 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from renamer_ray.service.api.deps import Services, get_services
+from renamer_ray.service.api.limits import LimitReached
+from renamer_ray.service.uploads import decimal
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 DATA_URL = re.compile(r"^data:(?P<type>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
 NAMER_TIMEOUT_SECONDS = 120
+MAX_JSON_DEPTH = 32                   # a chat request nests 6 deep, with a response_format schema about 10
+MAX_JSON_STRUCTURE = 64 * 1024        # characters outside the JSON's strings: a chat request has a few hundred
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 class ErrorBody(BaseModel):
@@ -77,11 +93,15 @@ class ChatCompletion(BaseModel):
 
 _ERROR = {"model": OpenAIError}
 RESPONSES = {
-    400: {**_ERROR, "description": "a malformed request: no image, an image URL that is not a data: URL, a bad image"},
+    400: {**_ERROR, "description": "a malformed request: no image, an image URL that is not a data: URL, a bad "
+                                   f"image, JSON nested deeper than {MAX_JSON_DEPTH} levels or too complex"},
     401: {**_ERROR, "description": "a missing or unknown API key (X-API-Key or Authorization: Bearer)"},
     404: {**_ERROR, "description": "the model is not this service's MODEL_ID"},
-    413: {**_ERROR, "description": "the image or the request is over MAX_FILE_BYTES"},
+    413: {**_ERROR, "description": "the image or the request is over MAX_FILE_BYTES, or the image's header "
+                                   "claims more pixels than MAX_DECODE_PIXELS"},
     422: {**_ERROR, "description": "the model could not name this image"},
+    429: {**_ERROR, "description": "MAX_CHAT_CONCURRENCY_PER_KEY requests of this API key are running; see "
+                                   "Retry-After"},
     503: {**_ERROR, "description": "the namer is not connected or not answering"},
 }
 _TEXT_PART = {"type": "object", "required": ["type", "text"],
@@ -108,18 +128,21 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
 
 class ChatRefused(Exception):
     def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+                 code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+        self.headers = {**({"WWW-Authenticate": "Bearer"} if status == 401 else {}), **(headers or {})}
 
     def response(self) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        return JSONResponse(body, status_code=self.status, headers=self.headers or None)
 
 
-def _caller(services: Services, x_api_key: str | None, authorization: str | None) -> str:
-    """The caller's namespace: the same keys as the jobs API, in X-API-Key or as a Bearer token."""
+def chat_caller(services: Annotated[Services, Depends(get_services)],
+                x_api_key: Annotated[str | None, Header()] = None,
+                authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's namespace: the same keys as the jobs API, in X-API-Key or as a Bearer token
+    (ChatRefused 401 otherwise, answered in OpenAI's shape by the app's handler)."""
     if not services.keys:
         return services.settings.default_namespace
     bearer = None
@@ -133,10 +156,27 @@ def _caller(services: Services, x_api_key: str | None, authorization: str | None
                            "X-API-Key header", kind="authentication_error", code="invalid_api_key")
 
 
+async def chat_slot(services: Annotated[Services, Depends(get_services)],
+                    ns: Annotated[str, Depends(chat_caller)]) -> AsyncIterator[str]:
+    """One of the caller's MAX_CHAT_CONCURRENCY_PER_KEY slots for the whole request (its body, the
+    namer's answer), or 429 with Retry-After in OpenAI's shape when all are taken; yields the
+    caller's namespace."""
+    try:
+        services.chats.take(ns)
+    except LimitReached as full:
+        raise ChatRefused(429, full.message, kind="requests", code="rate_limit_exceeded",
+                          headers=full.headers) from None
+    try:
+        yield ns
+    finally:
+        services.chats.give_back(ns)
+
+
 async def _body(request: Request, limit: int) -> dict:
-    """The JSON body, read up to ``limit`` bytes (413 beyond: nothing larger is held in memory)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    """The JSON body, read up to ``limit`` bytes (413 beyond: nothing larger is held in memory),
+    parsed off the event loop once its shape is known to be bounded (:func:`_parse`)."""
+    declared = decimal(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise ChatRefused(413, f"the request is too large: at most {limit:,} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -144,9 +184,32 @@ async def _body(request: Request, limit: int) -> dict:
         if size > limit:
             raise ChatRefused(413, f"the request is too large: at most {limit:,} bytes")
         chunks.append(chunk)
+    return await run_in_threadpool(_parse, b"".join(chunks))
+
+
+def _parse(raw: bytes) -> dict:
+    """The body as JSON, refused (400) before parsing where its structure outside strings is over
+    MAX_JSON_STRUCTURE characters or nests deeper than MAX_JSON_DEPTH: 100,000 ``[`` would exhaust
+    the parser's recursion, and a body of small values would take many times its size in memory.
+    A chat request is one large string (the image) in a small structure."""
     try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChatRefused(400, "the body must be a JSON chat-completions request in UTF-8") from None
+    structure = _JSON_STRING.sub('""', text)
+    if len(structure) > MAX_JSON_STRUCTURE:
+        raise ChatRefused(400, f"the body's JSON is too complex: at most {MAX_JSON_STRUCTURE:,} characters outside "
+                               f"its strings (this one has {len(structure):,}; a chat-completions request has a "
+                               "few hundred)")
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(structure):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_JSON_DEPTH:
+        raise ChatRefused(400, f"the body's JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels")
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
         raise ChatRefused(400, "the body must be a JSON chat-completions request") from None
     if not isinstance(body, dict):
         raise ChatRefused(400, "the body must be a JSON object")
@@ -228,29 +291,43 @@ def _image_bytes(url: str, max_bytes: int) -> bytes:
     return data
 
 
-def _decode(data: bytes, settings) -> dict:
-    """The namer's request for one image (the pixels the pipeline's decode stage would make)."""
-    from renamer_ray.images import ImageError, decode
-    from renamer_ray.model.vision import pixel_budget
+def _check_header(data: bytes, settings) -> None:
+    """Refuse, from the image's header alone, what the decoder would refuse: bytes that are not a
+    supported image (400) and more pixels than it decodes (413: MAX_DECODE_PIXELS for the formats
+    decoded at full size, Pillow's bomb limit for JPEG). Nothing is decoded here (the namer does)."""
+    from renamer_ray.images import DEFAULT_MAX_IMAGE_PIXELS, REDUCED_DECODE_FORMATS, ImageError
+    from renamer_ray.images.sniff import open_image
 
     try:
-        image = decode(data, max_pixels=pixel_budget(settings.model_id, settings.max_pixels),
-                       max_decode_pixels=settings.max_decode_pixels)
+        with open_image(data) as image:  # the header only: Pillow reads pixels on load(), never called here
+            kind, (width, height) = image.format or "", image.size
     except ImageError as exc:
-        raise ChatRefused(400, f"the image cannot be used: {exc}", param="messages") from None
-    return {"width": image.width, "height": image.height, "rgb": image.rgb, "date": None, "camera": None}
+        status = 413 if str(exc).startswith("image too large") else 400  # Pillow's own bomb guard, at open
+        raise ChatRefused(status, f"the image cannot be used: {exc}", param="messages") from None
+    limit, setting = ((DEFAULT_MAX_IMAGE_PIXELS, "the decompression-bomb guard") if kind in REDUCED_DECODE_FORMATS
+                      else (settings.max_decode_pixels, "MAX_DECODE_PIXELS"))
+    if width * height > limit:
+        raise ChatRefused(413, f"the image is too large: its header says {width}x{height} pixels, over the "
+                               f"{limit:,}-pixel limit for {kind} images ({setting})", param="messages")
+
+
+def _image(url: str, settings) -> bytes:
+    """The image's bytes from its data: URL, refused before anything is decoded where they are too
+    many (MAX_FILE_BYTES) or their header claims too many pixels."""
+    data = _image_bytes(url, settings.max_file_bytes)
+    _check_header(data, settings)
+    return data
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=RESPONSES, openapi_extra=BODY)
 async def chat_completions(request: Request, services: Annotated[Services, Depends(get_services)],
-                           x_api_key: Annotated[str | None, Header()] = None,
-                           authorization: Annotated[str | None, Header()] = None):
+                           _: Annotated[str, Depends(chat_slot)]):
     """Name one image, answering as OpenAI's chat completions: ``choices[0].message.content`` is the
-    model's name for it (before the rules: the jobs API's names also pass the rules, the style and
+    model's name for it, fitted to the naming rules (kebab-case within NAME_MAX_CHARS and
+    NAME_MAX_WORDS, no blocked word; the jobs API's names also get the job's style and
     de-duplication); with ``response_format``, a JSON object holding it. ``usage`` is not counted (zeros)."""
     settings = services.settings
     try:
-        _caller(services, x_api_key, authorization)
         body = await _body(request, settings.max_file_bytes * 4 // 3 + 64 * 1024 + settings.max_prompt_chars * 8)
         model = body.get("model")
         if model != settings.model_id:
@@ -261,20 +338,23 @@ async def chat_completions(request: Request, services: Annotated[Services, Depen
         if prompt and len(prompt) > settings.max_prompt_chars:
             raise ChatRefused(400, f"the prompt is too long: at most {settings.max_prompt_chars} characters "
                                    "(MAX_PROMPT_CHARS)", param="messages")
-        image = await run_in_threadpool(_decode, _image_bytes(url, settings.max_file_bytes), settings)
+        image = await run_in_threadpool(_image, url, settings)
         if services.ask_namer is None:
             raise ChatRefused(503, "no namer is connected to this API", kind="server_error")
-        try:
-            answer = await asyncio.wait_for(services.ask_namer({**image, "prompt": prompt, "style": None}),
+        try:  # the namer decodes the bytes, where it runs (never this process: see the module's docstring)
+            answer = await asyncio.wait_for(services.ask_namer({"image": image, "prompt": prompt, "style": None}),
                                             timeout=NAMER_TIMEOUT_SECONDS)
         except Exception as exc:  # a dead, restarting or overloaded namer: say so, never a 500
             raise ChatRefused(503, f"the namer is not answering: {type(exc).__name__}: {exc}"[:300],
                               kind="server_error") from None
+        if answer.get("unusable"):  # the namer could not decode it
+            raise ChatRefused(400, f"the image cannot be used: {answer.get('error')}", param="messages")
         if answer.get("error"):
             raise ChatRefused(422, answer["error"], code="image_not_named")
     except ChatRefused as refused:
         return refused.response()
-    name = answer.get("raw") or ""
+    # The rules every name of the pipeline passes: kebab-case (the model's), the limits, the blocklist.
+    name = settings.naming_style.for_model().sanitize(answer.get("raw") or "")
     content = json.dumps({field: name}) if field else name
     return ChatCompletion(
         id="chatcmpl-" + uuid.uuid4().hex, object="chat.completion", created=int(time.time()), model=settings.model_id,

@@ -11,8 +11,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from zipstream import ZIP_STORED, ZipStream
 
-from renamer_ray.service.api.deps import JobDep, StoreDep
-from renamer_ray.service.views import job_view
+from renamer_ray.service.api.deps import EventStreamSlot, JobDep, StoreDep
+from renamer_ray.service.views import Problem, job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 EVENTS_POLL_SECONDS = 0.25
@@ -20,12 +20,17 @@ EVENTS_KEEPALIVE_SECONDS = 15
 EVENTS_MAX_SECONDS = 600          # a stream holds a replica slot: clients reconnect after this
 
 
-@router.get("/{job_id}/events")
-async def events(record: JobDep, request: Request, store: StoreDep) -> StreamingResponse:
+STREAMS_FULL = {429: {"model": Problem, "description": "MAX_EVENT_STREAMS_PER_KEY streams of this API key are "
+                                                     "open already; see Retry-After"}}
+
+
+@router.get("/{job_id}/events", responses=STREAMS_FULL)
+async def events(record: JobDep, request: Request, store: StoreDep, _: EventStreamSlot) -> StreamingResponse:
     """Server-Sent Events: `progress` whenever the counts change, then one `done` with the full
     status (as GET /v1/jobs/{id}) and the stream ends. A finished job replays `done` at once. A
     stream lasts at most EVENTS_MAX_SECONDS: then a `reconnect` event ends it, and the client
-    follows again."""
+    follows again. One API key holds at most MAX_EVENT_STREAMS_PER_KEY open streams per API
+    replica; one more is 429 with Retry-After."""
 
     async def stream() -> AsyncIterator[str]:
         current, last, quiet, lived = record, None, 0.0, 0.0

@@ -12,12 +12,12 @@ from renamer_ray.naming import CASES, NamingStyle, NameTemplate, StyleError, Tem
 from renamer_ray.service.api.deps import (JobDep, NamespaceDep, QueueDep, Services, SettingsDep, StoreDep,
                                          get_services)
 from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
-from renamer_ray.service.uploads import read_uploads
+from renamer_ray.service.uploads import decimal, read_uploads
 from renamer_ray.service.views import Accepted, JobList, JobView, job_summary, job_view
-from renamer_ray.service.webhooks import CallbackRefused, check_url
+from renamer_ray.service.webhooks import CallbackRefused, check_url, secret_for
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-CURSOR = re.compile(r"^\d{14}-jr_[0-9a-f]{16}$")
+CURSOR = re.compile(r"^[0-9]{14}-jr_[0-9a-f]{16}$")
 MAX_IDEMPOTENCY_KEY = 255
 MAX_FIRST_INDEX = 1_000_000_000
 RETRY_AFTER_SECONDS = 5
@@ -33,7 +33,8 @@ FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
         "language": {"type": "string", "maxLength": 40, "example": "French",
                      "description": "names in this language, transliterated to ASCII (default NAME_LANGUAGE)"},
         "callback_url": {"type": "string", "format": "uri",
-                         "description": "POSTed the final job view, signed (X-Renamer-Signature)"},
+                         "description": "https URL POSTed the final job view, signed (Standard Webhooks: "
+                                        "webhook-id, webhook-timestamp, webhook-signature)"},
         "first_index": {"type": "integer", "minimum": 1, "maximum": MAX_FIRST_INDEX, "default": 1,
                         "description": "{index} of the first file, the others following in upload order: a "
                                        "folder sent as several jobs keeps counting"}}}}}}}
@@ -49,8 +50,9 @@ def _style(fields: dict[str, str], settings) -> NamingStyle:
         raise HTTPException(422, str(exc)) from None
 
 
-def _check_fields(fields: dict[str, str], settings) -> tuple[str | None, str, str | None]:
-    """(prompt, template, callback_url) from the form, or 422 saying what is wrong."""
+def _check_fields(fields: dict[str, str], settings, ns: str | None = None) -> tuple[str | None, str, str | None]:
+    """(prompt, template, callback_url) from the form, or 422 saying what is wrong. Blocks (the
+    callback's host is resolved): run it in a thread."""
     prompt = (fields.get("user_prompt") or "").strip() or None
     if prompt and len(prompt) > settings.max_prompt_chars:
         raise HTTPException(422, f"user_prompt is too long: at most {settings.max_prompt_chars} characters")
@@ -61,20 +63,26 @@ def _check_fields(fields: dict[str, str], settings) -> tuple[str | None, str, st
         raise HTTPException(422, f"template: {exc}") from None
     callback = (fields.get("callback_url") or "").strip() or None
     if callback:
-        if not settings.webhook_secret:
-            raise HTTPException(422, "callback_url: callbacks are not configured on this deployment (WEBHOOK_SECRET)")
+        if not secret_for(settings, ns):
+            raise HTTPException(422, "callback_url: callbacks are not configured on this deployment "
+                                     "(WEBHOOK_SECRET or WEBHOOK_SECRETS)")
         try:
-            check_url(callback, allow_private=settings.callback_allow_private)
+            check_url(callback, allow_private=settings.callback_allow_private,
+                      allow_http=settings.callback_allow_http)
         except CallbackRefused as exc:
             raise HTTPException(422, str(exc)) from None
+        except ValueError as exc:  # urllib's own words for a malformed URL ("Invalid IPv6 URL", a bad port)
+            raise HTTPException(422, f"callback_url is not a valid URL: {exc}") from None
     return prompt, template, callback
 
 
 def _first_index(fields: dict[str, str]) -> int:
     value = (fields.get("first_index") or "").strip() or "1"
-    if not value.isdigit() or not 1 <= int(value) <= MAX_FIRST_INDEX:
-        raise HTTPException(422, f"first_index must be a whole number from 1 to {MAX_FIRST_INDEX:,}, not {value!r}")
-    return int(value)
+    number = decimal(value)  # ASCII digits only: "²" and other scripts' digits are not numbers here
+    if number is None or not 1 <= number <= MAX_FIRST_INDEX:
+        raise HTTPException(422, f"first_index must be a whole number from 1 to {MAX_FIRST_INDEX:,} in ASCII digits, "
+                                 f"not {value[:40]!r}")
+    return number
 
 
 def _idempotency_key(value: str | None) -> str | None:
@@ -124,7 +132,7 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
     uploads, fields = await read_uploads(request.headers.get("content-type", ""),
                                          request.headers.get("content-length"), request.stream(), services.limits)
     try:
-        prompt, template, callback = _check_fields(fields, settings)
+        prompt, template, callback = await run_in_threadpool(_check_fields, fields, settings, ns)
         record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(uploads), user_prompt=prompt,
                            template=template, style=_style(fields, settings), callback_url=callback,
                            first_index=_first_index(fields))
