@@ -103,7 +103,7 @@ def _service_settings(args: argparse.Namespace):
     """Settings for the local stack: the toy model, port 8000 and the API on 127.0.0.1 unless the
     environment (or the user's config file) says otherwise."""
     from renamer_ray.config import setting_sources
-    from renamer_ray.service.stack import is_loopback
+    from renamer_ray.config import is_loopback
 
     given = {name for name, source in setting_sources().items() if source != "default"}
     overrides = {"model_id": args.model} if args.model else {}

@@ -4,6 +4,7 @@ project folder's file may not set the TRUSTED_ONLY settings (where data goes, se
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict,
+                               SettingsError)
 
 if TYPE_CHECKING:
     from renamer_ray.io.storage import StorageConfig
@@ -23,6 +25,16 @@ if TYPE_CHECKING:
 # carries at least one character, so 60 new tokens can always reach the limit and never cut a
 # name short; generation ends at the model's end token, so the bound costs nothing in practice.
 DEFAULT_MAX_NEW_TOKENS = 60
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(ValueError):
@@ -170,6 +182,27 @@ def config_files_line() -> str:
     return f"config: read {', '.join(read)}" if read else "config: no config file"
 
 
+SECRETS_DIR_VARIABLE = "RENAMER_RAY_SECRETS_DIR"
+
+
+def secrets_dir() -> Path | None:
+    """The folder RENAMER_RAY_SECRETS_DIR names: one file per setting, named as the setting (``api_keys``,
+    ``webhook_secret``, …), holding its value. How secrets reach Ray processes without a runtime_env
+    (which Ray's dashboard shows): the cluster mounts the operator's folder on every node."""
+    if not (folder := os.environ.get(SECRETS_DIR_VARIABLE)):
+        return None
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{SECRETS_DIR_VARIABLE} names {path}, which is not a folder")
+    return path
+
+
+def secrets_in_dir() -> set[str]:
+    """The settings (lower case) that the secrets folder sets."""
+    folder = secrets_dir()
+    return {p.name.lower() for p in folder.iterdir() if p.is_file()} & set(Settings.model_fields) if folder else set()
+
+
 class _ConfigFilesSource(PydanticBaseSettingsSource):
     """The renamer-ray.toml files, exactly as ``read_config_files`` reads and checks them."""
 
@@ -188,8 +221,10 @@ class Settings(BaseSettings):
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):
-        """Flags (keyword arguments) > environment > renamer-ray.toml files > defaults."""
-        return init_settings, env_settings, _ConfigFilesSource(settings_cls)
+        """Flags (keyword arguments) > environment > secrets folder > renamer-ray.toml files > defaults."""
+        folder = secrets_dir()
+        secrets = (SecretsSettingsSource(settings_cls, secrets_dir=folder),) if folder else ()
+        return init_settings, env_settings, *secrets, _ConfigFilesSource(settings_cls)
 
     aws_region: str = Field("us-east-1", min_length=1)
     aws_endpoint_url: str | None = Field(None, description="S3/SQS-compatible endpoint (moto, MinIO, LocalStack)")
@@ -221,6 +256,9 @@ class Settings(BaseSettings):
 
     # The service (API + queue driver).
     api_host: str = "0.0.0.0"
+    api_allowed_hosts: str = Field("", description=(
+        "comma-separated host names the API answers to (its Host header; `*.example.com` allowed); others "
+        "get 400 (DNS rebinding). Empty: localhost and 127.0.0.1 when API_HOST is loopback, else any"))
     api_keys: str = Field("", description="comma-separated KEY or KEY:namespace; empty = open API")
     default_namespace: str = Field("demo", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     max_files_per_job: int = Field(100, ge=1, le=9999)
@@ -301,6 +339,13 @@ class Settings(BaseSettings):
         return self.sqs_wait_seconds + 90
 
     @property
+    def allowed_hosts(self) -> list[str]:
+        """The Host header values the API answers (API_ALLOWED_HOSTS, or its default)."""
+        if names := [name.strip() for name in self.api_allowed_hosts.split(",") if name.strip()]:
+            return names
+        return ["localhost", "127.0.0.1"] if is_loopback(self.api_host) else ["*"]
+
+    @property
     def key_namespaces(self) -> dict[str, str]:
         """API key → namespace. A key without ``:namespace`` gets one derived from its hash."""
         import hashlib
@@ -368,10 +413,13 @@ class Settings(BaseSettings):
 
 
 def setting_sources(overrides: dict | None = None) -> dict[str, str]:
-    """Where each setting's effective value comes from: "flag", "environment", the file, or "default"."""
+    """Where each setting's effective value comes from: "flag", "environment", the secrets folder,
+    the file, or "default"."""
     files = read_config_files()
     environment = {name.lower() for name in os.environ}
+    in_secrets = secrets_in_dir()
     return {name: "flag" if name in (overrides or {}) else "environment" if name in environment
+            else f"{SECRETS_DIR_VARIABLE} ({secrets_dir()})" if name in in_secrets
             else str(files[name][1]) if name in files else "default"
             for name in Settings.model_fields}
 

@@ -4,7 +4,6 @@ API_PORT (HTTP ingress, warm namer, queue driver) — and a clean stop of all of
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import secrets
@@ -17,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from renamer_ray.config import SECRETS, ConfigError, Settings
+from renamer_ray.config import SECRETS, ConfigError, Settings, is_loopback
 
 log = logging.getLogger("renamer_ray.stack")
 BIN = Path(sys.executable).parent
@@ -25,16 +24,6 @@ BIN = Path(sys.executable).parent
 PASSED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
 # Values never put in a runtime_env: Ray's dashboard and state API show every job's and actor's.
 SECRET_ENV = {name.upper() for name in SECRETS} | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listening address is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def write_private(path: Path, text: str) -> Path:

@@ -369,3 +369,49 @@ def test_a_repeat_lists_a_job_whose_first_request_died_after_queuing_it(client, 
     assert ran.job_id in [job["job_id"] for job in client.get("/v1/jobs", headers=A).json()["jobs"]]
     assert queued_jobs(settings) == [], "a job that ran is not queued again"
     assert not store.exists(ran.in_flight_key), "nor counted in flight"
+
+
+def test_a_local_api_answers_only_to_its_own_host_names(settings, png):
+    """DNS rebinding: a page at http://attacker.example:8000/ whose name now resolves to 127.0.0.1
+    reaches the local API with that Host header: 400, nothing done."""
+    local = create_app(settings.model_copy(update={"api_host": "127.0.0.1"}))
+    with TestClient(local, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/v1/jobs", headers=A).status_code == 200
+        for host in ("attacker.example:8000", "127.0.0.1.attacker.example", "localhost.:8000"):
+            refused = client.post("/v1/jobs/rename", files=[("files", ("a.png", png))], headers={**A, "Host": host})
+            assert refused.status_code == 400, host
+    named = create_app(settings.model_copy(update={"api_host": "0.0.0.0", "api_allowed_hosts": "renamer.example"}))
+    with TestClient(named, base_url="http://renamer.example") as client:
+        assert client.get("/v1/jobs", headers=A).status_code == 200
+        assert client.get("/v1/jobs", headers={**A, "Host": "127.0.0.1:8000"}).status_code == 400
+
+
+def test_a_write_from_another_web_site_is_refused(client, settings, png):
+    """A page the user visits may POST a form to the API through the user's browser (no preflight):
+    the browser's Origin / Sec-Fetch-Site headers say so, and the API refuses; its own page and
+    clients that are not browsers are unaffected."""
+    before = len(queued_jobs(settings))
+    for headers in ({"Origin": "https://attacker.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "http://testserver:8001"}, {"Sec-Fetch-Site": "same-site"}):
+        refused = submit(client, [("files", ("a.png", png))], headers={**A, **headers})
+        assert refused.status_code == 403 and "another web site" in refused.json()["detail"], headers
+    assert len(queued_jobs(settings)) == before
+    own_page = submit(client, [("files", ("a.png", png))],
+                      headers={**A, "Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert own_page.status_code == 200, own_page.text
+    assert client.get("/v1/jobs", headers={**A, "Sec-Fetch-Site": "cross-site"}).status_code == 200  # reads: CORS
+
+
+def test_the_page_is_sent_with_a_strict_content_security_policy(client, settings):
+    import base64
+    import hashlib
+    import re
+
+    page = client.get("/")
+    policy = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    script = re.search(r"<script>(.*?)</script>", page.text, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert policy["default-src"] == "'none'" and policy["script-src"] == f"'sha256-{digest}'"  # no 'unsafe-inline'
+    assert policy["frame-ancestors"] == "'none'" and policy["form-action"] == "'none'"
+    assert policy["connect-src"] == f"'self' {settings.aws_endpoint_url}"  # presigned downloads, nothing else
+    assert page.headers["x-content-type-options"] == "nosniff"

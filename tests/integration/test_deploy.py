@@ -137,7 +137,15 @@ def test_cluster_config_passes_rays_own_schema(on_demand):
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
     # Ray's token authentication on every node, with the operator's token.
     assert "-e RAY_AUTH_MODE=token" in config["docker"]["run_options"]
-    assert config["file_mounts"] == {"/home/ray/.ray/auth_token": "~/.ray/auth_token"}
+    assert config["file_mounts"] == {"/home/ray/.ray/auth_token": "~/.ray/auth_token",
+                                     "/home/ray/.renamer-ray/secrets": "~/.renamer-ray/secrets"}
+    # Secrets reach the nodes as files (RENAMER_RAY_SECRETS_DIR), never in a runtime_env or service.env,
+    # which Ray's dashboard and state API show.
+    assert "-e RENAMER_RAY_SECRETS_DIR=/home/ray/.renamer-ray/secrets" in config["docker"]["run_options"]
+    shown = files["service.env"] + files["serve.rendered.yaml"] + files["driver-runtime-env.yaml"]
+    from renamer_ray.config import SECRETS
+
+    assert not [name for name in SECRETS if name.upper() in shown or name in shown]
     assert ("InstanceMarketOptions" in gpu["node_config"]) is not on_demand  # spot unless asked otherwise
     assert head["node_config"]["IamInstanceProfile"]["Arn"] == FAKE_OUTPUTS["head_instance_profile_arn"]
     assert gpu["node_config"]["IamInstanceProfile"]["Arn"] == FAKE_OUTPUTS["worker_instance_profile_arn"]

@@ -224,3 +224,28 @@ def test_every_command_says_which_files_it_read(places, capsys):
     user.write_text("batch_size = 3\n")
     assert main(["config"]) == 0
     assert capsys.readouterr().err.splitlines() == [f"config: read {user}, ./renamer-ray.toml"]
+
+
+def test_secrets_come_from_the_folder_renamer_ray_secrets_dir_names(tmp_path, monkeypatch):
+    """How the cluster gives its processes API keys and webhook secrets without a runtime_env (which
+    Ray's dashboard shows): one file per setting in a folder mounted on every node."""
+    from renamer_ray.config import ConfigError, load_settings, setting_sources
+
+    folder = tmp_path / "secrets"
+    folder.mkdir(mode=0o700)
+    (folder / "api_keys").write_text("k-0123456789abcdef:team-a\n")
+    (folder / "WEBHOOK_SECRET").write_text("from-the-folder")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in ("API_KEYS", "WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RENAMER_RAY_SECRETS_DIR", str(folder))
+    settings = load_settings()
+    assert settings.key_namespaces == {"k-0123456789abcdef": "team-a"}
+    assert settings.webhook_secret == "from-the-folder"
+    assert setting_sources()["api_keys"].startswith("RENAMER_RAY_SECRETS_DIR")
+    monkeypatch.setenv("WEBHOOK_SECRET", "from-the-environment")  # the environment still wins
+    assert load_settings().webhook_secret == "from-the-environment"
+    monkeypatch.setenv("RENAMER_RAY_SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="RENAMER_RAY_SECRETS_DIR names .*missing, which is not a folder"):
+        load_settings()

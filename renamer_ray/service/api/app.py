@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from renamer_ray.config import Settings
 from renamer_ray.io.queue import JobQueue
 from renamer_ray.service.api.deps import AskNamer, DriverStatus, Services
+from renamer_ray.service.api.guards import RefuseCrossSiteWrites, TrustedHostMiddleware
 from renamer_ray.service.api.limits import KeyedLimiter
 from renamer_ray.service.api.routes import chat, events, jobs, ops, page
 from renamer_ray.service.api.routes.chat import ChatRefused
@@ -47,4 +48,6 @@ def create_app(settings: Settings, *, driver_status: DriverStatus | None = None,
 
     for router in (ops.router, page.router, jobs.router, events.router, chat.router):
         app.include_router(router)
+    app.add_middleware(RefuseCrossSiteWrites)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)  # outermost: runs first
     return app
