@@ -65,6 +65,8 @@ def _undo(args: argparse.Namespace) -> int:
         print(f"  LEFT AS IT IS: {printable(line)}")
     if len(summary.refused) > TABLE_ROWS:
         print(f"  … and {len(summary.refused) - TABLE_ROWS:,} more")
+    if summary.root:  # the tree the run renamed: undo moves nothing outside it
+        print(f"within {printable(summary.root)}")
     print(f"\n{summary.restored:,} given their old names back, {summary.already:,} had them already, "
           f"{len(summary.refused):,} left as they are, in {summary.seconds:.1f}s")
     return 0 if not summary.refused else 1

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 MANIFEST_NAME = "manifest.jsonl"
 PARTS_FOLDER = "_manifest"        # sorted parts of a run in progress, merged into MANIFEST_NAME
 PART_ROWS = 10_000
+IN_PLACE_FOLDER = ".renamer-ray"  # under SRC: where `rename --in-place` keeps its manifest by default
 
 
 class FileRecord(BaseModel):
@@ -22,7 +23,9 @@ class FileRecord(BaseModel):
     is not the default (kebab-case, 60 characters, 10 words): ``apply`` checks a plan's names against it.
     ``relative`` is the source's path under the run's SRC and ``output`` the target's under DST (its
     folder, unless the run was ``--flat``, and ``name``); ``size`` and ``mtime`` are the source's when
-    it was named, which tells a later run into the same DST whether it changed since.
+    it was named, which tells a later run into the same DST whether it changed since. ``root``, on
+    the records of an ``--in-place`` run, is its SRC: ``undo`` of a manifest kept elsewhere than
+    ``SRC/.renamer-ray/`` moves nothing outside it (``trust.py``).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -41,6 +44,7 @@ class FileRecord(BaseModel):
     mtime: float | None = None
     format: str | None = None         # the real format (Pillow's name), which the extension follows
     in_place: bool | None = None      # renamed where it was (rename --in-place), not copied: undo moves it back
+    root: str | None = None           # in_place records: the tree the run renamed (SRC); undo moves nothing outside it
 
     @field_validator("style", mode="before")
     @classmethod

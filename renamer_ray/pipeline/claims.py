@@ -7,6 +7,13 @@ download, the decode and the model, and keeps its name through de-duplication. N
 change on resume, even where the model is not bit-for-bit deterministic (GPU kernels, other batch
 shapes). The whole ``_manifest/`` folder is removed when the run finishes. Cost: one small PUT per
 file, plus one GET per file on a resumed run.
+
+A claim is data, not an order (``trust.py``): anyone who can write into DST can leave one. A claim
+is used only when it is the one this program writes for that file — a JSON object for the same
+``relative`` path, with a name the naming rules could have given (``trust.name_problem``) and a
+format this program writes — else ``read_claim`` raises :class:`RefusedClaim` and the file fails
+with the reason (its name would otherwise come from whoever wrote the claim, ``../../x.jpg``
+included).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 
 from renamer_ray.io.storage import Location, any_file_under, read_text_if_exists, write_once
 from renamer_ray.manifest import PARTS_FOLDER
+from renamer_ray.trust import name_problem
 
 CLAIMS_FOLDER = f"{PARTS_FOLDER}/claims"
 
@@ -29,10 +37,36 @@ def interrupted(target: Location) -> bool:
     return any_file_under(target.join(CLAIMS_FOLDER))
 
 
+class RefusedClaim(ValueError):
+    """A claim this program did not write (see the module): the message says why, for a person."""
+
+
+def claim_problem(claim: object, relative: str) -> str | None:
+    """Why ``claim`` (parsed JSON) is not the claim this program writes for ``relative`` (None: it is)."""
+    if not isinstance(claim, dict):
+        return "it is not a JSON object"
+    if claim.get("relative") != relative:
+        return f"it is for another file ({claim.get('relative')!r})"
+    fmt, raw = claim.get("format"), claim.get("raw")
+    if not isinstance(fmt, str) or not isinstance(claim.get("name"), str) or not isinstance(raw, (str, type(None))):
+        return "its name, format or model text is missing or not text"
+    return name_problem(claim["name"], fmt)
+
+
 def read_claim(target: Location, relative: str) -> dict | None:
-    """The claim for a source path: ``{"relative", "name", "format", "raw"}``, or None."""
-    text = read_text_if_exists(_location(target, relative))
-    return json.loads(text) if text else None
+    """The claim for a source path: ``{"relative", "name", "format", "raw"}``, or None;
+    :class:`RefusedClaim` for one this program would not have written (``claim_problem``)."""
+    location = _location(target, relative)
+    text = read_text_if_exists(location)
+    if text is None:
+        return None
+    try:
+        claim = json.loads(text)
+    except ValueError:
+        claim = text
+    if why := claim_problem(claim, relative):
+        raise RefusedClaim(f"the claim {location.uri} for it was refused: {why}")
+    return claim
 
 
 def claim(target: Location, relative: str, name: str, fmt: str, raw: str | None) -> str:
@@ -40,5 +74,8 @@ def claim(target: Location, relative: str, name: str, fmt: str, raw: str | None)
     record = {"relative": relative, "name": name, "format": fmt, "raw": raw}
     if write_once(_location(target, relative), json.dumps(record, ensure_ascii=False)):
         return name
-    earlier = read_claim(target, relative)
+    try:
+        earlier = read_claim(target, relative)
+    except RefusedClaim as exc:  # the caller fails the file: the name that holds is not this one
+        return f"(none: {exc})"
     return earlier["name"] if earlier else name

@@ -1,15 +1,21 @@
 """Stage: find the names already given — by an interrupted attempt (``claims.py``) or, on an
 incremental re-run, by a finished earlier run to a source unchanged since (``earlier.py``). Such a
-row is pinned to its name and skips the download, the decode and the model."""
+row is pinned to its name and skips the download, the decode and the model. A claim this program
+did not write fails its file with the reason (``claims.RefusedClaim``); an earlier manifest's records
+are filtered by ``earlier.py``."""
 
 from __future__ import annotations
 
+import logging
+
 from renamer_ray.io.storage import StorageConfig, open_location, retrying
-from renamer_ray.pipeline.claims import read_claim
+from renamer_ray.pipeline.claims import RefusedClaim, read_claim
 from renamer_ray.pipeline.earlier import earlier_name
 from renamer_ray.pipeline.columns import LISTED, ROW
 from renamer_ray.pipeline.decode import DECODE_ARGS, DECODE_CPUS
 from renamer_ray.pipeline.stage import Stage
+
+log = logging.getLogger(__name__)
 
 
 class ReadClaims(Stage):
@@ -24,8 +30,15 @@ class ReadClaims(Stage):
 
     def rows(self, rows: list[dict]) -> list[dict]:
         for row in rows:
-            if row["resume"] and not row["skipped"] and (claimed := retrying(
-                    read_claim, open_location(row["target_root"], self.storage), row["relative"])):
+            try:
+                claimed = row["resume"] and not row["skipped"] and retrying(
+                    read_claim, open_location(row["target_root"], self.storage), row["relative"])
+            except RefusedClaim as exc:
+                log.warning("%s: %s", row["source"], exc)
+                row["error"] = (f"{exc}; the file was not copied (the claims are removed when this run ends: "
+                                "run again to name it)")
+                continue
+            if claimed:
                 row.update(pinned=claimed["name"], format=claimed["format"], raw=claimed["raw"])
             elif row["earlier"] and not row["skipped"] and (given := earlier_name(self.storage, row)):
                 row.update(pinned=given["name"], format=given["format"], raw=given["raw"], kept=True)

@@ -16,15 +16,15 @@ from ray.exceptions import RayActorError, WorkerCrashedError
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, exists, explain, list_files, make_dirs,
                                     open_location, open_output, read_lines, remove_folder, size_of, write_text)
-from renamer_ray.manifest import (MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted,
-                                  parse_lines)
+from renamer_ray.manifest import (IN_PLACE_FOLDER, MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines,
+                                  merge_sorted, parse_lines)
 from renamer_ray.model.checkpoint import fetch_checkpoint
 from renamer_ray.model.vision import pixel_bounds
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.naming import DEFAULT_STYLE, NameTemplate, NamingStyle
 from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, Decode, decode_cpus
-from renamer_ray.pipeline.earlier import carry_over, unreadable_line
+from renamer_ray.pipeline.earlier import carry_over, refused_records, unreadable_line
 from renamer_ray.pipeline.dedupe import Dedupe
 from renamer_ray.pipeline.endpoint import AskEndpoint, EngineUnavailable, VllmEngine, check_gpus, check_vllm
 from renamer_ray.pipeline.infer import MODEL_RESTARTS, AskNamer, ModelPool, NoModel
@@ -97,7 +97,6 @@ class NamerRef:
 
 
 SHOWN_RECORDS = 1000
-IN_PLACE_FOLDER = ".renamer-ray"   # under SRC: where `rename --in-place` keeps its manifest by default
 
 
 @dataclass
@@ -201,6 +200,8 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
         raise CannotStart(f"{manifest.uri} is not a manifest this program can read: {problem}. It records an "
                           "earlier run's names; move it away to name everything afresh, or give --manifest another "
                           "path")
+    if earlier is not None:
+        _warn_refused(earlier, source.uri, target.uri)
     own_engine = template.uses("subject") and options.namer is None
     if own_engine and settings.engine == "transformers" and not os.environ.get("RAY_ADDRESS"):
         fetch_checkpoint(settings.model_id, announce=announce)  # its download bar, before Ray's output
@@ -262,7 +263,7 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
             if row["status"] != "skipped":
                 buffer.append(FileRecord.model_validate(row))
                 if options.in_place and row["status"] == "ok":
-                    buffer[-1].in_place = True
+                    buffer[-1].in_place, buffer[-1].root = True, source.uri
                 if len(buffer) >= PART_ROWS:
                     flush()
     except RayActorError as exc:
@@ -285,7 +286,7 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
     flush()
     make_dirs(manifest.parent)
     with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink
-        for line in carry_over(merge_sorted(read_lines(part) for part in parts), earlier):
+        for line in carry_over(merge_sorted(read_lines(part) for part in parts), earlier, source.uri, target.uri):
             out.write(line.encode("utf-8"))
     if plan_only:  # a plan only: the claims of an interrupted real run into DST stay for it
         for part in parts:
@@ -293,9 +294,25 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
     if not plan_only or not interrupted(target):  # (pyarrow may leave an S3 "folder" marker behind)
         remove_folder(parts_folder)
     if options.in_place and not options.dry_run:
-        shown = _rename_in_place(manifest, shown, counts, settings)
+        shown = _rename_in_place(manifest, source, shown, counts, settings)
     return RunSummary(records=shown, skipped=counts["skipped"], ok=counts["ok"], failed=counts["error"], resumed=resumed,
                       kept=kept, seconds=time.monotonic() - started, manifest=manifest.uri, source_root=source.uri)
+
+
+WARNED_RECORDS = 100  # warning lines about an earlier manifest's ignored records; then one line for the rest
+
+
+def _warn_refused(earlier: Location, source_root: str, target_root: str) -> None:
+    """One warning line per record of the earlier manifest this run ignores (``trust.py``: its source
+    is not under SRC, its target not under DST, or its name not one the rules give), before Ray starts."""
+    log = logging.getLogger(__name__)
+    refused = 0
+    for source, why in refused_records(earlier, source_root, target_root):
+        refused += 1
+        if refused <= WARNED_RECORDS:
+            log.warning("%s: ignored the record of %r: %s", earlier.uri, source, why)
+    if refused > WARNED_RECORDS:
+        log.warning("%s: ignored %d more records the same way", earlier.uri, refused - WARNED_RECORDS)
 
 
 def _quiet_board():
@@ -308,14 +325,14 @@ def _quiet_board():
     return ProgressBoard.remote(keep_names=False)
 
 
-def _rename_in_place(manifest: Location, shown: list[FileRecord], counts: dict[str, int],
+def _rename_in_place(manifest: Location, source: Location, shown: list[FileRecord], counts: dict[str, int],
                      settings: Settings) -> list[FileRecord]:
     """The moves an in-place plan records, now that it is written; a file that could not be renamed
     keeps its name and becomes a failure, in the manifest too. Returns the records to show."""
     from renamer_ray.inplace import carry_out
 
     records = list(parse_lines("".join(read_lines(manifest))))
-    errors = carry_out(records, settings)
+    errors = carry_out(records, settings, source.uri)
     if not errors:
         return shown
 

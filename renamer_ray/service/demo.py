@@ -26,11 +26,14 @@ def submit(api: str, paths: list[Path], *, prompt: str | None = None, api_key: s
 
 def wait(api: str, job_id: str, *, api_key: str | None = None, timeout: float = 600, show=None) -> dict:
     """Follow the job's Server-Sent Events until its final state (following again after a
-    ``reconnect`` event); returns that state."""
+    ``reconnect`` event); returns that state. A caller that already follows as many streams as the
+    API allows one key (429) asks for the job's state every second instead."""
     headers = {"X-API-Key": api_key} if api_key else {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with httpx.stream("GET", f"{api}/v1/jobs/{job_id}/events", headers=headers, timeout=timeout) as events:
+            if events.status_code == 429:
+                return poll(api, job_id, headers=headers, deadline=deadline, show=show)
             events.raise_for_status()
             kind = None
             for line in events.iter_lines():
@@ -47,6 +50,21 @@ def wait(api: str, job_id: str, *, api_key: str | None = None, timeout: float = 
             else:
                 raise RuntimeError(f"the event stream of {job_id} ended without a final state")
     raise TimeoutError(f"job {job_id} did not finish in {timeout:.0f} s")
+
+
+FINAL = ("succeeded", "partial", "failed", "cancelled")
+
+
+def poll(api: str, job_id: str, *, headers: dict, deadline: float, show=None) -> dict:
+    """``GET /v1/jobs/{id}`` every second until the job has its final state."""
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api}/v1/jobs/{job_id}", headers=headers, timeout=30).raise_for_status().json()
+        if job["status"] in FINAL:
+            return job
+        if show:
+            show(job)
+        time.sleep(1)  # the job's state is asked again after a second: polling, not synchronising
+    raise TimeoutError(f"job {job_id} did not finish")
 
 
 def print_table(job: dict) -> None:
