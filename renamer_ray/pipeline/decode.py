@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from renamer_ray.images import ImageError, decode
-from renamer_ray.io.storage import StorageConfig, open_location, read_bytes
+from renamer_ray.io.storage import StorageConfig, is_link, open_location, read_bytes
 from renamer_ray.pipeline.columns import DECODED, ROW
 from renamer_ray.pipeline.progress import stopped_reasons
 from renamer_ray.pipeline.stage import Stage, is_open
@@ -45,6 +45,9 @@ class Decode(Stage):
         return rows
 
     def _decode(self, row: dict) -> None:
+        if is_link(row["source"]):  # read through, it could hand any file of the user's to the model and to DST
+            row["error"] = "a symbolic link: not followed (it could lead outside the folder being renamed)"
+            return
         try:
             if row["size"] > self.max_file_bytes:
                 raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {self.max_file_bytes:,}-byte limit")

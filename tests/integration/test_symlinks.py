@@ -25,6 +25,9 @@ def test_links_in_dst_and_src_are_never_followed_and_fail_alone(ray_local, tmp_p
     settings = load_settings(model_id="toy-shapes", batch_size=4)
     labels = make_source(tmp_path / "src", seed=960, count=4)
     os.symlink(tmp_path / "nowhere.jpg", tmp_path / "src" / "broken.jpg")  # a dangling link among the sources
+    private = tmp_path / "private"  # a photo of the user's outside SRC, and a link to it planted in SRC
+    make_source(private, seed=961, count=1)
+    os.symlink(next(private.iterdir()), tmp_path / "src" / "planted.jpg")
     reference = run(RunOptions(source=str(tmp_path / "src"), target=str(tmp_path / "reference")), settings)
     names = {r.source.rsplit("/", 1)[1]: r.name for r in reference.records if r.status == "ok"}
     assert set(names) == set(labels)
@@ -46,8 +49,10 @@ def test_links_in_dst_and_src_are_never_followed_and_fail_alone(ray_local, tmp_p
     # link is neither followed nor replaced.
     assert by_source[taken].status == "ok" and by_source[taken].name != names[taken]
     assert os.path.islink(dst / names[taken]) and not (tmp_path / "gone").exists()
-    assert "no longer exists" in by_source["broken.jpg"].error
+    for link in ("broken.jpg", "planted.jpg"):  # never read through: the outside photo reaches neither model nor DST
+        assert by_source[link].status == "error" and "symbolic link: not followed" in by_source[link].error
+    assert not [p for p in dst.rglob("*") if p.is_file() and p.read_bytes() == next(private.iterdir()).read_bytes()]
     for name, record in by_source.items():
-        if name not in (taken, "broken.jpg"):
+        if name not in (taken, "broken.jpg", "planted.jpg"):
             assert record.status == "ok" and record.name == names[name]
             assert (dst / record.name).read_bytes() == (tmp_path / "src" / name).read_bytes()

@@ -151,3 +151,25 @@ def write_jsonl(path, records) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(json.dumps(r) + "\n" for r in sorted(records, key=lambda r: r["source"])))
+
+
+def stat_fields(path) -> dict:
+    """``size`` and ``mtime`` of ``path`` as a manifest records them: what makes a planted record
+    look like one for an unchanged file."""
+    import os
+
+    stat = os.stat(path)
+    return {"size": stat.st_size, "mtime": stat.st_mtime}
+
+
+def planted_claim(dst, relative: str, name: str):
+    """A claim a stranger wrote into a copy run's DST (``DST/_manifest/claims/<hash>.json``, read
+    back by a resumed run) pinning the file ``relative`` (under SRC) to ``name``; returns its path."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    claim = Path(dst) / "_manifest" / "claims" / (hashlib.sha256(relative.encode("utf-8")).hexdigest()[:40] + ".json")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    claim.write_text(json.dumps({"relative": relative, "name": name, "format": "JPEG", "raw": "x"}))
+    return claim

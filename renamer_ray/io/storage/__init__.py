@@ -9,6 +9,7 @@ never read here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO, ContextManager, Iterator
 
@@ -24,7 +25,7 @@ __all__ = [
     # the interface, its backends, the rule for "already copied"
     "Storage", "LocalStorage", "S3Storage", "StorageConfig", "Location", "ListedFile", "TargetExists", "already_there",
     # locations and what is done with them
-    "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "stem_taken", "make_dirs", "copy", "move",
+    "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "is_link", "stem_taken", "make_dirs", "copy", "move",
     "write_once",
     "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
     # retries (the budget and attempts are set in retry.py: tests and fault hooks change them there)
@@ -78,6 +79,12 @@ def read_lines(location: Location) -> Iterator[str]:
 
 def read_text_if_exists(location: Location) -> str | None:
     return location.storage.read_text_if_exists(location.path)
+
+
+def is_link(uri: str) -> bool:
+    """Whether a local path is itself a symbolic link (``open_location`` resolves links, so ask
+    before); S3 has none."""
+    return "://" not in uri and os.path.islink(Path(uri).expanduser())
 
 
 def exists(location: Location) -> bool:
