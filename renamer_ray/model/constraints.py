@@ -2,9 +2,13 @@
 
 A ``LogitsProcessor`` that, at every step and for every row of the batch, masks out each token
 that would break the rules if appended: any character outside ``[a-z0-9-]``, a leading hyphen,
-a double hyphen, more than ``max_chars`` characters or more than ``max_words`` words. When no
-token fits, only the end token remains, so names stop at a word boundary instead of being
-sliced afterwards. All bookkeeping is vectorised over the vocabulary.
+a double hyphen, more than ``max_chars`` characters or more than ``max_words`` words, and a
+trailing hyphen (the end token right after a hyphen, or a token ending with a hyphen where no
+character fits after it). When no token fits, only the end token remains, so names stop at a word
+boundary instead of being sliced afterwards. All bookkeeping is vectorised over the vocabulary.
+
+:class:`FiniteRows` guards half-precision generation: it notes, on the device, which rows' scores
+stopped being finite (an fp16 overflow), so that those images can be named again in fp32.
 """
 
 from __future__ import annotations
@@ -75,12 +79,33 @@ class KebabNameConstraint(LogitsProcessor):
             ends_hyphen = torch.zeros_like(chars, dtype=torch.bool)
         fits = (
             t.allowed[None, :vocab]
-            & (chars[:, None] + t.length[None, :vocab] <= self.max_chars)
+            # a token ending with a hyphen needs room for one more character after it
+            & (chars[:, None] + t.length[None, :vocab] + t.ends_hyphen[None, :vocab] <= self.max_chars)
             & (hyphens[:, None] + t.hyphens[None, :vocab] <= self.max_words - 1)
             & ~(t.starts_hyphen[None, :vocab] & (ends_hyphen | (chars == 0))[:, None])
         )
-        # The end token is allowed once something has been written (never an empty name).
-        fits[:, self.eos] = (chars > 0)[:, None]
+        # The end token is allowed once something has been written, never right after a hyphen.
+        fits[:, self.eos] = ((chars > 0) & ~ends_hyphen)[:, None]
         if self.free is not None:
             fits |= self.free
         return scores.masked_fill(~fits, float("-inf"))
+
+
+class FiniteRows(LogitsProcessor):
+    """Keeps ``finite``, one flag per row on the device (no host sync per step): False once a row's
+    scores held a NaN or +inf (a masked token's -inf, written by other processors, is no overflow)
+    while the row was still writing. Such a row's scores are replaced by ones that end it at once
+    (the end token first), so that generation goes on harmlessly for the others; its answer is to
+    be thrown away and made again in fp32. Put it first: it must see the model's own scores."""
+
+    def __init__(self, rows: int, eos_token_ids: list[int], device):
+        self.finite = torch.ones(rows, dtype=torch.bool, device=device)
+        self.ended = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.eos = torch.tensor(eos_token_ids, dtype=torch.long, device=device)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.ended |= torch.isin(input_ids[:, -1], self.eos)  # a finished row's later scores do not matter
+        overflow = (scores.isnan() | scores.isposinf()).any(dim=-1)
+        self.finite &= ~overflow | self.ended
+        stop = torch.zeros_like(scores[:1]).index_fill_(-1, self.eos, 1.0)
+        return torch.where(self.finite[:, None], scores, stop)

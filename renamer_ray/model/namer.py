@@ -14,19 +14,26 @@ The answer's first line goes to the rules, which transliterate it and fit it to 
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
+import threading
+import traceback
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForConditionalGeneration
+from transformers.utils.generic import is_flash_attention_requested
+from transformers.vision_utils import get_vision_cu_seqlens
 
 from renamer_ray import prompts
 from renamer_ray.model import vision
 from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image  # noqa: F401  (re-exported)
 from renamer_ray.model.checkpoint import resolve_checkpoint
-from renamer_ray.model.constraints import KebabNameConstraint, TokenTable
+from renamer_ray.model.constraints import FiniteRows, KebabNameConstraint, TokenTable
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
 from renamer_ray.naming.style import NamingStyle
 
@@ -35,7 +42,45 @@ log = logging.getLogger(__name__)
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+class DeviceUnavailable(RuntimeError):
+    """The model was meant to run on a GPU that this process cannot use."""
+
+
+def cuda_problem() -> str | None:
+    """Why this process cannot use CUDA, in torch's own words (no driver, a broken one, no visible
+    device, a CPU-only build), or None where it can (CUDA is then initialised)."""
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # RuntimeError, or AssertionError from a CPU-only build
+        return str(exc).strip() or type(exc).__name__
+    return None
+
+
+def require_cuda(why: str = "CUDA was asked for") -> None:
+    """Raise :class:`DeviceUnavailable`, one sentence with ``why`` and torch's reason, unless CUDA works."""
+    if problem := cuda_problem():
+        raise DeviceUnavailable(f"{why}, but CUDA is not usable here ({problem}); set MODEL_DEVICE=cpu "
+                                "to name on the CPU")
+
+
+def ray_gpu_ids() -> list:
+    """The GPUs Ray gave this process: empty outside a Ray worker (a driver, or no Ray at all)."""
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; a process without Ray need not
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return []
+    return ray.get_gpu_ids()
+
+
 def choose_device(requested: str = "auto") -> str:
+    """``auto``: the GPU where CUDA works, else the CPU. Where a GPU is meant (``cuda``, or ``auto``
+    in an actor Ray gave a GPU) but CUDA does not work, fail at once (:func:`require_cuda`) instead
+    of naming at CPU speed; ``cpu`` is the explicit way to run on the CPU."""
+    if requested == "auto" and (gpus := ray_gpu_ids()):
+        require_cuda(f"Ray gave this process GPU {', '.join(map(str, gpus))}")
+        return "cuda"
+    if requested.startswith("cuda"):
+        require_cuda(f"the model was asked to run on {requested}")
+        return requested
     if requested != "auto":
         return requested
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -69,54 +114,61 @@ def pixels(rgb: bytes, width: int, height: int) -> torch.Tensor:
     return torch.frombuffer(bytearray(rgb), dtype=torch.uint8).view(height, width, 3).permute(2, 0, 1)
 
 
-def _guard_fp16_vision(namer: "Qwen2VLNamer") -> None:
-    """Run the vision tower in fp16 (T4 and other GPUs without bf16: about 3x fp32), and when a batch
-    gives a non-finite embedding run that batch's tower again in fp32 (counted in
-    ``vision_fp32_reruns``). The overflow reported against fp16 (transformers#33294) was in the language
-    model's eager attention, which SDPA avoids; this guard covers any image that still overflows."""
-    visual = namer.model.model.visual
-    fp16_forward = visual.forward
-    dtypes = {name: t.dtype for name, t in [*visual.named_parameters(), *visual.named_buffers()]}
+def _host_seqlens(visual) -> None:
+    """Give the vision tower its images' sequence lengths as a host tensor, computed once per batch.
+    Outside flash attention transformers' ``VisionAttention`` splits each block's attention per
+    image with ``(cu_seqlens[1:] - cu_seqlens[:-1]).tolist()``: from a device tensor that is a host
+    sync in every block (32 for Qwen2-VL-2B). The tower accepts ``cu_seqlens`` precomputed
+    (``transformers.vision_utils``); flash attention wants them on the device, and is left as is."""
+    if is_flash_attention_requested(visual.config):
+        return
+    forward = visual.forward
 
-    def cast(to: torch.dtype | None) -> None:
-        for name, t in [*visual.named_parameters(), *visual.named_buffers()]:
-            t.data = t.data.to(to or dtypes[name]) if t.is_floating_point() else t.data
+    def forward_with_host_seqlens(hidden_states, grid_thw, **kwargs):
+        kwargs.setdefault("cu_seqlens", get_vision_cu_seqlens(grid_thw.cpu()))
+        return forward(hidden_states, grid_thw=grid_thw, **kwargs)
 
-    def forward(pixel_values, *args, **kwargs):
-        out = fp16_forward(pixel_values, *args, **kwargs)
-        if all(torch.isfinite(t).all() for t in (out.last_hidden_state, out.pooler_output) if t is not None):
-            return out
-        namer.vision_fp32_reruns += 1
-        log.warning("the vision tower overflowed in fp16 for a batch of %d patches; running it again in fp32",
-                    pixel_values.shape[0])
-        cast(torch.float32)
-        try:
-            return fp16_forward(pixel_values.float(), *args, **kwargs)
-        finally:
-            cast(None)
-
-    visual.forward = forward
+    visual.forward = forward_with_host_seqlens
 
 
 class Qwen2VLNamer:
-    """One loaded model; :meth:`name` maps N images to N answers, in input order."""
+    """One loaded model; :meth:`name` maps N images to N answers, in input order.
+
+    Calls from several threads overlap: a call's host work (templating, the processor, decoding the
+    answers) runs while another call's batch is on the model (one at a time, ``_device``), so an
+    actor that takes two batches at once keeps the GPU busy between them.
+
+    In fp16 (T4: Turing has no bf16) a row whose scores stop being finite (:class:`FiniteRows`: an
+    overflow in the language model, or in the vision tower, whose non-finite embedding makes that
+    row's scores non-finite) is named again, alone or with the other overflowed rows of its batch,
+    with the model in fp32: the weights are cast in place, one tensor at a time, for that rerun and
+    back after it (:meth:`_in_fp32`). No second copy of the weights is kept: for Qwen2-VL-2B
+    (2.2 B parameters) the rerun peaks at about 8.8 GB of fp32 weights plus one image's fp32
+    activations (under 1 GB), the batch's own memory being freed first: about 10 GB of a 16 GB T4.
+    """
 
     def __init__(self, model_id: str, *, max_pixels: int = 786_432, max_new_tokens: int = 60,
                  device: str = "auto", dtype: str = "auto", max_chars: int = MAX_CHARS,
-                 max_words: int = MAX_WORDS):
+                 max_words: int = MAX_WORDS, static_cache: bool = False):
+        """``static_cache``: decode with a static KV cache (:meth:`_cache_options`; opt-in, unmeasured on GPUs)."""
         path = resolve_checkpoint(model_id)
         self.device = choose_device(device)
         self.dtype = choose_dtype(self.device, dtype)
+        self.pin_memory = self.device.startswith("cuda")  # host images go to the GPU through pinned memory
         self.processor = AutoProcessor.from_pretrained(path)
         self.model = Qwen2VLForConditionalGeneration.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-        self.vision_fp32_reruns = 0  # batches whose fp16 vision tower overflowed and ran again in fp32
-        if self.dtype == torch.float16:
-            _guard_fp16_vision(self)
+        _host_seqlens(self.model.model.visual)
+        # The dtype each floating tensor was loaded in, by name: what an fp32 rerun restores.
+        self._loaded_dtypes = {name: t.dtype for name, t in self._floating_tensors()}
+        self.fp32_reruns = 0  # images whose fp16 scores overflowed and that were named again in fp32
+        self._host = threading.Lock()    # the processor and tokenizer: one call at a time
+        self._device = threading.RLock()  # the model: one batch at a time (an fp32 rerun holds it throughout)
         # The bounds the decode stage used too (model.vision); a checkpoint's own pixel budget is an
         # upper bound (the toy was trained on small images). The loaded processor's size is the one
         # read here, so hub ids get their own numbers.
         self.min_pixels, self.max_pixels = vision.bounds(dict(self.processor.image_processor.size), max_pixels)
         self.max_new_tokens = max_new_tokens
+        self.static_cache = static_cache
         self.max_chars, self.max_words = max_chars, max_words
         tokenizer = self.processor.tokenizer
         self.table = TokenTable(tokenizer, self.model.config.text_config.vocab_size).to(self.device)
@@ -167,18 +219,74 @@ class Qwen2VLNamer:
         return groups
 
     def _name_group(self, images, contexts, prompts, styles) -> list[Naming]:
+        """One model batch; if it fails, its images one at a time, once the failed batch's memory is
+        freed (retried beside the batch's leftovers, an image could run out of memory for them)."""
         if not images:
             return []
         try:
-            return [Naming(raw=text) for text in self._generate(images, contexts, prompts, styles)]
+            return self._name_batch(images, contexts, prompts, styles)
+        except DeviceLost:
+            raise
         except (torch.cuda.OutOfMemoryError, RuntimeError, ValueError) as exc:
             if is_fatal_device_error(exc):
                 raise DeviceLost(str(exc)) from exc  # not this image's fault: no image may fail for it
-            if len(images) == 1:
-                return [Naming(error=f"the model could not process this image: {exc}")]
-            log.warning("batch of %d failed (%s); retrying one image at a time", len(images), exc)
-            return [self._name_group([img], [ctx], [p], [s])[0]
-                    for img, ctx, p, s in zip(images, contexts, prompts, styles)]
+            error = str(exc)  # only the words: the exception's traceback holds the batch's tensors
+        if len(images) == 1:
+            return [Naming(error=f"the model could not process this image: {error}")]
+        log.warning("batch of %d failed (%s); retrying one image at a time", len(images), error)
+        self._release_memory()
+        return [self._name_group([img], [ctx], [p], [s])[0]
+                for img, ctx, p, s in zip(images, contexts, prompts, styles)]
+
+    def _name_batch(self, images, contexts, prompts, styles) -> list[Naming]:
+        """Names for one model batch; the rows whose fp16 scores overflowed are named again in fp32."""
+        texts, overflowed = self._generate(images, contexts, prompts, styles)
+        if overflowed:
+            self.fp32_reruns += len(overflowed)
+            log.warning("fp16 overflowed for %d of %d images; naming them again in fp32", len(overflowed), len(images))
+            with self._in_fp32():
+                again, _ = self._generate(*[[seq[n] for n in overflowed]
+                                            for seq in (images, contexts, prompts, styles)])
+            for n, text in zip(overflowed, again):
+                texts[n] = text
+        return [Naming(raw=text) for text in texts]
+
+    def _floating_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        return [(name, t) for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]
+                if t.is_floating_point()]
+
+    def _cast(self, to: torch.dtype | None) -> None:
+        """Every floating tensor of the model to ``to``, or back to the dtype it was loaded in (None):
+        in place, one tensor at a time, so that no second copy of the weights is ever held."""
+        for name, t in self._floating_tensors():
+            t.data = t.data.to(to or self._loaded_dtypes[name])
+
+    @contextmanager
+    def _in_fp32(self):
+        """The model in fp32 for the block, and back in its own dtypes on every path (a failed cast
+        too: an OOM halfway would leave it half fp32 for every later batch). Where even that fails,
+        the model is unusable: :class:`DeviceLost`, so that Ray replaces the process."""
+        with self._device:
+            try:
+                self._release_memory()
+                self._cast(torch.float32)
+                yield
+            except BaseException as exc:
+                traceback.clear_frames(exc.__traceback__)  # the failed call's tensors go before the restore
+                raise
+            finally:
+                try:
+                    self._release_memory()
+                    self._cast(None)
+                except Exception as exc:
+                    raise DeviceLost(f"the model could not be put back in {self.dtype} after an fp32 rerun "
+                                     f"({exc})") from exc
+
+    def _release_memory(self) -> None:
+        """Return what freed tensors left in the CUDA cache (what Python still holds in cycles first)."""
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
     def on_grid(self, image: Image.Image | torch.Tensor) -> bool:
         """Whether the processor would leave this image's size as it is."""
@@ -187,21 +295,27 @@ class Qwen2VLNamer:
 
     def _pixel_inputs(self, images: Sequence[Image.Image | torch.Tensor]) -> dict:
         """The processor's image arguments. On the grid: uint8 tensors (2.4 MB per 786k-px image, not
-        17 MB of fp32), pinned for an asynchronous copy, normalised and patchified on the device.
+        17 MB of fp32) on the model's device, normalised and patchified there (:meth:`_to_device`).
         Otherwise: PIL images, resized by the processor within the model's bounds."""
         if all(self.on_grid(image) for image in images):
             tensors = [image if isinstance(image, torch.Tensor)
                        else torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1) for image in images]
-            if self.device.startswith("cuda"):
-                tensors = [tensor.pin_memory() for tensor in tensors]
-            return dict(images=tensors, do_resize=False, device=self.device)
+            return dict(images=[self._to_device(tensor) for tensor in tensors], do_resize=False, device=self.device)
         pil = [Image.fromarray(image.permute(1, 2, 0).numpy()) if isinstance(image, torch.Tensor) else image
                for image in images]
         return dict(images=pil, size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels})
 
-    @torch.inference_mode()
-    def _generate(self, images: Sequence[Image.Image | torch.Tensor], contexts: Sequence[ImageContext],
-                  user_prompts: Sequence[str | None], styles: Sequence[NamingStyle | None]) -> list[str]:
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A uint8 image on the model's device, copied asynchronously from pinned memory on a GPU.
+        Given the host tensor, the processor would first make it contiguous: an unpinned host copy
+        (a decoded row is a channels-last view), then a blocking copy to the device."""
+        if self.pin_memory:
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
+    def _model_inputs(self, images, contexts, user_prompts, styles):
+        """(the model's inputs on its device, its constraints, the rows' languages): the host work
+        before a batch goes to the model."""
         limits = [(s.max_chars, s.max_words) if s else (self.max_chars, self.max_words) for s in styles]
         languages = [s.language if s else None for s in styles]
         texts = [
@@ -213,18 +327,43 @@ class Qwen2VLNamer:
         ]
         inputs = self.processor(text=texts, return_tensors="pt", padding=True, padding_side="left",
                                 **self._pixel_inputs(images)).to(self.device)
-        prompt_length = inputs["input_ids"].shape[1]
         # Kebab-case characters bound every case's rendering from above (camel and pascal drop the
         # separators), so the constraint's limits hold for the rendered name too.
         free = [language is not None for language in languages]
         constraints = [] if all(free) else [KebabNameConstraint(
-            self.table, self.eos_ids, prompt_length, max_chars=[c for c, _ in limits], max_words=[w for _, w in limits],
-            free=free)]
-        output = self.model.generate(
-            **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-            logits_processor=LogitsProcessorList(constraints), pad_token_id=self.pad_id,
-            eos_token_id=self.eos_ids,
-        )
-        answers = self.processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+            self.table, self.eos_ids, inputs["input_ids"].shape[1], max_chars=[c for c, _ in limits],
+            max_words=[w for _, w in limits], free=free)]
+        return inputs, constraints, languages
+
+    def _cache_options(self, prompt_length: int) -> dict:
+        """``generate``'s cache arguments: transformers' dynamic cache, or a static one where asked, whose
+        decode step transformers then compiles on a GPU (not on Turing and older: no bf16, and this
+        path is untried there; never on the CPU). Its length is rounded up to a multiple of 256 so
+        that batches of similar prompts share one compiled graph."""
+        if not self.static_cache:
+            return {}
+        length = -(-(prompt_length + self.max_new_tokens) // 256) * 256
+        turing = self.device.startswith("cuda") and not torch.cuda.is_bf16_supported(including_emulation=False)
+        return dict(cache_implementation="static", max_cache_len=length, disable_compile=turing)
+
+    @torch.inference_mode()
+    def _generate(self, images: Sequence[Image.Image | torch.Tensor], contexts: Sequence[ImageContext],
+                  user_prompts: Sequence[str | None],
+                  styles: Sequence[NamingStyle | None]) -> tuple[list[str], list[int]]:
+        """(the answers, the positions of the rows whose fp16 scores overflowed: their answers are junk)."""
+        with self._host:
+            inputs, constraints, languages = self._model_inputs(images, contexts, user_prompts, styles)
+        with self._device:  # the weights' dtype holds still here (an fp32 rerun holds this lock)
+            # fp32 (an fp32 rerun too) needs no guard, nor bf16, which has fp32's range.
+            guard = FiniteRows(len(images), self.eos_ids, self.device) if self.model.dtype == torch.float16 else None
+            output = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+                logits_processor=LogitsProcessorList([guard, *constraints] if guard else constraints),
+                pad_token_id=self.pad_id, eos_token_id=self.eos_ids,
+                **self._cache_options(inputs["input_ids"].shape[1]),
+            )
+        overflowed = (~guard.finite).nonzero().flatten().tolist() if guard else []
+        with self._host:
+            answers = self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         # Unconstrained (a language): the name is the first line, not whatever the model added after it.
-        return [first_line(text) if language else text for text, language in zip(answers, languages)]
+        return [first_line(text) if language else text for text, language in zip(answers, languages)], overflowed

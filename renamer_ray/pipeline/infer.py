@@ -40,6 +40,9 @@ ASK_RETRIES_ON_REPLICA_LOSS = 8   # calls of one batch asked again after their r
 # actor stays dead and the run fails with the reason, instead of reloading the model for ever.
 MODEL_RESTARTS = 3
 GPU_ACTOR_CPUS = 1                # CPUs a GPU model actor reserves beside its GPU
+# Batches a GPU model actor takes at once: the namer runs one on the GPU while it prepares the next
+# (reading rows, templating, the processor) and decodes the last (model/namer.py, its two locks).
+GPU_ACTOR_BATCHES = 2
 
 
 def name_rows(namer, rows: list[dict]) -> list[dict]:
@@ -147,10 +150,11 @@ class ModelPool:
         # node fails at once ("temporarily unavailable") and would spend any small budget in seconds.
         common = dict(max_restarts=MODEL_RESTARTS, max_task_retries=-1, **({"resources": wanted} if wanted else {}))
         if self.on_gpu:
+            concurrent = dict(max_concurrent_calls_per_actor=GPU_ACTOR_BATCHES, enable_true_multi_threading=True)
             if settings.max_model_actors and not self.pool_size:  # autoscaling asked for: grow on demand
-                compute = ray.data.ActorPoolStrategy(min_size=1, max_size=settings.max_model_actors)
+                compute = ray.data.ActorPoolStrategy(min_size=1, max_size=settings.max_model_actors, **concurrent)
             else:  # a fixed pool: every actor loads the model once, at the start, and none waits to be added
-                compute = ray.data.ActorPoolStrategy(size=self.pool_size or max(gpus, 1))
+                compute = ray.data.ActorPoolStrategy(size=self.pool_size or max(gpus, 1), **concurrent)
             # One CPU of its own for the actor's Python thread (batch assembly, the copy to the GPU):
             # decode tasks on the same node must not take it.
             return dict(compute=compute, num_gpus=1, num_cpus=GPU_ACTOR_CPUS, **common), None

@@ -113,7 +113,8 @@ class Namer:
         """One image: its decoded row, or its bytes (decoded here first, off the event loop)."""
         return await name_request(request, self._batch, executor=self.decoders, **self.decode_options)
 
-    @serve.batch(max_batch_size=12, batch_wait_timeout_s=BATCH_WAIT_SECONDS)
+    # Two batches at once: the namer prepares one while the other is on the model (model/namer.py).
+    @serve.batch(max_batch_size=12, batch_wait_timeout_s=BATCH_WAIT_SECONDS, max_concurrent_batches=2)
     async def _batch(self, requests: list[dict]) -> list[dict]:
         # The model call blocks: run it off the event loop so health checks and queued calls are
         # still answered while it works.

@@ -10,6 +10,9 @@ def test_a_gpu_pool_is_fixed_unless_max_model_actors_asks_for_autoscaling(ray_lo
     fixed, _ = ModelPool(load_settings(model_device="cuda")).placement()
     assert (fixed["compute"].min_size, fixed["compute"].max_size, fixed["num_gpus"]) == (1, 1, 1)
     assert fixed["num_cpus"] == 1, "a CPU of its own beside the GPU"
+    compute = fixed["compute"]
+    assert (compute.max_concurrent_calls_per_actor, compute.enable_true_multi_threading) == (2, True), (
+        "two batches per actor: one prepared while the other is on the GPU")
     chosen, _ = ModelPool(load_settings(model_device="cuda", max_model_actors=8), pool_size=3).placement()
     assert (chosen["compute"].min_size, chosen["compute"].max_size) == (3, 3), "--workers fixes the pool"
     growing, _ = ModelPool(load_settings(model_device="cuda", max_model_actors=8)).placement()

@@ -60,6 +60,29 @@ def test_prompt_and_metadata_reach_the_model(toy_namer):
     assert [a.raw for a in answers] == [label for _, _, label in files]
 
 
+def test_a_model_that_wants_to_stop_right_after_a_hyphen_cannot(toy_namer):
+    """The toy pushed to write a hyphen wherever it may and to end right after it: the constraint
+    keeps the end token away from a hyphen, so every name ends with a word, within any limit."""
+    from renamer_ray.naming import NamingStyle, is_valid_stem
+
+    images = [decode(d, max_pixels=786_432).to_pil() for d, _, _ in drawn_files(seed=6, count=3)]
+    hyphen = toy_namer.processor.tokenizer.convert_tokens_to_ids("-")
+
+    def hyphen_then_stop(module, args, out):
+        out = out.clone()
+        out[..., hyphen] += 1e4
+        out[..., toy_namer.eos_ids] += 1e3
+        return out
+
+    hook = toy_namer.model.lm_head.register_forward_hook(hyphen_then_stop)
+    try:
+        answers = [*toy_namer.name(images), *toy_namer.name(images, style=NamingStyle.parse(max_chars=8)),
+                   *toy_namer.name(images, style=NamingStyle.parse(max_words=2))]
+    finally:
+        hook.remove()
+    assert all(a.raw and "-" in a.raw and is_valid_stem(a.raw) for a in answers), [a.raw for a in answers]
+
+
 def test_empty_batch(toy_namer):
     assert toy_namer.name([]) == []
 

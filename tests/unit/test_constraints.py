@@ -37,7 +37,7 @@ def greedy(seed: int, rows: int, steps: int, max_chars: int = 60, max_words: int
 def test_any_logits_give_a_valid_name(seed):
     for text in greedy(seed, rows=8, steps=80):
         assert text, "never an empty name"
-        assert is_valid_stem(text.rstrip("-")) or not text.rstrip("-"), text
+        assert is_valid_stem(text), text
         assert len(text) <= 60 and text.count("-") <= 9
         assert "--" not in text and not text.startswith("-")
 
@@ -55,3 +55,19 @@ def test_table_rejects_tokens_outside_kebab_case():
             assert all(c.islower() or c.isdigit() or c == "-" for c in text) and " " not in text
         elif text and all(c in "abcdefghijklmnopqrstuvwxyz0123456789" for c in text):
             assert token_id in TOKENIZER.all_special_ids
+
+
+def allowed(generated: list[int], max_chars: int = 60, max_words: int = 10) -> torch.Tensor:
+    """Which tokens the constraint lets a row write after ``generated``."""
+    prompt = [TOKENIZER.pad_token_id] * 3
+    constraint = KebabNameConstraint(TABLE, [EOS], len(prompt), max_chars=max_chars, max_words=max_words)
+    return constraint(torch.tensor([prompt + generated]), torch.zeros(1, VOCAB))[0] > float("-inf")
+
+
+def test_a_name_never_ends_with_a_hyphen():
+    red, hyphen = TOKENIZER.convert_tokens_to_ids("red"), TOKENIZER.convert_tokens_to_ids("-")
+    assert allowed([red])[EOS] and allowed([red])[hyphen]
+    assert not allowed([red, hyphen])[EOS], "no end token right after a hyphen"
+    assert allowed([red, hyphen])[red]
+    assert allowed([red], max_chars=5)[hyphen], "red- leaves room for one more character"
+    assert not allowed([red], max_chars=4)[hyphen], "red- at the limit could only end there"
