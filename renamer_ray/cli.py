@@ -18,6 +18,9 @@ SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
 
 
 def _rename(args: argparse.Namespace) -> int:
+    from renamer_ray.local_ray import keep_local_ray_private
+
+    keep_local_ray_private()  # before Ray is imported: a Ray of this run's own listens on loopback only
     from renamer_ray.pipeline.run import NamerRef, RunOptions, run
     from renamer_ray.report import print_summary
 

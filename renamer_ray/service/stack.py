@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from renamer_ray.config import SECRETS, ConfigError, Settings, is_loopback
+from renamer_ray.local_ray import LOOPBACK_RAY_ENV, ray_token_env, write_private
 
 log = logging.getLogger("renamer_ray.stack")
 BIN = Path(sys.executable).parent
@@ -24,29 +25,6 @@ BIN = Path(sys.executable).parent
 PASSED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
 # Values never put in a runtime_env: Ray's dashboard and state API show every job's and actor's.
 SECRET_ENV = {name.upper() for name in SECRETS} | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
-
-
-def write_private(path: Path, text: str) -> Path:
-    """Write a file that only its owner can read: mode 0600 from the moment it exists (and over an
-    older file of another mode); a symbolic link planted at the path is refused, not followed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)
-    return path
-
-
-def ray_token_env(token_file: Path) -> dict[str, str]:
-    """What a process needs to talk to the stack's Ray (Serve, `ray job submit`, `ray status`):
-    Ray's token authentication on, and where the token is."""
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
-
-
-# A one-machine Ray: node IP 127.0.0.1 and every Ray server (GCS, raylet, workers, agents, client
-# server) on loopback. `--node-ip-address=127.0.0.1` alone is not enough on Linux: Ray 2.60 replaces it
-# with the machine's address and binds its gRPC servers to every interface. This switch is Ray's own
-# single-machine mode (the default on macOS and Windows); a second node cannot join such a head.
-LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def free_ports(count: int) -> list[int]:

@@ -78,3 +78,30 @@ def test_a_model_that_cannot_be_had_is_one_line_before_ray_starts(tmp_path):
     assert lines[0].startswith("downloading Qwen/Qwen2-VL-2B-Instruct into the Hugging Face cache")
     assert len(lines) == 2 and lines[1].startswith("error: the model 'Qwen/Qwen2-VL-2B-Instruct' is not a folder here")
     assert "core_worker" not in err and not (tmp_path / "named").exists()
+
+
+def test_the_ray_a_run_starts_for_itself_keeps_to_this_machine(tmp_path):
+    """`rename` without RAY_ADDRESS starts a Ray of its own: on 127.0.0.1 only (never the machine's
+    own addresses, which Ray 2.60 would otherwise bind and announce) and with a token of its own,
+    never Ray's default ~/.ray/auth_token (which Ray writes readable by every local user), removed
+    when the run ends."""
+    import psutil
+
+    from tests.support.stack import own_ray_tmpdir
+
+    home, ray_tmp, tmp = tmp_path / "home", Path(own_ray_tmpdir()), tmp_path / "tmp"  # Ray's socket paths stay short
+    for folder in (home, tmp):
+        folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    result = subprocess.run([str(SCRIPT), "rename", str(SAMPLES), str(tmp_path / "named"), "--model", "toy-shapes"],
+                            env={**env, "HOME": str(home), "RAY_TMPDIR": str(ray_tmp), "TMPDIR": str(tmp)},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (home / ".ray").exists()  # no token where every local user can read it
+    assert not list(tmp.glob("renamer-ray-*"))  # the run's own token is gone with it
+    session = next(ray_tmp.rglob("session_2*"))
+    text = "\n".join(p.read_text(errors="replace") for p in session.rglob("*") if p.is_file() and p.stat().st_size < 5e6)
+    assert "127.0.0.1" in text
+    own = {a.address for addresses in psutil.net_if_addrs().values() for a in addresses
+           if a.family.name in ("AF_INET", "AF_INET6") and not a.address.startswith(("127.", "::1", "fe80"))}
+    assert own and not [address for address in own if address in text], own
