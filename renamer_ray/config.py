@@ -417,9 +417,9 @@ def setting_sources(overrides: dict | None = None) -> dict[str, str]:
     the file, or "default"."""
     files = read_config_files()
     environment = {name.lower() for name in os.environ}
-    in_secrets = secrets_in_dir()
+    in_secrets, folder = secrets_in_dir(), secrets_dir()
     return {name: "flag" if name in (overrides or {}) else "environment" if name in environment
-            else f"{SECRETS_DIR_VARIABLE} ({secrets_dir()})" if name in in_secrets
+            else f"{SECRETS_DIR_VARIABLE} ({folder})" if name in in_secrets
             else str(files[name][1]) if name in files else "default"
             for name in Settings.model_fields}
 

@@ -135,8 +135,8 @@ class RayHead:
         self.ports = dict(zip(names, free_ports(len(names))))
         p = self.ports
         self.process = subprocess.Popen(
-            # Node IP 127.0.0.1: Ray's processes talk to each other over loopback. (Ray 2.60 still binds
-            # its GCS and raylet to every interface: the token, in self.env, is what keeps others out.)
+            # Node IP 127.0.0.1: Ray's processes talk to each other over loopback; with LOOPBACK_RAY_ENV
+            # (in self.env) they also listen there only, and the token keeps other local users out.
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
              f"--num-cpus={self.num_cpus}", f"--port={p['gcs']}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true",
@@ -248,11 +248,8 @@ class LocalStack:
         if self.moto or not self.settings.sqs_queue_url:  # else: Terraform made them (--aws)
             self.settings = provision(self.settings)
         if not self.settings.webhook_secret:  # a secret of this stack's own, readable by its owner only
-            secret_file = self.workdir / "webhook-secret"
-            secret_file.touch(mode=0o600)
-            secret_file.write_text(secrets.token_hex(32))
-            self.secret_file = secret_file
-            self.settings = self.settings.model_copy(update={"webhook_secret": secret_file.read_text()})
+            self.secret_file = write_private(self.workdir / "webhook-secret", secrets.token_hex(32))
+            self.settings = self.settings.model_copy(update={"webhook_secret": self.secret_file.read_text()})
         env = {**os.environ, **settings_env(self.settings), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         env.pop("RAY_ADDRESS", None)
         self.head = RayHead(self.num_cpus, env, self.workdir / "ray-head.log", self.dashboard_port)

@@ -8,17 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.output import said
+
 SCRIPT = Path(sys.executable).with_name("renamer-ray")
 
 
 def run(*args, cwd=None, **env):
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, **env}, cwd=cwd)
-
-
-def said(stderr: str) -> list[str]:
-    """stderr's lines but the one every command starts with: which config files it read."""
-    return [line for line in stderr.strip().splitlines() if not line.startswith("config: ")]
 
 
 def test_console_script_lists_its_commands():

@@ -14,6 +14,7 @@ from pathlib import Path
 from renamer_ray.cli import SAMPLES
 from renamer_ray.naming import extension_for
 from tests.support.images import drawn_files
+from tests.support.output import said
 
 SCRIPT = Path(sys.executable).with_name("renamer-ray")
 
@@ -74,7 +75,7 @@ def test_a_model_that_cannot_be_had_is_one_line_before_ray_starts(tmp_path):
                   HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     out, err = child.communicate(timeout=120)
     assert child.returncode == 2, err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("config: ")]
+    lines = said(err)
     assert lines[0].startswith("downloading Qwen/Qwen2-VL-2B-Instruct into the Hugging Face cache")
     assert len(lines) == 2 and lines[1].startswith("error: the model 'Qwen/Qwen2-VL-2B-Instruct' is not a folder here")
     assert "core_worker" not in err and not (tmp_path / "named").exists()

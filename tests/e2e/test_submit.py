@@ -19,6 +19,7 @@ from renamer_ray.manifest import FileRecord
 from renamer_ray.service.stack import free_ports
 from tests.support.images import drawn_files
 from tests.support.stack import A, KEY_A, LIMITS
+from tests.support.output import said
 
 SCRIPT = Path(sys.executable).with_name("renamer-ray")
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic"}
@@ -191,6 +192,6 @@ def test_an_expected_error_is_one_line_exit_2(case, stack, tmp_path):
     }[case]
     result = run(*args, timeout=120, RENAMER_RAY_API_KEY="")
     assert result.returncode == 2, (case, result.stdout, result.stderr)
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("config: ")]
+    lines = said(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (case, result.stderr)
     assert not (tmp_path / "out").exists()

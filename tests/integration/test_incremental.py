@@ -14,6 +14,7 @@ from renamer_ray.config import load_settings
 from renamer_ray.io import storage
 from renamer_ray.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
+from tests.support.output import said
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_a_damaged_manifest_in_dst_is_one_line_before_anything_starts(library, t
     dst.mkdir()
     (dst / "manifest.jsonl").write_text('{"source": "a.jpg", "status": "ok"}\n{half a line\n')
     assert main(["rename", str(library), str(dst), "--model", "toy-shapes"]) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("config: ")]  # files read
+    err = said(capsys.readouterr().err)
     assert len(err) == 1 and "is not a manifest this program can read: line 2 is not JSON" in err[0]
     assert sorted(p.name for p in dst.iterdir()) == ["manifest.jsonl"], "nothing else was created"
 

@@ -20,6 +20,7 @@ from renamer_ray.pipeline.endpoint import (AskEndpoint, EngineUnavailable, FromV
 from renamer_ray.pipeline.run import CannotStart, NamerRef, RunOptions, run, stages
 from renamer_ray import prompts
 from renamer_ray.naming.rules import name_regex
+from tests.support.output import said
 
 
 def test_openai_needs_an_endpoint_url_and_the_url_must_be_http():
@@ -169,5 +170,5 @@ def test_the_cli_says_so_in_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "src" / "a.png").write_bytes(drawn_files(seed=4, count=1, max_side=100)[0][0])
     monkeypatch.setenv("ENGINE", "vllm")
     assert main(["rename", str(tmp_path / "src"), str(tmp_path / "dst")]) == 2
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("config: ")]
+    err = said(capsys.readouterr().err)
     assert len(err) == 1 and "ENGINE=vllm needs vLLM" in err[0]
