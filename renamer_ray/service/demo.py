@@ -11,6 +11,7 @@ import httpx
 
 from renamer_ray.config import Settings
 from renamer_ray.naming import IMAGE_EXTENSIONS
+from renamer_ray.service.jobs import FINISHED
 from renamer_ray.service.stack import LocalStack
 
 
@@ -52,14 +53,11 @@ def wait(api: str, job_id: str, *, api_key: str | None = None, timeout: float = 
     raise TimeoutError(f"job {job_id} did not finish in {timeout:.0f} s")
 
 
-FINAL = ("succeeded", "partial", "failed", "cancelled")
-
-
 def poll(api: str, job_id: str, *, headers: dict, deadline: float, show=None) -> dict:
     """``GET /v1/jobs/{id}`` every second until the job has its final state."""
     while time.monotonic() < deadline:
         job = httpx.get(f"{api}/v1/jobs/{job_id}", headers=headers, timeout=30).raise_for_status().json()
-        if job["status"] in FINAL:
+        if job["status"] in FINISHED:
             return job
         if show:
             show(job)
