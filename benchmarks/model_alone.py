@@ -201,6 +201,33 @@ def check_device(torch, device: str) -> None:
                        f"run it where torch sees that device, or pass --device cpu") from None
 
 
+DECODES = {
+    "deferred": "dynamic cache, end checked one step late (no host sync per token): the namer's default",
+    "sync": "dynamic cache, end checked on the host after every token (transformers' own default on CUDA)",
+    "static": "static cache, decode step compiled where bf16 exists, end checked one step late: "
+              "the namer's MODEL_STATIC_CACHE",
+}
+
+
+def set_decode(decode: str, compile_decode: bool) -> dict:
+    """``generate``'s extra arguments for ``--decode``, after turning transformers' deferred stop check
+    on for CUDA or back off (the namer's model/decoding.py, copied: this script imports nothing of
+    the project)."""
+    from transformers.generation import utils
+
+    check = utils.DeferredStopCheck
+    library = getattr(check.is_supported, "library", check.is_supported)
+
+    def is_supported(dev, cache, cache_is_returned, is_assistant):
+        if decode != "sync" and dev.type == "cuda" and not is_assistant:
+            return cache is None or not cache_is_returned or cache.is_croppable
+        return library(dev, cache, cache_is_returned, is_assistant)
+
+    is_supported.library = library
+    check.is_supported = staticmethod(is_supported)
+    return {"cache_implementation": "static", "disable_compile": not compile_decode} if decode == "static" else {}
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -510,7 +537,7 @@ def run_config(model, processor, cfg, torch, args, dtype_name: str, max_pixels: 
     if pad is None:
         pad = processor.tokenizer.pad_token_id
     gen = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, num_beams=1,
-               pad_token_id=pad)
+               pad_token_id=pad, **args.decode_args)
     from transformers import LogitsProcessorList
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -649,6 +676,8 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--attn", default="sdpa", help="attention implementation: sdpa, eager, flash_attention_2")
     parser.add_argument("--device", default=None, help="default cuda if available, else cpu")
     parser.add_argument("--new-tokens", type=int, default=12, help="tokens generated per image (names are short)")
+    parser.add_argument("--decode", choices=sorted(DECODES), default="deferred",
+                        help="; ".join(f"{k}: {v}" for k, v in DECODES.items()))
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--budget-seconds", type=float, default=420,
@@ -670,6 +699,7 @@ def run(argv: list[str] | None = None) -> int:
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     check_device(torch, args.device)  # one sentence with torch's reason, before anything is loaded
     cuda = args.device.startswith("cuda")
+    args.decode_args = set_decode(args.decode, cuda and torch.cuda.is_bf16_supported(including_emulation=False))
     if args.tiny:
         if not cuda:
             torch.set_num_threads(1)  # steadier on a shared CI machine than threads that wait on each other
@@ -753,6 +783,7 @@ def run(argv: list[str] | None = None) -> int:
               f"transformers {transformers.__version__}, Python {platform.python_version()}; model: "
               f"{'tiny random config' if args.tiny else args.model or 'Qwen2-VL-2B architecture, random weights'}; "
               f"{args.new_tokens} new tokens per image, warm-up {args.warmup}, {args.repeats} timed batches per row; "
+              f"decode: {args.decode} ({DECODES[args.decode]}); "
               f"whole run {total:.0f} s of a {args.budget_seconds:.0f} s budget")
     cost_note = (f"cost per 1,000 images: measured end-to-end img/s at g4dn.xlarge ${args.on_demand_usd_per_hour}/h "
                  f"on-demand and ${args.spot_usd_per_hour}/h spot (us-east-1, see the script's constants)"

@@ -237,7 +237,9 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(DEFAULT_MAX_NEW_TOKENS, ge=1, le=512)
     max_decode_pixels: int = Field(40_000_000, ge=1_000_000, le=178_956_970, description=(
         "largest image (in pixels) decoded at full size; JPEG decodes at reduced size and is exempt"))
-    batch_size: int = Field(12, ge=1, le=1024)
+    batch_size: int = Field(12, ge=1, le=1024, description=(
+        "images per model call; unset, a bulk run's GPU actors take 64 rows at a time and cut them into "
+        "model batches their card's free memory holds"))
     api_port: int = Field(80, ge=1, le=65535)
     model_device: Literal["auto", "cpu", "cuda"] = "auto"
     max_model_actors: int | None = Field(None, ge=1, le=4096, description=(
@@ -247,6 +249,8 @@ class Settings(BaseSettings):
         "custom Ray resources each model actor of a bulk run also requires, as a JSON object, e.g. "
         '{"namer-node": 1}: the actors go only to nodes that offer them'))
     model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    model_static_cache: bool = Field(False, description=(
+        "decode with a static KV cache, the decode step compiled on GPUs with bf16 (opt-in: not yet measured)"))
     name_template: str = Field("{subject}", min_length=1)
     name_case: Literal["kebab", "snake", "camel", "pascal", "title", "lower"] = Field(
         "kebab", description="default for --case: how names are written (naming/style.py)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 import threading
 import traceback
 from contextlib import contextmanager
@@ -34,79 +33,14 @@ from renamer_ray.model import vision
 from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image  # noqa: F401  (re-exported)
 from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import FiniteRows, KebabNameConstraint, TokenTable
+from renamer_ray.model.decoding import cache_options, defer_stop_checks
+from renamer_ray.model.device import (DeviceLost, choose_device, choose_dtype, is_fatal_device_error,
+                                      is_turing_or_older)
+from renamer_ray.model.memory import batch_memory
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
 from renamer_ray.naming.style import NamingStyle
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-class DeviceUnavailable(RuntimeError):
-    """The model was meant to run on a GPU that this process cannot use."""
-
-
-def cuda_problem() -> str | None:
-    """Why this process cannot use CUDA, in torch's own words (no driver, a broken one, no visible
-    device, a CPU-only build), or None where it can (CUDA is then initialised)."""
-    try:
-        torch.cuda.init()
-    except Exception as exc:  # RuntimeError, or AssertionError from a CPU-only build
-        return str(exc).strip() or type(exc).__name__
-    return None
-
-
-def require_cuda(why: str = "CUDA was asked for") -> None:
-    """Raise :class:`DeviceUnavailable`, one sentence with ``why`` and torch's reason, unless CUDA works."""
-    if problem := cuda_problem():
-        raise DeviceUnavailable(f"{why}, but CUDA is not usable here ({problem}); set MODEL_DEVICE=cpu "
-                                "to name on the CPU")
-
-
-def ray_gpu_ids() -> list:
-    """The GPUs Ray gave this process: empty outside a Ray worker (a driver, or no Ray at all)."""
-    ray = sys.modules.get("ray")  # a Ray worker has imported it; a process without Ray need not
-    if ray is None or not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
-        return []
-    return ray.get_gpu_ids()
-
-
-def choose_device(requested: str = "auto") -> str:
-    """``auto``: the GPU where CUDA works, else the CPU. Where a GPU is meant (``cuda``, or ``auto``
-    in an actor Ray gave a GPU) but CUDA does not work, fail at once (:func:`require_cuda`) instead
-    of naming at CPU speed; ``cpu`` is the explicit way to run on the CPU."""
-    if requested == "auto" and (gpus := ray_gpu_ids()):
-        require_cuda(f"Ray gave this process GPU {', '.join(map(str, gpus))}")
-        return "cuda"
-    if requested.startswith("cuda"):
-        require_cuda(f"the model was asked to run on {requested}")
-        return requested
-    if requested != "auto":
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def choose_dtype(device: str, requested: str = "auto") -> torch.dtype:
-    """bf16 where the GPU supports it, fp16 on older GPUs (T4: Turing has no bf16), fp32 on CPU."""
-    if requested != "auto":
-        return _DTYPES[requested]
-    if not device.startswith("cuda"):
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-
-
-class DeviceLost(RuntimeError):
-    """The accelerator is in a state no later call can recover from (a CUDA error): the process
-    holding the model must end so that Ray replaces it (ray#59522)."""
-
-
-# Words of errors after which a CUDA context is unusable for the rest of the process's life.
-_FATAL_DEVICE_ERRORS = ("CUDA error", "device-side assert", "CUBLAS_STATUS_", "CUDNN_STATUS_", "illegal memory access")
-
-
-def is_fatal_device_error(exc: BaseException) -> bool:
-    return isinstance(exc, RuntimeError) and not isinstance(exc, torch.cuda.OutOfMemoryError) and any(
-        words in str(exc) for words in _FATAL_DEVICE_ERRORS)
 
 
 def pixels(rgb: bytes, width: int, height: int) -> torch.Tensor:
@@ -145,12 +79,18 @@ class Qwen2VLNamer:
     back after it (:meth:`_in_fp32`). No second copy of the weights is kept: for Qwen2-VL-2B
     (2.2 B parameters) the rerun peaks at about 8.8 GB of fp32 weights plus one image's fp32
     activations (under 1 GB), the batch's own memory being freed first: about 10 GB of a 16 GB T4.
+
+    On a GPU a model batch holds at most ``max_batch`` images: estimated at load time from the free
+    memory (:mod:`renamer_ray.model.memory`), halved for the namer's life after a batch runs out of
+    memory (that batch is then named in halves). Decoding checks for its end without a host sync per
+    token (:mod:`renamer_ray.model.decoding`).
     """
 
     def __init__(self, model_id: str, *, max_pixels: int = 786_432, max_new_tokens: int = 60,
                  device: str = "auto", dtype: str = "auto", max_chars: int = MAX_CHARS,
                  max_words: int = MAX_WORDS, static_cache: bool = False):
-        """``static_cache``: decode with a static KV cache (:meth:`_cache_options`; opt-in, unmeasured on GPUs)."""
+        """``static_cache``: decode with a static KV cache, compiled on a GPU with bf16
+        (:func:`~renamer_ray.model.decoding.cache_options`; opt-in, unmeasured on GPUs)."""
         path = resolve_checkpoint(model_id)
         self.device = choose_device(device)
         self.dtype = choose_dtype(self.device, dtype)
@@ -169,13 +109,25 @@ class Qwen2VLNamer:
         self.min_pixels, self.max_pixels = vision.bounds(dict(self.processor.image_processor.size), max_pixels)
         self.max_new_tokens = max_new_tokens
         self.static_cache = static_cache
+        self.max_batch = self._batch_that_fits()  # None: no cap (the CPU)
+        if self.device.startswith("cuda"):
+            defer_stop_checks()
         self.max_chars, self.max_words = max_chars, max_words
         tokenizer = self.processor.tokenizer
         self.table = TokenTable(tokenizer, self.model.config.text_config.vocab_size).to(self.device)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
         self.pad_id = self.model.generation_config.pad_token_id or tokenizer.pad_token_id
-        log.info("loaded %s on %s (%s), max_pixels=%d", model_id, self.device, self.dtype, self.max_pixels)
+        log.info("loaded %s on %s (%s), max_pixels=%d, model batches of at most %s images", model_id, self.device,
+                 self.dtype, self.max_pixels, self.max_batch or "any number of")
+
+    def _batch_that_fits(self) -> int | None:
+        """On a GPU, the images one model batch may hold, from the memory free beside the weights."""
+        if not self.device.startswith("cuda"):
+            return None
+        free, _ = torch.cuda.mem_get_info(self.device)
+        estimate = batch_memory(self.model.config, self.max_pixels, self.max_new_tokens, self.dtype.itemsize)
+        return estimate.images_that_fit(free)
 
     def name(self, images: Sequence[Image.Image | torch.Tensor], contexts: Sequence[ImageContext] | None = None,
              user_prompt: str | None | Sequence[str | None] = None,
@@ -188,10 +140,11 @@ class Qwen2VLNamer:
         ``images``: PIL images, or uint8 (3, H, W) tensors (:func:`pixels`). A batch already on the
         patch grid (the decode stage put it there) takes the lean path: no resize, and the
         processor normalises and patchifies on the model's device (see :meth:`_pixel_inputs`).
-        Images of very different sizes are named in sub-batches of similar visual-token counts."""
+        Images of very different sizes are named in sub-batches of similar visual-token counts, of at
+        most ``max_batch`` images each."""
         contexts, prompts, styles = per_image(len(images), contexts, user_prompt, style)
         answers: list[Naming | None] = [None] * len(images)
-        for group in self.sub_batches(images):
+        for group in self.model_batches(images):
             for n, answer in zip(group, self._name_group([images[n] for n in group], [contexts[n] for n in group],
                                                           [prompts[n] for n in group], [styles[n] for n in group])):
                 answers[n] = answer
@@ -218,9 +171,16 @@ class Qwen2VLNamer:
                 groups.append([n])
         return groups
 
+    def model_batches(self, images: Sequence[Image.Image | torch.Tensor]) -> list[list[int]]:
+        """:meth:`sub_batches` cut into pieces of at most ``max_batch`` images."""
+        cap = self.max_batch or len(images) or 1
+        return [group[start:start + cap] for group in self.sub_batches(images) for start in range(0, len(group), cap)]
+
     def _name_group(self, images, contexts, prompts, styles) -> list[Naming]:
-        """One model batch; if it fails, its images one at a time, once the failed batch's memory is
-        freed (retried beside the batch's leftovers, an image could run out of memory for them)."""
+        """One model batch. If it runs out of memory: ``max_batch`` is halved and the batch named in
+        halves; if it fails otherwise: its images one at a time (one bad image fails alone). Either
+        retry waits until the failed batch's memory is freed (beside its leftovers, the retry could
+        run out of memory for them)."""
         if not images:
             return []
         try:
@@ -231,12 +191,23 @@ class Qwen2VLNamer:
             if is_fatal_device_error(exc):
                 raise DeviceLost(str(exc)) from exc  # not this image's fault: no image may fail for it
             error = str(exc)  # only the words: the exception's traceback holds the batch's tensors
+            out_of_memory = isinstance(exc, torch.cuda.OutOfMemoryError)
         if len(images) == 1:
             return [Naming(error=f"the model could not process this image: {error}")]
-        log.warning("batch of %d failed (%s); retrying one image at a time", len(images), error)
         self._release_memory()
-        return [self._name_group([img], [ctx], [p], [s])[0]
-                for img, ctx, p, s in zip(images, contexts, prompts, styles)]
+        if out_of_memory:
+            size = (len(images) + 1) // 2
+            self.max_batch = min(self.max_batch or size, size)
+            log.warning("batch of %d ran out of memory; model batches of at most %d images from now on",
+                        len(images), self.max_batch)
+        else:
+            size = 1
+            log.warning("batch of %d failed (%s); retrying one image at a time", len(images), error)
+        answers: list[Naming] = []
+        for start in range(0, len(images), size):
+            piece = slice(start, start + size)
+            answers += self._name_group(images[piece], contexts[piece], prompts[piece], styles[piece])
+        return answers
 
     def _name_batch(self, images, contexts, prompts, styles) -> list[Naming]:
         """Names for one model batch; the rows whose fp16 scores overflowed are named again in fp32."""
@@ -335,17 +306,6 @@ class Qwen2VLNamer:
             max_words=[w for _, w in limits], free=free)]
         return inputs, constraints, languages
 
-    def _cache_options(self, prompt_length: int) -> dict:
-        """``generate``'s cache arguments: transformers' dynamic cache, or a static one where asked, whose
-        decode step transformers then compiles on a GPU (not on Turing and older: no bf16, and this
-        path is untried there; never on the CPU). Its length is rounded up to a multiple of 256 so
-        that batches of similar prompts share one compiled graph."""
-        if not self.static_cache:
-            return {}
-        length = -(-(prompt_length + self.max_new_tokens) // 256) * 256
-        turing = self.device.startswith("cuda") and not torch.cuda.is_bf16_supported(including_emulation=False)
-        return dict(cache_implementation="static", max_cache_len=length, disable_compile=turing)
-
     @torch.inference_mode()
     def _generate(self, images: Sequence[Image.Image | torch.Tensor], contexts: Sequence[ImageContext],
                   user_prompts: Sequence[str | None],
@@ -360,7 +320,8 @@ class Qwen2VLNamer:
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
                 logits_processor=LogitsProcessorList([guard, *constraints] if guard else constraints),
                 pad_token_id=self.pad_id, eos_token_id=self.eos_ids,
-                **self._cache_options(inputs["input_ids"].shape[1]),
+                **cache_options(self.static_cache, inputs["input_ids"].shape[1], self.max_new_tokens,
+                                compile_decode=self.device.startswith("cuda") and not is_turing_or_older(self.device)),
             )
         overflowed = (~guard.finite).nonzero().flatten().tolist() if guard else []
         with self._host:

@@ -43,13 +43,17 @@ GPU_ACTOR_CPUS = 1                # CPUs a GPU model actor reserves beside its G
 # Batches a GPU model actor takes at once: the namer runs one on the GPU while it prepares the next
 # (reading rows, templating, the processor) and decodes the last (model/namer.py, its two locks).
 GPU_ACTOR_BATCHES = 2
+# Rows a GPU actor takes at once where BATCH_SIZE is not set: the namer cuts them into model batches
+# of what its card's free memory holds (model/memory.py), so a T4 and an H100 both stay full.
+GPU_ROWS_PER_BATCH = 64
 
 
 def name_rows(namer, rows: list[dict]) -> list[dict]:
     """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order, from one model call whatever
     the rows' prompts, languages and limits (rows of several jobs may share a batch; the case is
     applied after the model)."""
-    from renamer_ray.model.namer import DeviceLost, ImageContext, pixels
+    from renamer_ray.model.device import DeviceLost
+    from renamer_ray.model.namer import ImageContext, pixels
     from renamer_ray.naming import NamingStyle
 
     try:
@@ -84,7 +88,7 @@ class NameImages(Stage):
     drops = PIXELS
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, device: str, dtype: str,
-                 threads: int | None = None, progress=None):
+                 static_cache: bool = False, threads: int | None = None, progress=None):
         """``progress``: an optional ``ProgressBoard`` handle told which rows each batch named."""
         import torch
 
@@ -94,7 +98,7 @@ class NameImages(Stage):
             torch.set_num_threads(threads)
         self.progress = progress
         self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
-                                  device=device, dtype=dtype)
+                                  device=device, dtype=dtype, static_cache=static_cache)
 
     def rows(self, rows: list[dict]) -> list[dict]:
         todo = [row for row in rows if is_open(row)]
@@ -123,11 +127,18 @@ class ModelPool:
         placement, threads = self.placement()
         s = self.settings
         return map_batches(
-            ds, NameImages, batch_size=s.batch_size, batch_format="pyarrow",
+            ds, NameImages, batch_size=self.rows_per_batch, batch_format="pyarrow",
             fn_constructor_kwargs=dict(model_id=s.model_id, max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens,
-                                       device=s.model_device, dtype=s.model_dtype, threads=threads,
-                                       progress=self.progress),
+                                       device=s.model_device, dtype=s.model_dtype,
+                                       static_cache=s.model_static_cache, threads=threads, progress=self.progress),
             **placement)
+
+    @property
+    def rows_per_batch(self) -> int:
+        """BATCH_SIZE where it was set; else GPU actors take ``GPU_ROWS_PER_BATCH`` rows (their namer
+        cuts them to what the card holds) and CPU actors ``BATCH_SIZE``'s default."""
+        s = self.settings
+        return GPU_ROWS_PER_BATCH if self.on_gpu and "batch_size" not in s.model_fields_set else s.batch_size
 
     @property
     def on_gpu(self) -> bool:

@@ -88,7 +88,7 @@ class Namer:
     decoded row or ``{"image": bytes, "prompt", "style"}`` (see :func:`name_request`)."""
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, batch_size: int,
-                 device: str = "auto", dtype: str = "auto", threads: int | None = None,
+                 device: str = "auto", dtype: str = "auto", static_cache: bool = False, threads: int | None = None,
                  max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS):
         import torch
 
@@ -98,7 +98,7 @@ class Namer:
         if threads:
             torch.set_num_threads(threads)
         self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
-                                  device=device, dtype=dtype)
+                                  device=device, dtype=dtype, static_cache=static_cache)
         self._batch.set_max_batch_size(batch_size)
         self.images = 0
         # Decoded where the model runs, onto its pixel grid, as the pipeline's decode stage does.
@@ -154,5 +154,6 @@ def bind_namer(settings: Settings, actor_options=lambda options: options):
     options["ray_actor_options"] = actor_options(options["ray_actor_options"])
     return Namer.options(**options).bind(
         settings.model_id, max_pixels=settings.max_pixels, max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size, device=settings.model_device, dtype=settings.model_dtype, threads=threads,
+        batch_size=settings.batch_size, device=settings.model_device, dtype=settings.model_dtype,
+        static_cache=settings.model_static_cache, threads=threads,
         max_decode_pixels=settings.max_decode_pixels)

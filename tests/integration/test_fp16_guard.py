@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from torch.overrides import TorchFunctionMode
 
-from renamer_ray.model.namer import DeviceLost, Qwen2VLNamer
+from renamer_ray.model.device import DeviceLost
+from renamer_ray.model.namer import Qwen2VLNamer
 from tests.support.images import drawn_files
 
 

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from torch.overrides import TorchFunctionMode
 
-from renamer_ray.model.namer import DeviceUnavailable, Qwen2VLNamer, choose_device, cuda_problem, pixels
+from renamer_ray.model.device import DeviceUnavailable, choose_device, cuda_problem
+from renamer_ray.model.namer import Qwen2VLNamer, pixels
 from renamer_ray.images import decode
 from tests.support.images import drawn_files
 
@@ -66,6 +67,7 @@ def test_auto_in_an_actor_that_ray_gave_a_gpu_fails_instead_of_naming_on_the_cpu
 
 
 def test_a_batch_that_ran_out_of_memory_is_freed_before_its_images_are_retried(toy_namer, monkeypatch):
+    monkeypatch.setattr(toy_namer, "max_batch", None)  # the OOM lowers it: the shared namer gets it back
     images = pictures(seed=2101, count=3)
     expected = [answer.raw for answer in toy_namer.name(images)]
     generate, release = toy_namer._generate, toy_namer._release_memory
@@ -86,9 +88,42 @@ def test_a_batch_that_ran_out_of_memory_is_freed_before_its_images_are_retried(t
 
     monkeypatch.setattr(toy_namer, "_generate", runs_out_of_memory_once)
     monkeypatch.setattr(toy_namer, "_release_memory", spied_release)
-    assert [answer.raw for answer in toy_namer.name(images)] == expected, "retried one at a time"
+    assert [answer.raw for answer in toy_namer.name(images)] == expected, "retried in halves"
     assert freed_at == {"release": True, "retry": True}, (
         "the failed batch's tensors are gone, and the cache emptied, before the first image is retried")
+
+
+def test_out_of_memory_halves_the_model_batch_for_the_namers_life(toy_namer, monkeypatch):
+    monkeypatch.setattr(toy_namer, "max_batch", None)
+    images = pictures(seed=2107, count=5, max_side=260)
+    assert len(toy_namer.sub_batches(images)) == 1, "one batch of five, as far as sizes go"
+    expected = [answer.raw for answer in toy_namer.name(images)]
+    generate = toy_namer._generate
+    batches: list[int] = []
+
+    def card_holds_two(images, *rest):  # what a card with room for two images does
+        batches.append(len(images))
+        if len(images) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB (injected)")
+        return generate(images, *rest)
+
+    monkeypatch.setattr(toy_namer, "_generate", card_holds_two)
+    assert [answer.raw for answer in toy_namer.name(images)] == expected, "every image named, none failed"
+    assert batches == [5, 3, 2, 1, 2], "halved until it fits: 5, then 3, then 2"
+    assert toy_namer.max_batch == 2
+    batches.clear()
+    assert [answer.raw for answer in toy_namer.name(images)] == expected
+    assert batches == [2, 2, 1], "later calls start at the size that fitted"
+
+
+def test_model_batches_hold_at_most_max_batch_images_and_name_as_one_batch_does(toy_namer, monkeypatch):
+    images = pictures(seed=2108, count=7, max_side=260)
+    monkeypatch.setattr(toy_namer, "max_batch", None)
+    expected = [answer.raw for answer in toy_namer.name(images)]
+    monkeypatch.setattr(toy_namer, "max_batch", 3)
+    assert all(len(piece) <= 3 for piece in toy_namer.model_batches(images))
+    assert sorted(n for piece in toy_namer.model_batches(images) for n in piece) == list(range(7))
+    assert [answer.raw for answer in toy_namer.name(images)] == expected
 
 
 # --------------------------------------------------------------------------- the pinned copy
@@ -230,3 +265,44 @@ def test_a_static_cache_gives_the_names_of_the_dynamic_one(monkeypatch):
         (kwargs.get("cache_implementation"), kwargs.get("max_cache_len"))) or generate(**kwargs))
     assert [a.raw for a in static.name(images)] == [a.raw for a in dynamic.name(images)]
     assert caches and all(cache == "static" and length % 256 == 0 for cache, length in caches), caches
+
+
+# --------------------------------------------------------------------------- the deferred stop check
+
+
+class HostEvent:
+    """torch.Event for the CPU, whose backend has none: CPU work is done when it is queued."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def record(self, *args):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+def test_decoding_checks_for_its_end_one_step_late_and_gives_the_same_names(toy_namer, monkeypatch):
+    from transformers.generation import utils
+
+    from renamer_ray.model.decoding import defer_stop_checks, deferring
+
+    images = pictures(seed=2109, count=6, max_side=400)
+    expected = [answer.raw for answer in toy_namer.name(images)]
+    library = utils.DeferredStopCheck.is_supported
+    assert not library(torch.device("cuda"), None, False, False), "transformers defers on mps only"
+    monkeypatch.setattr(utils.DeferredStopCheck, "is_supported", library)
+    assert defer_stop_checks() and defer_stop_checks(), "installed once, however often asked"
+    assert utils.DeferredStopCheck.is_supported(torch.device("cuda"), None, False, False)
+    assert not utils.DeferredStopCheck.is_supported(torch.device("cuda"), None, False, True), "never for an assistant"
+
+    # The same on the CPU, which is where a test can run it: each step's flag is read one step late.
+    monkeypatch.setattr(utils.DeferredStopCheck, "is_supported", staticmethod(deferring(library, ("cpu",))))
+    monkeypatch.setattr(torch, "Event", HostEvent)
+    deferred, undone = [], []
+    init, undo = utils.DeferredStopCheck.__init__, utils._undo_generation_steps
+    monkeypatch.setattr(utils.DeferredStopCheck, "__init__", lambda self, *a, **k: deferred.append(1) or init(self, *a, **k))
+    monkeypatch.setattr(utils, "_undo_generation_steps", lambda steps, *a: undone.append(steps) or undo(steps, *a))
+    assert [answer.raw for answer in toy_namer.name(images)] == expected
+    assert deferred and undone, "transformers' deferred check ran, and undid its extra step"

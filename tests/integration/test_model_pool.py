@@ -19,6 +19,15 @@ def test_a_gpu_pool_is_fixed_unless_max_model_actors_asks_for_autoscaling(ray_lo
     assert (growing["compute"].min_size, growing["compute"].max_size) == (1, 8)
 
 
+def test_gpu_actors_take_64_rows_unless_batch_size_is_set(ray_local, monkeypatch):
+    assert ModelPool(load_settings(model_device="cuda")).rows_per_batch == 64, "cut by the namer to the card"
+    assert ModelPool(load_settings(model_device="cuda", batch_size=16)).rows_per_batch == 16
+    monkeypatch.setenv("BATCH_SIZE", "24")
+    assert ModelPool(load_settings(model_device="cuda")).rows_per_batch == 24, "BATCH_SIZE from the environment"
+    monkeypatch.delenv("BATCH_SIZE")
+    assert ModelPool(load_settings(model_device="cpu")).rows_per_batch == 12, "CPU actors: BATCH_SIZE's default"
+
+
 def test_decode_takes_a_whole_cpu_beside_gpu_actors_and_half_beside_cpu_ones(ray_local):
     from renamer_ray.pipeline.decode import Decode
     from renamer_ray.pipeline.resume import ReadClaims

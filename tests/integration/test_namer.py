@@ -10,7 +10,8 @@ from PIL import Image
 
 from renamer_ray.images import decode
 from renamer_ray.model.checkpoint import TOY_MODEL, resolve_checkpoint
-from renamer_ray.model.namer import ImageContext, choose_dtype
+from renamer_ray.model.device import choose_dtype
+from renamer_ray.model.namer import ImageContext
 from tests.support.images import drawn_files, name_files
 from tests.support.eventually import eventually
 
@@ -93,7 +94,8 @@ def test_a_fatal_device_error_ends_the_model_process_so_ray_replaces_it(ray_loca
     still fail only their image."""
     import ray
 
-    from renamer_ray.model.namer import DeviceLost, Qwen2VLNamer
+    from renamer_ray.model.device import DeviceLost
+    from renamer_ray.model.namer import Qwen2VLNamer
     from renamer_ray.pipeline.infer import name_rows
 
     @ray.remote(num_cpus=0, max_restarts=1, max_task_retries=0)

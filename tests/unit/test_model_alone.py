@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "model_alone.py"
@@ -118,6 +119,23 @@ def test_rows_past_the_time_budget_stay_in_both_tables_as_skipped(tmp_path, caps
     assert "machine: CPU only, host CPU" in text and "of a 0 s budget" in text
 
 
+def test_each_decode_mode_runs_and_the_heading_names_it(capsys):
+    """``--decode``: the namer's deferred end check (the default), transformers' per-token host sync,
+    and the static cache; each generates the same tokens per image, and the heading says which ran."""
+    from transformers.generation import utils
+
+    m = _load_module()
+    library = utils.DeferredStopCheck.is_supported
+    try:
+        for decode in ("sync", "static", "deferred"):
+            assert m.main(["--tiny", "--decode", decode, "--max-pixels", "12544", "--batches", "2"]) == 0
+            out = capsys.readouterr().out
+            assert f"decode: {decode} ({m.DECODES[decode]})" in out
+            assert utils.DeferredStopCheck.is_supported(torch.device("cuda"), None, False, False) == (decode != "sync")
+    finally:
+        utils.DeferredStopCheck.is_supported = library
+
+
 def test_fp16_rows_rerun_overflowed_images_in_fp32_and_count_them_as_the_namer_does():
     """The fp16 guard (a copy of the namer's): an image whose fp16 scores stop being finite is
     generated again with the model in fp32 and counted (the namer's ``fp32_reruns``), split by
@@ -125,11 +143,9 @@ def test_fp16_rows_rerun_overflowed_images_in_fp32_and_count_them_as_the_namer_d
     timed batches, not the warm-up; the model is back in fp16 after each rerun."""
     import argparse
 
-    import torch
-
     m = _load_module()
     args = argparse.Namespace(model=None, tiny=True, device="cpu", attn="sdpa", new_tokens=3, warmup=1, repeats=2,
-                              on_demand_usd_per_hour=0.526, spot_usd_per_hour=0.21)
+                              on_demand_usd_per_hour=0.526, spot_usd_per_hour=0.21, decode_args={})
     model, processor, cfg = m.load(args, torch)
     pool = [m.draw(448, 336, random.Random(3))]
     m.set_dtype(model, torch, torch.float16)
