@@ -456,7 +456,7 @@ def draw(width: int, height: int, rng: random.Random):
 
 
 def chat_messages() -> list[dict]:
-    """The namer's default messages (renamer_ray.prompts.chat_messages(None)); a faithful copy so
+    """The namer's default messages (renamer_ray.naming.prompts.chat_messages(None)); a faithful copy so
     that this script imports nothing from the project."""
     system = ("You are an image filename generator. Return ONLY a safe filename in kebab-case. "
               "ASCII only, <=10 words, <=60 characters. No punctuation except '-'.")

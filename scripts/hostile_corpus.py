@@ -40,7 +40,7 @@ DOC = ROOT / "docs" / "reliability.md"
 RENAMER = str(Path(sys.executable).with_name("renamer-ray"))
 
 from renamer_ray.cli import SAMPLES  # noqa: E402  (after the path: run from anywhere)
-from renamer_ray.manifest import parse_lines  # noqa: E402
+from renamer_ray.records.manifest import parse_lines  # noqa: E402
 from tests.support.hostile import (checksum_listing, corpus, planted_claim, planted_record,  # noqa: E402
                                    s3_checksum_listing, stat_fields, write_jsonl)
 
@@ -118,7 +118,7 @@ def image_corpus(stack, work: Path, items) -> dict[str, dict[str, str]]:
     """Each file of the corpus through the CLI on a folder, the pipeline S3 → S3 and the HTTP API:
     kind → way in → what it answered (``rows["_"]["cli exit"]``: the CLI's exit status)."""
     from renamer_ray.pipeline.run import NamerRef, RunOptions, run
-    from renamer_ray.service.demo import wait
+    from renamer_ray.service.local.demo import wait
 
     rows: dict[str, dict[str, str]] = {item.kind: {} for item in items}
     # 1. the CLI on a folder (names no file system holds are API-only)
@@ -537,7 +537,7 @@ def main() -> None:
     os.environ.setdefault("MODEL_ID", "toy-shapes")
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     from renamer_ray.config import load_settings
-    from renamer_ray.service.stack import LocalStack, free_ports
+    from renamer_ray.service.local.stack import LocalStack, free_ports
 
     items = [] if args.trust_only else corpus()
     if items:

@@ -52,7 +52,7 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from renamer_ray import prompts
+from renamer_ray.naming import prompts
 from renamer_ray.images import decode
 from renamer_ray.toy.shapes import COLOURS, LABELS, SHAPES, draw_varied_shape
 

@@ -65,7 +65,7 @@ def toy_namer():
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's server mode on 127.0.0.1: real HTTP, real boto3 and pyarrow clients."""
-    from renamer_ray.service.stack import start_moto
+    from renamer_ray.service.local.stack import start_moto
 
     server, endpoint = start_moto()
     yield endpoint
@@ -87,7 +87,7 @@ def stack(s3_endpoint, tmp_path_factory):
     import uuid
 
     from tests.support.cut_proxy import CutProxy
-    from renamer_ray.service.stack import free_ports
+    from renamer_ray.service.local.stack import free_ports
     from tests.support.stack import KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, start_stack
 
     api_port, dashboard_port = free_ports(2)

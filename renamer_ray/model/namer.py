@@ -28,7 +28,7 @@ from transformers import AutoProcessor, LogitsProcessorList, Qwen2VLForCondition
 from transformers.utils.generic import is_flash_attention_requested
 from transformers.vision_utils import get_vision_cu_seqlens
 
-from renamer_ray import prompts
+from renamer_ray.naming import prompts
 from renamer_ray.model import vision
 from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image  # noqa: F401  (re-exported)
 from renamer_ray.model.checkpoint import resolve_checkpoint

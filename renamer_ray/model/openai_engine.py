@@ -28,7 +28,7 @@ from typing import Sequence
 
 import urllib3
 
-from renamer_ray import prompts
+from renamer_ray.naming import prompts
 from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image
 from renamer_ray.naming.rules import name_regex
 

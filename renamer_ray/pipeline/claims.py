@@ -22,8 +22,8 @@ import hashlib
 import json
 
 from renamer_ray.io.storage import Location, any_file_under, read_text_if_exists, write_once
-from renamer_ray.manifest import PARTS_FOLDER
-from renamer_ray.trust import name_problem
+from renamer_ray.records.manifest import PARTS_FOLDER
+from renamer_ray.records.trust import name_problem
 
 CLAIMS_FOLDER = f"{PARTS_FOLDER}/claims"
 

@@ -27,8 +27,8 @@ from typing import Iterable, Iterator
 from pydantic import ValidationError
 
 from renamer_ray.io.storage import Location, StorageConfig, open_location, read_lines
-from renamer_ray.manifest import FileRecord
-from renamer_ray.trust import Root, record_problem
+from renamer_ray.records.manifest import FileRecord
+from renamer_ray.records.trust import Root, record_problem
 
 
 def _problem(line: str, roots: tuple[Root, Root]) -> tuple[FileRecord | None, str | None]:

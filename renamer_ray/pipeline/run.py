@@ -16,7 +16,7 @@ from ray.exceptions import RayActorError, WorkerCrashedError
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import (STORAGE_ERRORS, Location, any_file_under, exists, explain, list_files, make_dirs,
                                     open_location, open_output, read_lines, remove_folder, size_of, write_text)
-from renamer_ray.manifest import (IN_PLACE_FOLDER, MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines,
+from renamer_ray.records.manifest import (IN_PLACE_FOLDER, MANIFEST_NAME, PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines,
                                   merge_sorted, parse_lines)
 from renamer_ray.model.checkpoint import fetch_checkpoint
 from renamer_ray.model.vision import pixel_bounds
@@ -329,7 +329,7 @@ def _rename_in_place(manifest: Location, source: Location, shown: list[FileRecor
                      settings: Settings) -> list[FileRecord]:
     """The moves an in-place plan records, now that it is written; a file that could not be renamed
     keeps its name and becomes a failure, in the manifest too. Returns the records to show."""
-    from renamer_ray.inplace import carry_out
+    from renamer_ray.workflow.inplace import carry_out
 
     records = list(parse_lines("".join(read_lines(manifest))))
     errors = carry_out(records, settings, source.uri)

@@ -32,7 +32,7 @@ from typing import Callable
 from renamer_ray.config import Settings
 from renamer_ray.io.queue import DRIVER_ATTEMPTS, JobQueue, Message, is_gone
 from renamer_ray.io.storage import open_location, remove_folder
-from renamer_ray.manifest import PARTS_FOLDER, FileRecord
+from renamer_ray.records.manifest import PARTS_FOLDER, FileRecord
 from renamer_ray.naming import NameTemplate, TemplateError
 from renamer_ray.pipeline.listing import Wishes, listed_row
 from renamer_ray.pipeline.run import NamerRef

@@ -10,7 +10,7 @@ from typing import BinaryIO, Iterator
 
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import S3Storage
-from renamer_ray.manifest import FileRecord, parse_lines
+from renamer_ray.records.manifest import FileRecord, parse_lines
 from renamer_ray.service.jobs import (JOB_ID, JobFile, JobRecord, in_flight_prefix, index_prefix, now,
                                       record_key)
 

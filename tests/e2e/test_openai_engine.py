@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from renamer_ray.config import load_settings
-from renamer_ray.manifest import parse_lines
+from renamer_ray.records.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
 from tests.support.images import drawn_files
 from tests.support.stack import KEY_A

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from renamer_ray.service.demo import wait
+from renamer_ray.service.local.demo import wait
 from renamer_ray.service.webhooks import ID_HEADER, verify
 from tests.support.http_receiver import Receiver
 from tests.support.stack import (A, KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, images, replica_processes,

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from renamer_ray.manifest import FileRecord
-from renamer_ray.service.stack import free_ports
+from renamer_ray.records.manifest import FileRecord
+from renamer_ray.service.local.stack import free_ports
 from tests.support.images import drawn_files
 from tests.support.stack import A, KEY_A, LIMITS
 from tests.support.output import said

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from renamer_ray.apply import HEAD_BYTES, PlanError, apply_plan
+from renamer_ray.workflow.apply import HEAD_BYTES, PlanError, apply_plan
 from renamer_ray.config import load_settings
 from tests.support.faulty_proxy import FaultyProxy
 

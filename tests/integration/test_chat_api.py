@@ -25,7 +25,7 @@ from renamer_ray.config import load_settings
 from renamer_ray.model.vision import pixel_bounds
 from renamer_ray.service.api import create_app
 from renamer_ray.service.namer import name_request
-from renamer_ray.service.stack import provision
+from renamer_ray.service.local.stack import provision
 from tests.support.images import drawn_files
 
 KEY_A, KEY_B = "chat-key-a", "chat-key-b"

@@ -20,7 +20,7 @@ from renamer_ray.naming import content_type_for, extension_for
 from renamer_ray.pipeline.run import NamerRef
 from renamer_ray.service.driver import Driver
 from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
-from renamer_ray.service.stack import provision
+from renamer_ray.service.local.stack import provision
 from tests.e2e.faults.harness import add_row
 from tests.support.images import drawn_files
 from tests.support.eventually import eventually

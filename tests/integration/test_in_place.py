@@ -12,9 +12,9 @@ import pytest
 
 from renamer_ray.cli import SAMPLES, main
 from renamer_ray.config import load_settings
-from renamer_ray.inplace import undo
+from renamer_ray.workflow.inplace import undo
 from renamer_ray.io.storage import local as local_storage
-from renamer_ray.manifest import parse_lines
+from renamer_ray.records.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
 
 

@@ -12,7 +12,7 @@ import pytest
 from renamer_ray.cli import main
 from renamer_ray.config import load_settings
 from renamer_ray.io import storage
-from renamer_ray.manifest import parse_lines
+from renamer_ray.records.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
 from tests.support.output import said
 

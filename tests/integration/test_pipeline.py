@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from renamer_ray.apply import PlanError, apply_plan
+from renamer_ray.workflow.apply import PlanError, apply_plan
 from renamer_ray.cli import SAMPLES, main
 from renamer_ray.config import load_settings
-from renamer_ray.manifest import parse_lines
+from renamer_ray.records.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
 from tests.support.images import SAMPLES_EXPECTED as EXPECTED, drawn_files, encode
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from renamer_ray.apply import PlanError, apply_plan
+from renamer_ray.workflow.apply import PlanError, apply_plan
 from renamer_ray.cli import main
 from renamer_ray.config import load_settings
-from renamer_ray.manifest import parse_lines
+from renamer_ray.records.manifest import parse_lines
 from renamer_ray.naming import NamingStyle, extension_for
 from tests.support.images import drawn_files
 

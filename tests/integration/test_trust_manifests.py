@@ -17,11 +17,11 @@ import pytest
 
 from renamer_ray.cli import SAMPLES, main
 from renamer_ray.config import load_settings
-from renamer_ray.inplace import undo
+from renamer_ray.workflow.inplace import undo
 from renamer_ray.io.storage import FINGERPRINT_KEY
-from renamer_ray.manifest import parse_lines
+from renamer_ray.records.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
-from renamer_ray.trust import name_problem, outside
+from renamer_ray.records.trust import name_problem, outside
 from tests.support.hostile import checksum_listing, planted_record, s3_checksum_listing, write_jsonl
 
 

@@ -18,7 +18,7 @@ from renamer_ray.pipeline.columns import DECODED, LISTED, ROW
 from renamer_ray.pipeline.endpoint import (AskEndpoint, EngineUnavailable, FromVllm, VllmEngine, check_gpus,
                                            vllm_request)
 from renamer_ray.pipeline.run import CannotStart, NamerRef, RunOptions, run, stages
-from renamer_ray import prompts
+from renamer_ray.naming import prompts
 from renamer_ray.naming.rules import name_regex
 from tests.support.output import said
 

@@ -9,7 +9,7 @@ import asyncio
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from renamer_ray.apply import PlanError, read_plan
+from renamer_ray.workflow.apply import PlanError, read_plan
 from renamer_ray.images import ImageError, sniff_format
 from renamer_ray.service.uploads import Limits, UploadError, read_uploads
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from renamer_ray import prompts
+from renamer_ray.naming import prompts
 from renamer_ray.naming import CASES, DEFAULT_STYLE, NamingStyle, NoRoom, StyleError, load_blocklist
 from renamer_ray.naming.rules import CASE_RE
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from renamer_ray.apply import _check
-from renamer_ray.manifest import FileRecord, dump_lines, parse_lines
+from renamer_ray.workflow.apply import _check
+from renamer_ray.records.manifest import FileRecord, dump_lines, parse_lines
 from renamer_ray.naming import NamingStyle
 
 

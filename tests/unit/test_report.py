@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from renamer_ray.manifest import FileRecord
+from renamer_ray.records.manifest import FileRecord
 from renamer_ray.pipeline.run import RunSummary
-from renamer_ray.report import TABLE_ROWS, print_summary, printable
+from renamer_ray.cli.report import TABLE_ROWS, print_summary, printable
 
 
 def test_terminal_escapes_and_bidi_overrides_in_names_are_shown_not_obeyed():

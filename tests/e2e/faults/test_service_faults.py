@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import httpx
 
-from renamer_ray.service.demo import wait
+from renamer_ray.service.local.demo import wait
 from renamer_ray.service.jobs import now
 from tests.e2e.faults.harness import add_row, s3_outputs, tally
 from tests.support.stack import KEY_A, KEY_B, images, replica_processes, submit

@@ -12,7 +12,7 @@ import httpx
 from renamer_ray.config import Settings
 from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.service.jobs import FINISHED
-from renamer_ray.service.stack import LocalStack
+from renamer_ray.service.local.stack import LocalStack
 
 
 def submit(api: str, paths: list[Path], *, prompt: str | None = None, api_key: str | None = None) -> dict:

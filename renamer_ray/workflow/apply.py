@@ -16,7 +16,7 @@ from renamer_ray.config import Settings
 from renamer_ray.images import ImageError, sniff_format
 from renamer_ray.io.storage import (Location, exists, make_dirs, open_location, read_bytes, read_head, size_of,
                                     write_text)
-from renamer_ray.manifest import MANIFEST_NAME, FileRecord, dump_lines, parse_lines
+from renamer_ray.records.manifest import MANIFEST_NAME, FileRecord, dump_lines, parse_lines
 from renamer_ray.naming import DEFAULT_STYLE, NamingStyle, StyleError, extension_for
 from renamer_ray.pipeline.listing import safe_folder
 from renamer_ray.pipeline.run import RunSummary

@@ -23,8 +23,8 @@ from renamer_ray.config import Settings
 from renamer_ray.io.storage import (STORAGE_ERRORS, Location, LocalStorage, TargetExists, exists, move, open_location,
                                     read_bytes, retrying, size_of)
 from renamer_ray.io.storage.s3 import FINGERPRINT_KEY
-from renamer_ray.manifest import IN_PLACE_FOLDER, FileRecord
-from renamer_ray.trust import Root
+from renamer_ray.records.manifest import IN_PLACE_FOLDER, FileRecord
+from renamer_ray.records.trust import Root
 
 THREADS = 16
 
@@ -127,7 +127,7 @@ def undo(manifest_uri: str, settings: Settings) -> UndoSummary:
     (listed in ``refused``, left as they are). Run again after a crash, it finishes the job. When
     nothing was refused the manifest is moved aside (``.undone-<time>.jsonl``), so a later
     ``rename --in-place`` names the files afresh."""
-    from renamer_ray.apply import read_plan
+    from renamer_ray.workflow.apply import read_plan
 
     started = time.monotonic()
     storage = settings.storage

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from renamer_ray.naming import IMAGE_EXTENSIONS, NamingStyle, NoRoom
-from renamer_ray.progress_bar import ProgressBar
+from renamer_ray.cli.progress_bar import ProgressBar
 
 DEFAULT_API = "http://127.0.0.1:8000"
 KEY_VARIABLE = "RENAMER_RAY_API_KEY"
@@ -740,7 +740,7 @@ def _print_submitted(api: Api, jobs: list[Job], refused: dict[str, str]) -> int:
 
 
 def _say_refused(refused: dict[str, str]) -> int:
-    from renamer_ray.report import printable
+    from renamer_ray.cli.report import printable
 
     for relative, reason in sorted(refused.items())[:TABLE_ROWS]:
         print(f"  {printable(relative)}  ->  FAILED: {printable(reason)}", file=sys.stderr)
@@ -753,7 +753,7 @@ def _write_manifest(out: Path, records: list[dict]) -> None:
     """OUT/manifest.jsonl, replaced whole (through a temporary file: a link there is replaced, never
     written through), one ``FileRecord`` per line as every manifest of the project."""
     from renamer_ray.io.storage import LOCAL
-    from renamer_ray.manifest import FileRecord, dump_lines
+    from renamer_ray.records.manifest import FileRecord, dump_lines
 
     out.mkdir(parents=True, exist_ok=True)
     with LOCAL.open_output(str(out / MANIFEST)) as stream:
@@ -761,7 +761,7 @@ def _write_manifest(out: Path, records: list[dict]) -> None:
 
 
 def _report(records: list[dict], jobs: list[Job], api: Api, out: Path | None, seconds: float, kept: int) -> int:
-    from renamer_ray.report import printable
+    from renamer_ray.cli.report import printable
 
     failed = [r for r in records if r["status"] != "ok"]
     shown = sorted(records, key=lambda r: r["status"] == "ok")[:TABLE_ROWS]  # failures first

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from renamer_ray.config import ConfigError, config_files_line, load_settings
 from renamer_ray.naming import CASES, IMAGE_EXTENSIONS, NamingStyle, StyleError, TemplateError
-from renamer_ray.progress_bar import ProgressBar
-from renamer_ray.report import TABLE_ROWS, printable
+from renamer_ray.cli.progress_bar import ProgressBar
+from renamer_ray.cli.report import TABLE_ROWS, printable
 
 SAMPLES = Path(str(files("renamer_ray"))) / "data" / "samples"
 
@@ -22,7 +22,7 @@ def _rename(args: argparse.Namespace) -> int:
 
     keep_local_ray_private()  # before Ray is imported: a Ray of this run's own listens on loopback only
     from renamer_ray.pipeline.run import NamerRef, RunOptions, run
-    from renamer_ray.report import print_summary
+    from renamer_ray.cli.report import print_summary
 
     overrides = {k: v for k, v in dict(model_id=args.model, batch_size=args.batch_size).items() if v is not None}
     settings = load_settings(**overrides)
@@ -56,8 +56,8 @@ def _rename(args: argparse.Namespace) -> int:
 
 
 def _undo(args: argparse.Namespace) -> int:
-    from renamer_ray.apply import PlanError
-    from renamer_ray.inplace import UndoError, undo
+    from renamer_ray.workflow.apply import PlanError
+    from renamer_ray.workflow.inplace import UndoError, undo
 
     try:
         summary = undo(args.manifest, load_settings())
@@ -76,8 +76,8 @@ def _undo(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from renamer_ray.apply import PlanError, apply_plan
-    from renamer_ray.report import print_summary
+    from renamer_ray.workflow.apply import PlanError, apply_plan
+    from renamer_ray.cli.report import print_summary
 
     settings = load_settings()
     try:
@@ -141,7 +141,7 @@ def _require_local_extra(*modules: str) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from renamer_ray.service.stack import up
+    from renamer_ray.service.local.stack import up
 
     if not args.aws:
         _require_local_extra("moto")
@@ -152,14 +152,14 @@ def _up(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _require_local_extra("moto", "httpx")
-    from renamer_ray.service.demo import demo
+    from renamer_ray.service.local.demo import demo
 
     return demo(_service_settings(args), Path(args.samples), workdir=Path(args.workdir),
                 dashboard_port=args.dashboard_port)
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from renamer_ray.client import Options, SubmitError, submit
+    from renamer_ray.cli.client import Options, SubmitError, submit
 
     try:
         return submit(Options(args.dir, api=args.api, key=args.key, wait=args.wait, out=args.out,
@@ -291,11 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can act on, said in one line (imported only once one happened: Ray is slow to load)."""
-    from renamer_ray.apply import PlanError
+    from renamer_ray.workflow.apply import PlanError
     from renamer_ray.io.storage import LocationError
     from renamer_ray.model.checkpoint import ModelUnavailable
     from renamer_ray.pipeline.run import CannotStart, ProcessLost
-    from renamer_ray.service.stack import PortInUse
+    from renamer_ray.service.local.stack import PortInUse
 
     return ConfigError, TemplateError, CannotStart, LocationError, PlanError, ProcessLost, PortInUse, ModelUnavailable
 

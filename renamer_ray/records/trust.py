@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import posixpath
 
-from renamer_ray.manifest import FileRecord
+from renamer_ray.records.manifest import FileRecord
 from renamer_ray.naming import CASES, IMAGE_EXTENSIONS, SUPPORTED_FORMATS, is_valid_stem
 from renamer_ray.naming.style import CHARS_RANGE, WORDS_RANGE
 

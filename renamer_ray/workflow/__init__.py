@@ -1,0 +1,1 @@
+"""Renaming files the user owns, in steps they control: a plan (``--dry-run``), apply, in place, undo."""
