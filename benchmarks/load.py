@@ -94,7 +94,8 @@ def main() -> None:
     os.environ.setdefault("MODEL_ID", "toy-shapes")
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     from renamer_ray.config import load_settings
-    from renamer_ray.service.local.stack import LocalStack, free_ports
+    from renamer_ray.service.local.ports import free_ports
+    from renamer_ray.service.local.stack import LocalStack
 
     # Ten API keys, the clients spread over them: MAX_JOBS_IN_FLIGHT stays at its default (its check
     # reads the newest MAX_JOBS_IN_FLIGHT + 1 job records of the key at every submission).

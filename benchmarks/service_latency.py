@@ -87,7 +87,8 @@ def main() -> None:
     os.environ.setdefault("MODEL_ID", "toy-shapes")
     os.environ["RAY_TMPDIR"] = tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     from renamer_ray.config import load_settings
-    from renamer_ray.service.local.stack import LocalStack, free_ports
+    from renamer_ray.service.local.ports import free_ports
+    from renamer_ray.service.local.stack import LocalStack
 
     keys = [f"bench-key-{n}" for n in range(args.tenants)]
     settings = load_settings(api_port=int(os.environ.get("API_PORT") or free_ports(1)[0]),

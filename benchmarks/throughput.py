@@ -110,7 +110,7 @@ def build_random_qwen2vl_2b(folder: Path, max_pixels: int) -> str:
 def start_s3() -> str:
     if os.environ.get("AWS_ENDPOINT_URL"):
         return os.environ["AWS_ENDPOINT_URL"]
-    from renamer_ray.service.local.stack import start_moto
+    from renamer_ray.service.local.aws import start_moto
 
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
     return start_moto()[1]

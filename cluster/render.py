@@ -24,7 +24,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 MARK = "FROM_TERRAFORM:"
-# Terraform output → the service's environment variable (see renamer_ray/config.py).
+# Terraform output → the service's environment variable (see renamer_ray/config/settings.py).
 SERVICE_ENV = {"aws_region": "AWS_REGION", "s3_in_bucket": "S3_IN_BUCKET", "s3_out_bucket": "S3_OUT_BUCKET",
                "sqs_queue_url": "SQS_QUEUE_URL"}
 FIXED_ENV = {"API_PORT": "8000", "MODEL_ID": "Qwen/Qwen2-VL-2B-Instruct", "MODEL_DEVICE": "cuda",

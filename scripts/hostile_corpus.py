@@ -117,7 +117,8 @@ def outcome(record) -> str:
 def image_corpus(stack, work: Path, items) -> dict[str, dict[str, str]]:
     """Each file of the corpus through the CLI on a folder, the pipeline S3 → S3 and the HTTP API:
     kind → way in → what it answered (``rows["_"]["cli exit"]``: the CLI's exit status)."""
-    from renamer_ray.pipeline.run import NamerRef, RunOptions, run
+    from renamer_ray.pipeline.engines import NamerRef
+    from renamer_ray.pipeline.run import RunOptions, run
     from renamer_ray.service.local.demo import wait
 
     rows: dict[str, dict[str, str]] = {item.kind: {} for item in items}
@@ -537,7 +538,8 @@ def main() -> None:
     os.environ.setdefault("MODEL_ID", "toy-shapes")
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     from renamer_ray.config import load_settings
-    from renamer_ray.service.local.stack import LocalStack, free_ports
+    from renamer_ray.service.local.ports import free_ports
+    from renamer_ray.service.local.stack import LocalStack
 
     items = [] if args.trust_only else corpus()
     if items:

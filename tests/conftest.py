@@ -1,7 +1,8 @@
-"""Shared fixtures: a real local Ray instance, the shipped toy checkpoint, moto's server, the stack.
+"""Shared fixtures: a real local Ray instance, the shipped toy checkpoint, moto's server.
 
 Each test is marked with its tier (``unit``, ``integration``, ``e2e``) from its folder, so
-``pytest -m unit`` and ``make check`` select by tier; helpers live in ``tests/support``."""
+``pytest -m unit`` and ``make check`` select by tier; helpers live in ``tests/support``; the local
+stack's fixture is in ``tests/e2e/conftest.py``, the only tier that starts it."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def toy_namer():
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's server mode on 127.0.0.1: real HTTP, real boto3 and pyarrow clients."""
-    from renamer_ray.service.local.stack import start_moto
+    from renamer_ray.service.local.aws import start_moto
 
     server, endpoint = start_moto()
     yield endpoint
@@ -77,32 +78,6 @@ def s3(s3_endpoint):
     import boto3
 
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-
-
-@pytest.fixture(scope="session")
-def stack(s3_endpoint, tmp_path_factory):
-    """`renamer-ray up` against the moto server above, with two API keys and small limits; stopped
-    with Ctrl-C at the end, and that stop must succeed. The stack reaches the server through a
-    proxy (``stack.endpoint``) that the fault suite can cut, as if the endpoint restarted."""
-    import uuid
-
-    from tests.support.cut_proxy import CutProxy
-    from renamer_ray.service.local.stack import free_ports
-    from tests.support.stack import KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, start_stack
-
-    api_port, dashboard_port = free_ports(2)
-    tag = uuid.uuid4().hex[:6]
-    endpoint = CutProxy(s3_endpoint)
-    env = dict(AWS_ENDPOINT_URL=endpoint.url, API_PORT=str(api_port), API_KEYS=f"{KEY_A}:team-a,{KEY_B}:team-b",
-               S3_IN_BUCKET=f"svc-in-{tag}", S3_OUT_BUCKET=f"svc-out-{tag}", MODEL_ID="toy-shapes", BATCH_SIZE="4",
-               VISIBILITY_TIMEOUT="8", HEARTBEAT_SECONDS="2", SQS_WAIT_SECONDS="1", MAX_RECEIVES=str(MAX_RECEIVES),
-               WEBHOOK_SECRET=STACK_SECRET,
-               **{k: str(v) for k, v in LIMITS.items()})
-    running = start_stack(env, tmp_path_factory.mktemp("stack"), dashboard_port)
-    running.endpoint = endpoint
-    yield running
-    assert running.interrupt() == 0
-    endpoint.close()
 
 
 TIERS = ("unit", "integration", "e2e")

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import boto3
 from botocore.exceptions import ClientError
 
-from renamer_ray.config import Settings
 from renamer_ray.io.storage.retry import boto_config
 
 
@@ -46,23 +45,27 @@ def sqs_client(region: str | None, endpoint_url: str | None, attempts: int | Non
     return boto3.client("sqs", region_name=region, endpoint_url=endpoint_url, config=boto_config(attempts))
 
 
-def create_job_queue(settings: Settings, name: str) -> str:
-    """Create the DLQ (``<name>-dlq``) and the job queue with its redrive policy, as terraform/
-    does (idempotent); returns the job queue's URL."""
-    sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url)
+def create_job_queue(name: str, *, region: str | None, endpoint_url: str | None, visibility_timeout: int,
+                     max_receives: int) -> str:
+    """Create the DLQ (``<name>-dlq``) and the job queue with its redrive policy (a message received
+    ``max_receives`` times goes to the DLQ), as terraform/ does (idempotent); returns the job queue's URL."""
+    sqs = sqs_client(region, endpoint_url)
     dlq = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return sqs.create_queue(QueueName=name, Attributes={
-        "VisibilityTimeout": str(settings.visibility_timeout), "ReceiveMessageWaitTimeSeconds": "20",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receives})})["QueueUrl"]
+        "VisibilityTimeout": str(visibility_timeout), "ReceiveMessageWaitTimeSeconds": "20",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})})["QueueUrl"]
 
 
 class JobQueue:
-    def __init__(self, settings: Settings, url: str | None = None, *, attempts: int | None = None):
-        self.url = url or settings.sqs_queue_url
-        if not self.url:
+    """The queue at ``url`` (SQS_QUEUE_URL), reached in ``region`` or at ``endpoint_url``; each call
+    makes up to ``attempts`` requests (None: the storage clients' S3_ATTEMPTS)."""
+
+    def __init__(self, url: str | None, *, region: str | None, endpoint_url: str | None, attempts: int | None = None):
+        if not url:
             raise ValueError("SQS_QUEUE_URL is not set")
-        self.sqs = sqs_client(settings.aws_region, settings.aws_endpoint_url, attempts)
+        self.url = url
+        self.sqs = sqs_client(region, endpoint_url, attempts)
 
     def send(self, namespace: str, job_id: str) -> None:
         self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps({"namespace": namespace, "job_id": job_id}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from renamer_ray.errors import one_line
+
 TOY_MODEL = "toy-shapes"
 
 
@@ -42,7 +44,6 @@ def fetch_checkpoint(model_id: str, announce=print) -> str:
     try:
         return snapshot_download(model_id, allow_patterns=CHECKPOINT_FILES)
     except (OSError, ValueError, HfHubHTTPError) as exc:
-        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ModelUnavailable(f"the model {model_id!r} is not a folder here and could not be downloaded from the "
-                               f"Hugging Face hub ({reason}); set --model or MODEL_ID to a local checkpoint folder, "
-                               "or to toy-shapes for the bundled test model") from None
+                               f"Hugging Face hub ({one_line(exc)}); set --model or MODEL_ID to a local checkpoint "
+                               "folder, or to toy-shapes for the bundled test model") from None

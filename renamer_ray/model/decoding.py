@@ -39,7 +39,7 @@ def deferring(library_is_supported, device_types: tuple[str, ...] = ("cuda",)):
             return cache is None or not cache_is_returned or cache.is_croppable
         return library_is_supported(device, cache, cache_is_returned, is_assistant)
 
-    is_supported.defers_on = device_types
+    is_supported.defers_on, is_supported.library = device_types, library_is_supported
     return is_supported
 
 

@@ -14,11 +14,8 @@ The answer's first line goes to the rules, which transliterate it and fit it to 
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
-import traceback
-from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -30,12 +27,13 @@ from transformers.vision_utils import get_vision_cu_seqlens
 
 from renamer_ray.naming import prompts
 from renamer_ray.model import vision
-from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image  # noqa: F401  (re-exported)
+from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image
 from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import FiniteRows, KebabNameConstraint, TokenTable
 from renamer_ray.model.decoding import cache_options, defer_stop_checks
 from renamer_ray.model.device import (DeviceLost, choose_device, choose_dtype, is_fatal_device_error,
                                       is_turing_or_older)
+from renamer_ray.model.fp32_rerun import Fp32Rerun
 from renamer_ray.model.memory import batch_memory
 from renamer_ray.naming.rules import MAX_CHARS, MAX_WORDS
 from renamer_ray.naming.style import NamingStyle
@@ -65,20 +63,15 @@ def _host_seqlens(visual) -> None:
     visual.forward = forward_with_host_seqlens
 
 
-class Qwen2VLNamer:
+class Qwen2VLNamer(Fp32Rerun):
     """One loaded model; :meth:`name` maps N images to N answers, in input order.
 
     Calls from several threads overlap: a call's host work (templating, the processor, decoding the
     answers) runs while another call's batch is on the model (one at a time, ``_device``), so an
     actor that takes two batches at once keeps the GPU busy between them.
 
-    In fp16 (T4: Turing has no bf16) a row whose scores stop being finite (:class:`FiniteRows`: an
-    overflow in the language model, or in the vision tower, whose non-finite embedding makes that
-    row's scores non-finite) is named again, alone or with the other overflowed rows of its batch,
-    with the model in fp32: the weights are cast in place, one tensor at a time, for that rerun and
-    back after it (:meth:`_in_fp32`). No second copy of the weights is kept: for Qwen2-VL-2B
-    (2.2 B parameters) the rerun peaks at about 8.8 GB of fp32 weights plus one image's fp32
-    activations (under 1 GB), the batch's own memory being freed first: about 10 GB of a 16 GB T4.
+    In fp16 a row whose scores stop being finite is named again with the model in fp32
+    (:mod:`renamer_ray.model.fp32_rerun`).
 
     On a GPU a model batch holds at most ``max_batch`` images: estimated at load time from the free
     memory (:mod:`renamer_ray.model.memory`), halved for the namer's life after a batch runs out of
@@ -221,43 +214,6 @@ class Qwen2VLNamer:
             for n, text in zip(overflowed, again):
                 texts[n] = text
         return [Naming(raw=text) for text in texts]
-
-    def _floating_tensors(self) -> list[tuple[str, torch.Tensor]]:
-        return [(name, t) for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]
-                if t.is_floating_point()]
-
-    def _cast(self, to: torch.dtype | None) -> None:
-        """Every floating tensor of the model to ``to``, or back to the dtype it was loaded in (None):
-        in place, one tensor at a time, so that no second copy of the weights is ever held."""
-        for name, t in self._floating_tensors():
-            t.data = t.data.to(to or self._loaded_dtypes[name])
-
-    @contextmanager
-    def _in_fp32(self):
-        """The model in fp32 for the block, and back in its own dtypes on every path (a failed cast
-        too: an OOM halfway would leave it half fp32 for every later batch). Where even that fails,
-        the model is unusable: :class:`DeviceLost`, so that Ray replaces the process."""
-        with self._device:
-            try:
-                self._release_memory()
-                self._cast(torch.float32)
-                yield
-            except BaseException as exc:
-                traceback.clear_frames(exc.__traceback__)  # the failed call's tensors go before the restore
-                raise
-            finally:
-                try:
-                    self._release_memory()
-                    self._cast(None)
-                except Exception as exc:
-                    raise DeviceLost(f"the model could not be put back in {self.dtype} after an fp32 rerun "
-                                     f"({exc})") from exc
-
-    def _release_memory(self) -> None:
-        """Return what freed tensors left in the CUDA cache (what Python still holds in cycles first)."""
-        gc.collect()
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
 
     def on_grid(self, image: Image.Image | torch.Tensor) -> bool:
         """Whether the processor would leave this image's size as it is."""

@@ -35,7 +35,6 @@ CASE_RE = {  # use with fullmatch
     "camel": re.compile(r"[a-z0-9]+(?:[A-Z][a-z0-9]*)*"),
     "pascal": re.compile(r"[A-Z0-9][a-z0-9]*(?:[A-Z][a-z0-9]*)*"),
 }
-STEM_RE = CASE_RE["kebab"]
 
 # A trailing image extension the model may have typed ("red-car.jpg"), possibly
 # followed by closing quotes, full stops or whitespace.

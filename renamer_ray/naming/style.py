@@ -84,6 +84,12 @@ class NamingStyle(BaseModel):
         except ValidationError as exc:
             raise StyleError("; ".join(_problem(err) for err in exc.errors())) from None
 
+    def merged(self, **wished) -> NamingStyle:
+        """This style with each wished field that is given (not ``None``) over it, checked as
+        :meth:`parse` checks user input: flags, form fields and requests over the NAME_* settings."""
+        given = {name: value for name, value in wished.items() if value is not None}
+        return NamingStyle.parse(**{**dict(self), **given})
+
     @classmethod
     def from_json(cls, text: str | None) -> NamingStyle:
         """The style of a row (``None``: the default); cached, as every row of a job has the same."""

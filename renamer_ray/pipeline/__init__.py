@@ -1,1 +1,1 @@
-"""Ray Data wiring: one module per stage, and :mod:`.run` that chains them into one run."""
+"""Ray Data wiring: one module per stage, :mod:`.build` that lists them, :mod:`.run` that runs one rename."""

@@ -1,12 +1,13 @@
 """Names an interrupted attempt of the same run already gave ("claims"), so a re-run keeps them.
 
-Before copying a file, the copy stage creates a claim — ``DST/_manifest/claims/<hash>.json`` holding
-the file's final name — with a create-only write. When a run starts and claims exist, the previous
-attempt did not finish: the decode stage reads each file's claim first, and a claimed file skips the
-download, the decode and the model, and keeps its name through de-duplication. Names therefore never
-change on resume, even where the model is not bit-for-bit deterministic (GPU kernels, other batch
-shapes). The whole ``_manifest/`` folder is removed when the run finishes. Cost: one small PUT per
-file, plus one GET per file on a resumed run.
+Before any file is copied, ``write.ClaimNames`` creates a claim for it —
+``DST/_manifest/claims/<hash>.json``, holding the file's final name — with a create-only write. When
+a run starts and claims exist, the previous attempt did not finish: ``resume.ReadClaims`` (fused
+with the decode stage) reads each file's claim first, and a claimed file skips the download, the
+decode and the model, and keeps its name through de-duplication. Names therefore never change on
+resume, even where the model is not bit-for-bit deterministic (GPU kernels, other batch shapes). The
+whole ``_manifest/`` folder is removed when the run finishes (a plan leaves an interrupted run's
+claims for it: ``results.py``). Cost: one small PUT per file, plus one GET per file on a resumed run.
 
 A claim is data, not an order (``trust.py``): anyone who can write into DST can leave one. A claim
 is used only when it is the one this program writes for that file — a JSON object for the same

@@ -39,6 +39,7 @@ LISTED = pa.schema(_LISTED)                       # what the listing (or the dri
 ROW = pa.schema(_LISTED + _FACTS)                 # a listed file and what is known of it so far
 DECODED = pa.schema(_LISTED + _FACTS + _PIXELS)   # ... plus its pixels, for the model
 STEMMED = pa.schema(_LISTED + _FACTS + _STEM)
+FACTS = tuple(name for name, _ in _FACTS)         # the column names of each part (what stages add)
 PIXELS = tuple(name for name, _ in _PIXELS)
 STEM = tuple(name for name, _ in _STEM)
 RESULT = pa.schema([

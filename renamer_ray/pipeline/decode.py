@@ -6,9 +6,10 @@ from datetime import datetime, timezone
 
 from renamer_ray.images import ImageError, decode
 from renamer_ray.io.storage import StorageConfig, is_link, open_location, read_bytes
-from renamer_ray.pipeline.columns import DECODED, ROW
-from renamer_ray.pipeline.progress import stopped_reasons
-from renamer_ray.pipeline.stage import Stage, is_open
+from renamer_ray.pipeline.columns import DECODED, PIXELS
+from renamer_ray.pipeline.progress import stop_rows
+from renamer_ray.pipeline.rows import STATE, is_open
+from renamer_ray.pipeline.stage import Stage
 
 
 DECODE_CPUS = 0.5  # per decode task where the model runs on the CPU too (see decode_cpus)
@@ -23,7 +24,8 @@ class Decode(Stage):
     to ``max_pixels`` (a file that cannot be read or decoded gets its reason as ``error``). Rows of a
     job the run's ``progress`` board says to stop are not read."""
 
-    needs = tuple(ROW.names)
+    reads = (*STATE, "target_root", "source", "size", "mtime")
+    adds = PIXELS
     output = DECODED
 
     def __init__(self, storage: StorageConfig, *, max_pixels: int, max_file_bytes: int,
@@ -36,12 +38,9 @@ class Decode(Stage):
         self.max_decode_pixels, self.progress = max_decode_pixels, progress
 
     def rows(self, rows: list[dict]) -> list[dict]:
-        stopped = stopped_reasons(self.progress)
+        stop_rows(rows, self.progress)
         for row in filter(is_open, rows):
-            if row["target_root"] in stopped:
-                row["error"] = stopped[row["target_root"]]
-            else:
-                self._decode(row)
+            self._decode(row)
         return rows
 
     def _decode(self, row: dict) -> None:

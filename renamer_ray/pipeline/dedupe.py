@@ -13,7 +13,7 @@ import ray
 from renamer_ray.io.storage import StorageConfig, open_location, retrying, stem_taken
 from renamer_ray.naming import NamingStyle, file_name
 from renamer_ray.pipeline.columns import RESULT, STEMMED
-from renamer_ray.pipeline.listing import output_folder
+from renamer_ray.pipeline.rows import OUTPUT_FOLDER, output_folder
 from renamer_ray.pipeline.stage import Stage
 
 PASSED_ON = ("source", "relative", "original", "target_root", "size", "mtime", "kept", "raw", "pinned")
@@ -34,9 +34,11 @@ class Dedupe(Stage):
     """STEMMED (one output root and folder, one group key) → RESULT: final names and targets;
     skipped and failed rows pass through with their status."""
 
-    needs = tuple(STEMMED.names)
+    reads = (*PASSED_ON, *OUTPUT_FOLDER, "skipped", "error", "style", "stem", "key", "format")
+    adds = ("target", "name", "output", "status")
+    drops = tuple(name for name in STEMMED.names if name not in RESULT.names)
     output = RESULT
-    drops = tuple(set(STEMMED.names) - set(RESULT.names))
+    group_by = "key"
 
     def __init__(self, storage: StorageConfig, *, look_at_targets: bool = False):
         """``look_at_targets``: DST already holds files (an incremental re-run), so a new name is
@@ -93,13 +95,6 @@ class Dedupe(Stage):
         folder = root.join(output_folder(row)) if output_folder(row) else root
         return retrying(stem_taken, open_location(row["source"], self.storage), folder, stem)
 
-    def apply(self, ds):
-        # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.
-        # Set on this pipeline's own DataContext (each dataset carries a copy), not the process's.
-        ds.context.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-        return ds.groupby("key", num_partitions=shuffle_partitions()).map_groups(self, batch_format="pyarrow")
-
-
-def shuffle_partitions() -> int:
-    """One de-duplication partition per cluster CPU (each is a reduce task), at most 64."""
-    return max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
+    def map_args(self) -> dict:
+        # One partition per cluster CPU (each is a reduce task), at most 64.
+        return dict(num_partitions=max(1, min(64, int(ray.cluster_resources().get("CPU", 1)))))

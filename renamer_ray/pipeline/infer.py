@@ -1,14 +1,16 @@
-"""Stage: name the decoded images. Two ways to reach a model, same rows in and out:
+"""Stage: name the decoded images with the transformers engine or the service's warm namer.
 
-- :class:`NameImages` — an actor pool owned by the run (one model per actor; :class:`ModelPool`
-  says how it is placed): right for one big bulk run, which pays the model's start once and keeps
-  it busy.
+Every engine is a :class:`ModelStage` — DECODED → ROW: ``raw`` (the model's answer) or ``error`` for
+every open row; the pixels stay behind — and ``engines.naming_stage`` chooses which one a run uses:
+
+- :class:`ModelPool` (``ENGINE=transformers``) — an actor pool owned by the run, each actor a
+  :class:`NameImages` with its own model: right for one big bulk run, which pays the model's start
+  once and keeps it busy.
 - :class:`AskNamer` — tasks that send each image to the service's warm ``namer`` Serve deployment
   (``service/namer.py``): no model start per run, and images of concurrent runs share model batches.
   A run keeps at most ``ASK_CONCURRENCY`` batches in flight, so runs share the namer fairly.
-- :class:`NoModel` — instead of either when no row's template asks for ``{subject}``.
-
-Each is DECODED → ROW: ``raw`` (the model's answer) or ``error`` for every open row; the pixels stay behind.
+- :class:`NoModel` — when no row's template asks for ``{subject}``.
+- ``endpoint.AskEndpoint`` (``ENGINE=openai``) and ``vllm_stage.VllmEngine`` (``ENGINE=vllm``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import ray
 from ray.exceptions import RayActorError
 
 from renamer_ray.config import Settings
-from renamer_ray.pipeline.columns import DECODED, PIXELS, ROW
-from renamer_ray.pipeline.progress import stopped_reasons
-from renamer_ray.pipeline.stage import Stage, is_open, map_batches
+from renamer_ray.pipeline.columns import PIXELS, ROW
+from renamer_ray.pipeline.progress import NAMED, report_named, stop_rows
+from renamer_ray.pipeline.rows import STATE, is_open
+from renamer_ray.pipeline.stage import Stage
 
 # What the namer needs of a decoded row (see ``columns.DECODED``).
 IMAGE_KEYS = ("width", "height", "rgb", "date", "camera", "prompt", "style")
@@ -69,23 +72,17 @@ def name_rows(namer, rows: list[dict]) -> list[dict]:
     return [{"raw": answer.raw, "error": answer.error} for answer in named]
 
 
-def _report(progress, rows: list[dict]) -> None:
-    """Tell the run's ProgressBoard which rows were named (fire and forget)."""
-    if progress is None:
-        return
-    named: dict[str, list[str]] = {}
-    for row in rows:
-        if not row["skipped"]:
-            named.setdefault(row["target_root"], []).append(row["relative"])
-    progress.add.remote(named)
+class ModelStage(Stage):
+    """The contract of every engine's stage: the image and its context of each open row in, its
+    ``raw`` answer or ``error`` out (reported to the run's board), the pixels left behind."""
 
-
-class NameImages(Stage):
-    """Ray Data callable class (an actor pool): loads the model once per actor, names each batch."""
-
-    needs = tuple(DECODED.names)
-    output = ROW
+    reads = (*IMAGE_KEYS, *STATE, *NAMED)
     drops = PIXELS
+    output = ROW
+
+
+class NameImages(ModelStage):
+    """Ray Data callable class (an actor pool): loads the model once per actor, names each batch."""
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, device: str, dtype: str,
                  static_cache: bool = False, threads: int | None = None, progress=None):
@@ -105,33 +102,31 @@ class NameImages(Stage):
         if todo:
             for row, answer in zip(todo, name_rows(self.namer, todo)):
                 row.update(answer)
-        _report(self.progress, rows)
+        report_named(self.progress, rows)
         return rows
 
 
 @dataclass
-class ModelPool:
-    """How a run's own :class:`NameImages` actors are placed: GPU actors when the cluster has GPUs
-    (or MODEL_DEVICE=cuda: an autoscaling cluster may have none until asked), else CPU actors that
-    leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687).
+class ModelPool(ModelStage):
+    """The run's own :class:`NameImages` actors, and how they are placed: GPU actors when the cluster
+    has GPUs (or MODEL_DEVICE=cuda: an autoscaling cluster may have none until asked), else CPU actors
+    that leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687).
     With MODEL_ACTOR_RESOURCES the actors also need those custom resources, and CPU actors are sized
     to the largest node that offers them (not to the whole cluster, or they would never fit)."""
 
     settings: Settings
     pool_size: int | None = None      # actors; default: one per GPU, else 1
     progress: object = None
-    needs = NameImages.needs          # the contract of the stage it places
-    output = NameImages.output
 
-    def apply(self, ds):
+    def udf(self):
+        return NameImages  # Ray Data starts one in each actor, with map_args' fn_constructor_kwargs
+
+    def map_args(self) -> dict:
         placement, threads = self.placement()
         s = self.settings
-        return map_batches(
-            ds, NameImages, batch_size=self.rows_per_batch, batch_format="pyarrow",
-            fn_constructor_kwargs=dict(model_id=s.model_id, max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens,
-                                       device=s.model_device, dtype=s.model_dtype,
-                                       static_cache=s.model_static_cache, threads=threads, progress=self.progress),
-            **placement)
+        return dict(batch_size=self.rows_per_batch, **placement, fn_constructor_kwargs=dict(
+            model_id=s.model_id, max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens, device=s.model_device,
+            dtype=s.model_dtype, static_cache=s.model_static_cache, threads=threads, progress=self.progress))
 
     @property
     def rows_per_batch(self) -> int:
@@ -188,23 +183,16 @@ def namer_handle(app: str, deployment: str):
     return serve.get_deployment_handle(deployment, app_name=app)
 
 
-class AskNamer(Stage):
+class AskNamer(ModelStage):
     """Send every open image of the batch to the namer deployment and wait for the answers. Rows whose
     job was stopped (cancelled, or its run given up by the watchdog) stop waiting within
     ``ASK_POLL_SECONDS`` and carry the reason as their error."""
-
-    needs = tuple(DECODED.names)
-    output = ROW
-    drops = PIXELS
 
     def __init__(self, app: str, deployment: str, *, batch_size: int, progress=None):
         self.app, self.deployment, self.batch_size, self.progress = app, deployment, batch_size, progress
 
     def rows(self, rows: list[dict]) -> list[dict]:
-        stopped = stopped_reasons(self.progress)
-        for row in rows:
-            if is_open(row) and row["target_root"] in stopped:
-                row["error"] = stopped[row["target_root"]]
+        stop_rows(rows, self.progress)
         handle = namer_handle(self.app, self.deployment)
 
         def ask(row: dict):
@@ -228,12 +216,12 @@ class AskNamer(Stage):
                     raise
                 pending[0] = (row, ask(row))
                 continue
-            stopped = stopped_reasons(self.progress)
-            for row, response in [p for p in pending if p[0]["target_root"] in stopped]:
-                response.cancel()
-                row["error"] = stopped[row["target_root"]]
+            stopped = stop_rows([row for row, _ in pending], self.progress)
+            for row, response in pending:
+                if row["target_root"] in stopped:
+                    response.cancel()
             pending = [p for p in pending if p[0]["target_root"] not in stopped]
-        _report(self.progress, rows)
+        report_named(self.progress, rows)
         return rows
 
     def map_args(self) -> dict:
@@ -241,12 +229,10 @@ class AskNamer(Stage):
         return dict(batch_size=self.batch_size, num_cpus=ASK_CPUS, concurrency=ASK_CONCURRENCY)
 
 
-class NoModel(Stage):
-    """Used instead of a model stage when no row's template asks for {subject}."""
+class NoModel(ModelStage):
+    """Used instead of a model stage when no row's template asks for {subject}: it reads nothing."""
 
-    needs = tuple(DECODED.names)
-    output = ROW
-    drops = PIXELS
+    reads = ()
 
     def rows(self, rows: list[dict]) -> list[dict]:
         return rows

@@ -12,7 +12,7 @@ import fnmatch
 import functools
 import posixpath
 from collections import defaultdict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Iterator
 
 import pyarrow as pa
@@ -20,8 +20,9 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from renamer_ray.io.storage import ListedFile, Location, list_files, subfolders
-from renamer_ray.naming import DEFAULT_STYLE, IMAGE_EXTENSIONS, NamingStyle
+from renamer_ray.naming import IMAGE_EXTENSIONS
 from renamer_ray.pipeline.columns import LISTED, table
+from renamer_ray.pipeline.rows import Wishes, listed_row
 
 ROWS_PER_BLOCK = 1000
 
@@ -50,40 +51,6 @@ def wanted(relative: str, include: tuple[str, ...], exclude: tuple[str, ...]) ->
     if include and not any(fnmatch.fnmatchcase(relative, p) for p in include):
         return False
     return not any(fnmatch.fnmatchcase(relative, p) for p in exclude)
-
-
-@dataclass(frozen=True)
-class Wishes:
-    """Per-row job parameters every listed file carries (see ``columns.py``)."""
-
-    target_root: str
-    prompt: str | None = None
-    template: str = "{subject}"
-    resume: bool = False
-    style: NamingStyle = DEFAULT_STYLE
-    flat: bool = False               # all outputs in target_root, not in the source's folder there
-    earlier: str | None = None       # manifest of a finished earlier run into target_root (earlier.py)
-    earlier_size: int | None = None
-
-
-def safe_folder(folder: str) -> str:
-    """``folder`` without empty, "." and ".." segments (an S3 key may have them; so may a plan
-    edited by hand): an output never lands outside its root."""
-    return "/".join(part for part in folder.split("/") if part not in ("", ".", ".."))
-
-
-def output_folder(row: dict) -> str:
-    """Where under its target root a row's output goes: the source's folder ("" for flat runs)."""
-    return "" if row["flat"] else safe_folder(posixpath.dirname(row["relative"]))
-
-
-def listed_row(source: str, relative: str, wishes: Wishes, *, size: int, mtime: float | None, index: int | None,
-               image: bool = True, original: str | None = None) -> dict:
-    """One row of ``columns.LISTED``: the file, and what to do with it. ``image``: an image file by
-    its extension (other files are counted as skipped); ``original``: the name a user uploaded it as."""
-    return {"source": source, "relative": relative, "size": size, "mtime": mtime, "index": index,
-            "skipped": not image, "original": original, **asdict(wishes),
-            "style": None if wishes.style.is_default else wishes.style.to_json()}
 
 
 def read_shard(root: Location, shard: str, include: tuple[str, ...], exclude: tuple[str, ...],

@@ -1,14 +1,19 @@
-"""A tiny Ray actor shared by pipeline runs' stages and the driver (one per driver, keyed by output
-folder, so no run waits for an actor to start): the stages report which
-files they named (so the driver can show per-job progress before the de-duplication shuffle lets
-the first finished rows out), and the driver tells the stages which jobs to stop (cancelled, or
-given up by the watchdog), so a stopped job's remaining rows skip the work and drain quickly."""
+"""The progress board between a run's stages and its driver, and the stages' two uses of it.
+
+A tiny Ray actor (one per driver, keyed by output folder, so no run waits for an actor to start):
+the stages report which files they named (``report_named``: so the driver can show per-job progress
+before the de-duplication shuffle lets the first finished rows out), and the driver tells the stages
+which jobs to stop (cancelled, or given up by the watchdog; ``stop_rows``), so a stopped job's
+remaining rows skip the work and drain quickly."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Callable
 
 import ray
+
+from renamer_ray.pipeline.rows import is_open
 
 
 @ray.remote(num_cpus=0)
@@ -51,6 +56,27 @@ class ProgressBoard:
         return dict(self.stops)
 
 
-def stopped_reasons(board) -> dict[str, str]:
-    """``target_root`` → reason, for the jobs of this run that must stop (none without a board)."""
-    return ray.get(board.stopped.remote()) if board is not None else {}
+NAMED = ("skipped", "target_root", "relative")   # the columns report_named reads
+
+
+def report_named(board, rows: list[dict]) -> None:
+    """Tell the run's ``board`` which rows a model stage named (fire and forget; nothing without one)."""
+    if board is None:
+        return
+    named: dict[str, list[str]] = {}
+    for row in rows:
+        if not row["skipped"]:
+            named.setdefault(row["target_root"], []).append(row["relative"])
+    board.add.remote(named)
+
+
+def stop_rows(rows: list[dict], board, *, still_open: Callable[[dict], bool] = is_open,
+              stop: Callable[[dict, str], object] = lambda row, reason: row.update(error=reason)) -> dict[str, str]:
+    """Ask the run's ``board`` which jobs must stop (cancelled, or given up by the watchdog) and
+    ``stop`` each row of theirs that is ``still_open`` with the reason (by default: it fails with it,
+    so the stages after it pass it on untouched). Returns ``target_root`` → reason (none without a board)."""
+    stopped = ray.get(board.stopped.remote()) if board is not None else {}
+    for row in rows:
+        if row["target_root"] in stopped and still_open(row):
+            stop(row, stopped[row["target_root"]])
+    return stopped

@@ -11,7 +11,7 @@ import logging
 from renamer_ray.io.storage import StorageConfig, open_location, retrying
 from renamer_ray.pipeline.claims import RefusedClaim, read_claim
 from renamer_ray.pipeline.earlier import earlier_name
-from renamer_ray.pipeline.columns import LISTED, ROW
+from renamer_ray.pipeline.columns import FACTS, ROW
 from renamer_ray.pipeline.decode import DECODE_ARGS, DECODE_CPUS
 from renamer_ray.pipeline.stage import Stage
 
@@ -22,7 +22,8 @@ class ReadClaims(Stage):
     """LISTED → ROW: ``pinned``, ``format`` and ``raw`` from the claim of each row marked ``resume``,
     else from the ``earlier`` manifest (then ``kept`` too)."""
 
-    needs = tuple(LISTED.names)
+    reads = ("source", "relative", "size", "mtime", "skipped", "target_root", "resume", "earlier", "earlier_size")
+    adds = FACTS
     output = ROW
 
     def __init__(self, storage: StorageConfig, cpus: float = DECODE_CPUS):

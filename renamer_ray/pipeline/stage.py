@@ -1,11 +1,10 @@
-"""The contract every pipeline stage keeps (after Ray's own batch stages in ``ray.llm``): it
-declares the columns it reads (``needs``), the schema it returns (``output``) and the input columns
-it deliberately leaves behind (``drops``), checks its input, and carries its own ``map_batches``
-arguments, so ``build_dataset`` reads as a list of stages.
+"""The contract every pipeline stage keeps (after Ray's own batch stages in ``ray.llm``).
 
-Row state, in one place: a row is *open* (still to be worked on) unless it is ``skipped`` (not an
-image file), has an ``error`` (failed; the reason travels to the manifest) or is ``pinned`` (an
-interrupted earlier attempt already named it; see ``claims.py``).
+A stage declares the columns it reads (``reads``), those it adds (``adds``) and those of its input
+it leaves behind (``drops``); ``output`` is the schema it returns, which is its input less ``drops``
+plus ``adds`` (``tests/unit/test_stages.py`` checks every run's chain of stages against these). It
+checks its input, and carries its own ``map_batches`` arguments, so a run's pipeline reads as a
+list of stages (``build.py``). Row state (open, skipped, failed, pinned) is in ``rows.py``.
 """
 
 from __future__ import annotations
@@ -18,23 +17,24 @@ from renamer_ray.pipeline.columns import table
 
 
 class StageInputError(TypeError):
-    """A stage got a batch without a column it needs: stages are wired in the wrong order."""
-
-
-def is_open(row: dict) -> bool:
-    """Whether the row still needs work: not skipped, not failed, not pinned by an earlier attempt."""
-    return row["error"] is None and not row["skipped"] and not row["pinned"]
+    """A stage got a batch without a column it reads: stages are wired in the wrong order."""
 
 
 class Stage:
-    """A Ray Data batch UDF over pyarrow tables. Subclasses set ``needs``, ``output`` and ``drops``,
-    implement :meth:`rows`, and say how they run in :meth:`map_args`. Task stages are passed to
-    ``map_batches`` as configured instances (Ray Data runs a callable object as tasks); a stage that
-    holds a model is passed as a class, which Ray Data runs in an actor pool (see ``infer.ModelPool``)."""
+    """A Ray Data batch UDF over pyarrow tables. Subclasses set the contract (``reads``, ``adds``,
+    ``drops``, ``output``), implement :meth:`rows`, and say how they run:
 
-    needs: ClassVar[tuple[str, ...]] = ()
-    output: ClassVar[pa.Schema]
+    - :meth:`map_args`: the ``map_batches`` arguments (resources, concurrency, retries);
+    - :meth:`udf`: what Ray Data runs: the configured instance itself (as tasks), or a class that
+      Ray Data starts in each actor of a pool (a stage that holds a model: ``infer.ModelPool``);
+    - ``group_by``: a column whose rows with one value come to one call together (a shuffle:
+      ``dedupe.Dedupe``), instead of batches."""
+
+    reads: ClassVar[tuple[str, ...]] = ()
+    adds: ClassVar[tuple[str, ...]] = ()
     drops: ClassVar[tuple[str, ...]] = ()
+    output: ClassVar[pa.Schema]
+    group_by: ClassVar[str | None] = None
 
     @property
     def __name__(self) -> str:
@@ -42,7 +42,7 @@ class Stage:
         return type(self).__name__
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if missing := [name for name in self.needs if name not in batch.column_names]:
+        if missing := [name for name in self.reads if name not in batch.column_names]:
             raise StageInputError(f"{type(self).__name__} needs the columns {missing}; its input has {batch.column_names}")
         return table(self.rows(batch.to_pylist()), self.output, drop=self.drops)
 
@@ -50,11 +50,23 @@ class Stage:
         raise NotImplementedError
 
     def map_args(self) -> dict:
-        """Keyword arguments of this stage's ``map_batches`` (resources, concurrency, retries)."""
+        """Keyword arguments of this stage's ``map_batches`` (or, with ``group_by``, of ``groupby``)."""
         return {}
 
+    def udf(self):
+        """What Ray Data runs: this configured instance, as tasks (see the class)."""
+        return self
+
     def apply(self, ds):
-        return map_batches(ds, self, batch_format="pyarrow", **self.map_args())
+        """This stage over the dataset ``ds``."""
+        if self.group_by is None:
+            return map_batches(ds, self.udf(), batch_format="pyarrow", **self.map_args())
+        import ray
+
+        # Task-based sort shuffle: no long-lived aggregator actors competing with the model for CPUs.
+        # Set on this pipeline's own DataContext (each dataset carries a copy), not the process's.
+        ds.context.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+        return ds.groupby(self.group_by, **self.map_args()).map_groups(self.udf(), batch_format="pyarrow")
 
 
 def map_batches(ds, fn, **kwargs):

@@ -7,9 +7,9 @@ import functools
 import posixpath
 
 from renamer_ray.naming import NameTemplate, NamingStyle
-from renamer_ray.pipeline.columns import ROW, STEMMED
-from renamer_ray.pipeline.listing import output_folder
-from renamer_ray.pipeline.stage import Stage, is_open
+from renamer_ray.pipeline.columns import STEM, STEMMED
+from renamer_ray.pipeline.rows import OUTPUT_FOLDER, STATE, is_open, output_folder
+from renamer_ray.pipeline.stage import Stage
 
 _template = functools.lru_cache(maxsize=256)(NameTemplate.parse)
 
@@ -18,7 +18,8 @@ class RenderStems(Stage):
     """ROW → STEMMED. A pinned row keeps the stem of its claimed name. The shuffle key is the output
     root, the folder under it and the stem's group key: names only compete within one output folder."""
 
-    needs = tuple(ROW.names)
+    reads = (*STATE, *OUTPUT_FOLDER, "target_root", "style", "template", "raw", "original", "date", "camera", "index")
+    adds = STEM
     output = STEMMED
 
     def __init__(self, index_width: int = 3):

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from renamer_ray.io.storage import (STORAGE_ERRORS, Location, StorageConfig, TargetExists, copy, is_transient,
-                                    make_dirs, open_location, retrying, size_of)
+from renamer_ray.io.storage import (STORAGE_ERRORS, StorageConfig, is_transient, make_dirs, open_location, retrying,
+                                    size_of, transfer)
 from renamer_ray.naming import content_type_for
 from renamer_ray.pipeline.claims import claim
 from renamer_ray.pipeline.columns import RESULT
-from renamer_ray.pipeline.progress import stopped_reasons
+from renamer_ray.pipeline.progress import stop_rows
 from renamer_ray.pipeline.stage import Stage
 
 
-def copy_one(source: Location, target: Location, fmt: str | None = None) -> str | None:
-    """Copy; return an error sentence instead of raising. A copy of the same source counts as done.
-    Transient storage errors are retried for a while first (``retrying``)."""
-    try:
-        retrying(copy, source, target, content_type=content_type_for(fmt) if fmt else None)
-        return None
-    except TargetExists as exc:
-        return str(exc)
-    except STORAGE_ERRORS as exc:
-        hint = "; this looks like a storage error: running again may succeed" if is_transient(exc) else ""
-        return f"could not copy to {target.uri}: {exc}{hint}"
-
-
 def _fail(row: dict, error: str) -> dict:
-    return {**row, "status": "error", "error": error, "target": None, "name": None}
+    """The row, failed with ``error``: it has no target and no name."""
+    row.update(status="error", error=error, target=None, name=None)
+    return row
 
 
 # Claims and copies are a few small storage requests each (claim PUT; HEAD, HEAD, CopyObject):
@@ -38,7 +27,7 @@ THREADS = 16
 class _Threaded(Stage):
     """RESULT → RESULT, one storage operation per ``ok`` row on ``THREADS`` threads."""
 
-    needs = tuple(RESULT.names)
+    reads = ("status",)
     output = RESULT
 
     def __init__(self, storage: StorageConfig, *, progress=None):
@@ -56,10 +45,10 @@ class ClaimNames(_Threaded):
     """Claim each new name (``claims.py``) before anything is copied, so that a re-run after a crash
     keeps it. Rows of a job the run's ``progress`` board says to stop fail with its reason instead."""
 
+    reads = ("status", "target_root", "pinned", "relative", "name", "format", "raw")
+
     def rows(self, rows: list[dict]) -> list[dict]:
-        stopped = stopped_reasons(self.progress)
-        rows = [_fail(row, stopped[row["target_root"]]) if row["status"] == "ok" and row["target_root"] in stopped
-                else row for row in rows]
+        stop_rows(rows, self.progress, still_open=lambda row: row["status"] == "ok", stop=_fail)
         return super().rows(rows)
 
     def one(self, row: dict) -> dict:
@@ -77,7 +66,9 @@ class ClaimNames(_Threaded):
 
 
 class CopyFiles(_Threaded):
-    """Copy each source to its claimed name, never over a different file (``copy_one``)."""
+    """Copy each source to its claimed name, never over a different file (``storage.transfer``)."""
+
+    reads = ("status", "target_root", "output", "kept", "size", "source", "format")
 
     def one(self, row: dict) -> dict:
         target = open_location(row["target_root"], self.storage).join(row["output"])  # never resolved through a link
@@ -85,5 +76,6 @@ class CopyFiles(_Threaded):
             return row  # an earlier run's copy of this unchanged source (it made it: no need to read it)
         if "/" in row["output"]:
             retrying(make_dirs, target.parent)
-        error = copy_one(open_location(row["source"], self.storage), target, row["format"])
+        error = transfer(open_location(row["source"], self.storage), target,
+                         content_type=content_type_for(row["format"]))
         return _fail(row, error) if error else row

@@ -1,4 +1,9 @@
-"""A rename job as the service records it (pure: no I/O).
+"""A rename job as the service records it, and the moves of its status (pure: no I/O).
+
+Every change of a job's status goes through :meth:`JobRecord.handle_transition`: the driver and the
+API name what happened (a :class:`Trigger`); the table ``MOVES`` says from which statuses that may
+happen and to which it moves; the transition sets the status, the error, the attempt count and the
+timestamps.
 
 Layout, as in the seed: uploads in S3_IN_BUCKET under ``{namespace}/jobs/{job_id}/input/``; in
 S3_OUT_BUCKET the renamed files under ``{namespace}/jobs/{job_id}/output/``, the manifest at
@@ -10,6 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timezone
+from enum import Enum, auto
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -19,6 +25,7 @@ from renamer_ray.naming import DEFAULT_STYLE, NamingStyle
 Status = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
 FileState = Literal["waiting", "named", "renamed", "failed", "cancelled"]
 FINISHED = ("succeeded", "partial", "failed", "cancelled")
+UNFINISHED = ("queued", "running")
 JOB_ID = re.compile(r"^jr_[0-9a-f]{16}$")
 
 
@@ -28,6 +35,36 @@ def new_job_id() -> str:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Trigger(Enum):
+    """What happened to a job."""
+
+    STARTED = auto()      # an attempt starts (the record says running still when a driver died mid-run)
+    FINISHED = auto()     # the attempt's files are done: succeeded, partial or failed by the files' states
+    STOPPED = auto()      # the run ended at a cancel: the files renamed before it stay in the manifest
+    CANCELLED = auto()    # cancelled before an attempt ran: nothing of it is kept
+    RETRIED = auto()      # an attempt failed (or could not start): the message goes back for another
+    GAVE_UP = auto()      # the last attempt failed: failed for good
+
+
+# Each trigger: the statuses it may move a job from, and the status it moves it to (FINISHED: by the
+# files' states). An attempt can fail before it starts (an invalid template, a run that could not
+# begin), so a queued job may be retried or given up too.
+MOVES: dict[Trigger, tuple[tuple[Status, ...], Status | None]] = {
+    Trigger.STARTED: (UNFINISHED, "running"),
+    Trigger.FINISHED: (("running",), None),
+    Trigger.STOPPED: (("running",), "cancelled"),
+    Trigger.CANCELLED: (UNFINISHED, "cancelled"),
+    Trigger.RETRIED: (UNFINISHED, "queued"),
+    Trigger.GAVE_UP: (UNFINISHED, "failed"),
+}
+FORGETS_PROGRESS = (Trigger.STARTED, Trigger.CANCELLED, Trigger.RETRIED, Trigger.GAVE_UP)
+WITH_ERROR = (Trigger.RETRIED, Trigger.GAVE_UP)
+
+
+class TransitionError(ValueError):
+    """A move the table does not allow: a bug in the caller, never a user's mistake."""
 
 
 class JobFile(BaseModel):
@@ -49,7 +86,7 @@ class JobRecord(BaseModel):
     template: str = "{subject}"
     first_index: int = 1              # {index} of the first file; the others follow in upload order
     style: NamingStyle = DEFAULT_STYLE  # case, limits and language of the names
-    callback_url: str | None = None   # POSTed the final view, signed (service/webhooks.py)
+    callback_url: str | None = None   # POSTed the final view, signed (service/webhooks/)
     files: list[JobFile] = Field(default_factory=list)
     error: str | None = None          # why the whole job failed, or the last retried failure
     attempts: int = 0
@@ -87,10 +124,34 @@ class JobRecord(BaseModel):
         cancelled, before any attempt completed has none)."""
         return self.finished and (self.done + self.cancelled) > 0
 
-    def restart(self) -> None:
-        """Forget an attempt's progress: a new attempt starts, or an abandoned one is not the job's."""
-        for file in self.files:
-            file.state = "waiting"
+    def handle_transition(self, trigger: Trigger, error: str | None = None) -> Status:
+        """Move the status on ``trigger`` (or raise :class:`TransitionError`) and set what the move
+        sets: ``error`` (the words for RETRIED and GAVE_UP; every other move clears it), the attempt
+        count and ``started_at`` on a start, ``finished_at`` on a final status. A start, cancel,
+        retry or give-up forgets the files' progress: a new attempt starts, or the last one is not
+        the job's."""
+        sources, target = MOVES[trigger]
+        if self.status not in sources:
+            raise TransitionError(f"job {self.job_id} is {self.status}: {trigger.name} moves only a job that is "
+                                  f"{' or '.join(sources)}")
+        if (error is None) == (trigger in WITH_ERROR):
+            raise TransitionError(f"{trigger.name} {'needs an error' if error is None else 'takes no error'}")
+        if trigger in FORGETS_PROGRESS:
+            for file in self.files:
+                file.state = "waiting"
+        self.status, self.error = target or self._outcome(), error
+        if trigger is Trigger.STARTED:
+            self.attempts += 1
+            self.started_at = now()
+        if self.finished:
+            self.finished_at = now()
+        return self.status
+
+    def _outcome(self) -> Status:
+        """succeeded: every file renamed; partial: some failed; failed: none renamed."""
+        if self.failed == 0:
+            return "succeeded"
+        return "partial" if self.done > self.failed else "failed"
 
     @property
     def prefix(self) -> str:
@@ -154,10 +215,3 @@ def newest_first(created_at: str) -> str:
 
 
 CANCEL_REASON = "the job was cancelled before this file was renamed"
-
-
-def final_status(ok: int, failed: int) -> Status:
-    """succeeded: every file renamed; partial: some failed; failed: none renamed."""
-    if failed == 0:
-        return "succeeded"
-    return "partial" if ok else "failed"

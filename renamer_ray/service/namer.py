@@ -27,7 +27,7 @@ from ray import serve
 
 from renamer_ray.config import Settings
 from renamer_ray.images import DEFAULT_MAX_DECODE_PIXELS, ImageError, decode
-from renamer_ray.pipeline.run import NamerRef
+from renamer_ray.pipeline.engines import NamerRef
 
 log = logging.getLogger("ray.serve")    # Serve's logger: lines land in the replica's log (dashboard, Serve tab)
 NAMER = NamerRef().deployment     # the deployment's name in the Serve application
@@ -69,7 +69,7 @@ def namer_options(settings: Settings) -> dict:
     options: dict = dict(
         ray_actor_options={"num_cpus": settings.namer_num_cpus, "num_gpus": gpus},
         max_ongoing_requests=per_replica, health_check_period_s=10, health_check_timeout_s=60,
-        # A replica loads the model before it is ready; on a GPU node that includes its start.
+        # A replica that stops (a downscale, a redeploy) has 20 s to finish the calls it holds.
         graceful_shutdown_timeout_s=20)
     if settings.namer_min_replicas == settings.namer_max_replicas:
         options["num_replicas"] = settings.namer_max_replicas
@@ -85,7 +85,8 @@ def namer_options(settings: Settings) -> dict:
 @serve.deployment(name=NAMER)
 class Namer:
     """Serve replica holding one loaded model. ``name(image)`` → ``{"raw", "error"}``; ``image`` is a
-    decoded row or ``{"image": bytes, "prompt", "style"}`` (see :func:`name_request`)."""
+    decoded row or ``{"image": bytes, "prompt", "style"}`` (see :func:`name_request`). No health check
+    of its own: a device error ends the replica's process (``pipeline/infer.py``), and Serve restarts it."""
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, batch_size: int,
                  device: str = "auto", dtype: str = "auto", static_cache: bool = False, threads: int | None = None,
@@ -100,7 +101,6 @@ class Namer:
         self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
                                   device=device, dtype=dtype, static_cache=static_cache)
         self._batch.set_max_batch_size(batch_size)
-        self.images = 0
         # Decoded where the model runs, onto its pixel grid, as the pipeline's decode stage does.
         self.decode_options = dict(max_pixels=self.namer.max_pixels, min_pixels=self.namer.min_pixels,
                                    max_decode_pixels=max_decode_pixels)
@@ -123,15 +123,7 @@ class Namer:
     def _name_all(self, requests: list[dict]) -> list[dict]:
         from renamer_ray.pipeline.infer import name_rows
 
-        answers = name_rows(self.namer, requests)
-        self.images += len(requests)
-        return answers
-
-    def check_health(self) -> None:
-        """Serve restarts a replica whose check raises; a CUDA error leaves the process (infer.py)."""
-
-    def stats(self) -> dict:
-        return {"pid": os.getpid(), "device": self.namer.device, "images": self.images}
+        return name_rows(self.namer, requests)
 
 
 def namer_problem(app: str = APP, deployment: str = NAMER) -> str | None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Iterator
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import S3Storage
+from renamer_ray.io.storage import S3Storage, StorageConfig
 from renamer_ray.records.manifest import FileRecord, parse_lines
 from renamer_ray.service.jobs import (JOB_ID, JobFile, JobRecord, in_flight_prefix, index_prefix, now,
                                       record_key)
@@ -19,7 +19,7 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 class JobStore:
     def __init__(self, settings: Settings):
-        self.storage = S3Storage(settings.storage)
+        self.storage = S3Storage(StorageConfig.of(settings))
         self.in_bucket, self.out_bucket = settings.s3_in_bucket, settings.s3_out_bucket
         self.expires = settings.url_expires_seconds
 

@@ -14,13 +14,12 @@ import time
 
 from renamer_ray.config import Settings
 from renamer_ray.images import ImageError, sniff_format
-from renamer_ray.io.storage import (Location, exists, make_dirs, open_location, read_bytes, read_head, size_of,
-                                    write_text)
+from renamer_ray.io.storage import (Location, StorageConfig, exists, make_dirs, open_location, read_bytes, read_head,
+                                    size_of, transfer, write_text)
 from renamer_ray.records.manifest import MANIFEST_NAME, FileRecord, dump_lines, parse_lines
-from renamer_ray.naming import DEFAULT_STYLE, NamingStyle, StyleError, extension_for
-from renamer_ray.pipeline.listing import safe_folder
-from renamer_ray.pipeline.run import RunSummary
-from renamer_ray.pipeline.write import copy_one
+from renamer_ray.naming import DEFAULT_STYLE, NamingStyle, StyleError, content_type_for, extension_for
+from renamer_ray.pipeline.results import RunSummary
+from renamer_ray.pipeline.rows import safe_folder
 
 
 class PlanError(ValueError):
@@ -87,7 +86,7 @@ def read_plan(data: bytes) -> list[FileRecord]:
 
 def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummary:
     started = time.monotonic()
-    storage = settings.storage
+    storage = StorageConfig.of(settings)
     plan = read_plan(read_bytes(open_location(manifest_uri, storage)))
     target_dir = open_location(dst_uri, storage)
     problems, taken, jobs = [], {}, []
@@ -121,7 +120,7 @@ def apply_plan(manifest_uri: str, dst_uri: str, settings: Settings) -> RunSummar
     for record, source, target, fmt in jobs:
         if _folder(record):
             make_dirs(target.parent)
-        error = copy_one(source, target, fmt)
+        error = transfer(source, target, content_type=content_type_for(fmt))
         done[record.source] = record.model_copy(update=dict(
             target=None if error else target.uri, status="error" if error else "ok", error=error,
             output=None if error else posixpath.join(_folder(record), record.name or "")))

@@ -1,10 +1,10 @@
 """Renaming where the files are (`rename --in-place`) and undoing it (`renamer-ray undo`).
 
-The run first writes its manifest — the undo record — with every planned name, and only then moves
-files: locally a hard link under the new name and the old name removed (never over another file),
-on S3 a create-only copy, checked, then the source deleted. A crash at any point leaves each file
-under its old name, its new one, or both with the same bytes; running the same command again (or
-`undo`) finishes the job, and no file is ever lost or overwritten.
+The run (``pipeline.run``) first writes its manifest — the undo record — with every planned name,
+and only then ``move_as_planned`` moves files: locally a hard link under the new name and the old
+name removed (never over another file), on S3 a create-only copy, checked, then the source deleted.
+A crash at any point leaves each file under its old name, its new one, or both with the same bytes;
+running the same command again (or `undo`) finishes the job, and no file is ever lost or overwritten.
 
 Neither moves a file outside the tree the run renamed (``trust.py``): ``carry_out`` only within SRC,
 and ``undo`` only within the root the manifest's place says — ``ROOT/.renamer-ray/`` — or, for a
@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from renamer_ray.config import Settings
-from renamer_ray.io.storage import (STORAGE_ERRORS, Location, LocalStorage, TargetExists, exists, move, open_location,
-                                    read_bytes, retrying, size_of)
+from renamer_ray.io.storage import (Location, LocalStorage, StorageConfig, exists, move, open_location, read_bytes,
+                                    read_lines, retrying, size_of, transfer, write_text)
 from renamer_ray.io.storage.s3 import FINGERPRINT_KEY
-from renamer_ray.records.manifest import IN_PLACE_FOLDER, FileRecord
+from renamer_ray.pipeline.results import RunSummary
+from renamer_ray.records.manifest import IN_PLACE_FOLDER, FileRecord, dump_lines, parse_lines
 from renamer_ray.records.trust import Root
+from renamer_ray.workflow.apply import read_plan
 
 THREADS = 16
 
@@ -33,34 +35,45 @@ class UndoError(ValueError):
     """The manifest cannot be undone (not an in-place run's, or not a manifest at all)."""
 
 
-def _move(source: Location, target: Location) -> str | None:
-    """Move; an error sentence instead of raising. Done already (only the target is there): None."""
-    try:
-        if not retrying(exists, source) and retrying(exists, target):
-            return None
-        retrying(move, source, target)
-        return None
-    except TargetExists as exc:
-        return str(exc)
-    except STORAGE_ERRORS as exc:
-        return f"could not rename it to {target.uri}: {exc}"
-
-
 def carry_out(records: list[FileRecord], settings: Settings, root: str) -> dict[str, str]:
     """Make every planned in-place rename (``status`` ok, a target other than the source) whose
     source and target both lie inside ``root``, the run's SRC (``trust.Root``); returns ``{source:
     why}`` for the files that could not be renamed (they keep their names)."""
-    storage, tree = settings.storage, Root(root)
+    storage, tree = StorageConfig.of(settings), Root(root)
     moves = [r for r in records if r.status == "ok" and r.in_place and r.target and r.target != r.source]
 
     def one(record: FileRecord) -> str | None:
         if why := _outside(record, tree):
             return f"not renamed: {why}"
-        return _move(open_location(record.source, storage), open_location(record.target, storage))
+        return transfer(open_location(record.source, storage), open_location(record.target, storage),
+                        remove_source=True)
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         errors = pool.map(one, moves)
         return {r.source: error for r, error in zip(moves, errors) if error}
+
+
+def move_as_planned(summary: RunSummary, settings: Settings) -> RunSummary:
+    """The second step of `rename --in-place`, once the run (``pipeline.run``, ``in_place``) wrote
+    its plan, the undo record: the moves it records (``carry_out``). A file that could not be renamed
+    keeps its name and becomes a failure, in the manifest too. Returns the summary with them."""
+    started = time.monotonic()
+    manifest = open_location(summary.manifest, StorageConfig.of(settings))
+    records = list(parse_lines("".join(read_lines(manifest))))
+    errors = carry_out(records, settings, summary.source_root)
+    seconds = summary.seconds + time.monotonic() - started
+    if not errors:
+        return replace(summary, seconds=seconds)
+
+    def failed(record: FileRecord) -> FileRecord:
+        if record.source not in errors:
+            return record
+        return record.model_copy(update=dict(status="error", error=errors[record.source], target=None, output=None,
+                                             name=None, in_place=None))
+
+    write_text(manifest, dump_lines(failed(r) for r in records))
+    return replace(summary, records=[failed(r) for r in summary.records], ok=summary.ok - len(errors),
+                   failed=summary.failed + len(errors), seconds=seconds)
 
 
 def _outside(record: FileRecord, tree: Root) -> str | None:
@@ -127,10 +140,8 @@ def undo(manifest_uri: str, settings: Settings) -> UndoSummary:
     (listed in ``refused``, left as they are). Run again after a crash, it finishes the job. When
     nothing was refused the manifest is moved aside (``.undone-<time>.jsonl``), so a later
     ``rename --in-place`` names the files afresh."""
-    from renamer_ray.workflow.apply import read_plan
-
     started = time.monotonic()
-    storage = settings.storage
+    storage = StorageConfig.of(settings)
     manifest = open_location(manifest_uri, storage)
     records = [r for r in read_plan(read_bytes(manifest)) if r.status == "ok" and r.target]
     if records and not any(r.in_place for r in records):
@@ -158,7 +169,7 @@ def undo(manifest_uri: str, settings: Settings) -> UndoSummary:
             return "already"
         if not _unchanged(record, target):
             return f"{record.target}: changed since it was renamed; left as it is"
-        error = _move(target, source)
+        error = transfer(target, source, remove_source=True)
         return f"{record.target}: {error}" if error else "restored"
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:

@@ -94,13 +94,14 @@ def test_the_runtime_install_pulls_neither_the_local_stack_nor_test_tools():
 
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     runtime = {re.split(r"[\[<>=!~ ;]", requirement)[0].lower() for requirement in project["dependencies"]}
-    assert not runtime & {"moto", "httpx", "pytest", "psutil", "numpy", "tokenizers"}
-    assert {re.split(r"[\[<>=!~ ;]", r)[0] for r in project["optional-dependencies"]["local"]} == {"moto", "httpx"}
+    assert not runtime & {"moto", "httpx", "httpx-sse", "pytest", "psutil", "numpy", "tokenizers"}
+    assert {re.split(r"[\[<>=!~ ;]", r)[0] for r in project["optional-dependencies"]["local"]} == {
+        "moto", "httpx", "httpx-sse"}
 
 
 def test_without_the_local_extra_the_service_runs_and_up_says_what_to_install():
     """With moto and httpx unimportable, every module a cluster node runs still imports, and
-    `renamer-ray up` answers with one line saying what to install (exit 2), not a traceback."""
+    `renamer-ray up` and `submit` answer with one line saying what to install (exit 2), not a traceback."""
     blocked = "import sys; sys.modules.update(moto=None, httpx=None); "
     modules = ["renamer_ray.service.ingress", "renamer_ray.service.driver", "renamer_ray.service.webhooks",
                "renamer_ray.service.namer", "renamer_ray.pipeline.run", "renamer_ray.cli"]
@@ -112,6 +113,11 @@ def test_without_the_local_extra_the_service_runs_and_up_says_what_to_install():
     assert up.returncode == 2 and said(up.stderr) == [
         "error: the local stack needs moto, which this install lacks: pip install 'renamer-ray[local]' "
         "(`make demo` installs it)"], up.stderr
+    submit = subprocess.run([sys.executable, "-c", blocked + "from renamer_ray.cli import main; "
+                             "sys.exit(main(['submit', '.']))"], capture_output=True, text=True, timeout=120)
+    assert submit.returncode == 2 and said(submit.stderr) == [
+        "error: talking to the service needs httpx and httpx_sse, which this install lacks: pip install "
+        "'renamer-ray[local]' (`make demo` installs it)"], submit.stderr
 
 
 def test_the_lock_pins_a_version_every_requirement_accepts():

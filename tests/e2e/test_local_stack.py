@@ -14,7 +14,7 @@ import grpc
 import httpx
 import psutil
 
-from renamer_ray.service.local.stack import free_ports
+from renamer_ray.service.local.ports import free_ports
 from tests.support.images import SAMPLES_EXPECTED as EXPECTED
 from tests.support.eventually import eventually
 from tests.support.stack import own_ray_tmpdir, start_stack

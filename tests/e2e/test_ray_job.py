@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from renamer_ray.cli import SAMPLES
-from renamer_ray.service.local.stack import RayHead, free_ports
+from renamer_ray.service.local.ports import free_ports
+from renamer_ray.service.local.ray_head import RayHead
 from tests.support.stack import own_ray_tmpdir
 
 BIN = Path(sys.executable).parent

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from renamer_ray.records.manifest import FileRecord
-from renamer_ray.service.local.stack import free_ports
+from renamer_ray.service.local.ports import free_ports
 from tests.support.images import drawn_files
 from tests.support.stack import A, KEY_A, LIMITS
 from tests.support.output import said

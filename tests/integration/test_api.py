@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from renamer_ray.config import load_settings
 from renamer_ray.service.api import create_app
 from renamer_ray.service.api.deps import get_driver_status
-from renamer_ray.service.local.stack import provision
+from renamer_ray.service.local.aws import provision
 from tests.support.images import drawn_files
 
 KEY_A, KEY_B = "api-key-a", "api-key-b"

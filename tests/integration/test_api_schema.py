@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from renamer_ray.config import load_settings
 from renamer_ray.service.api import create_app
-from renamer_ray.service.local.stack import provision
+from renamer_ray.service.local.aws import provision
 from tests.support.images import drawn_files
 
 KEY = "schema-key"

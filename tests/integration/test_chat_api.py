@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import struct
 import threading
-import time
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +22,10 @@ from fastapi.testclient import TestClient
 from renamer_ray.config import load_settings
 from renamer_ray.model.vision import pixel_bounds
 from renamer_ray.service.api import create_app
+from renamer_ray.service.local.aws import provision
+from renamer_ray.service.local.ports import free_ports
 from renamer_ray.service.namer import name_request
-from renamer_ray.service.local.stack import provision
+from tests.support.eventually import eventually
 from tests.support.images import drawn_files
 
 KEY_A, KEY_B = "chat-key-a", "chat-key-b"
@@ -351,16 +351,12 @@ def served(settings, namer):
     """The API with the stand-in namer on a real port (uvicorn in a thread), as an endpoint's base URL."""
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_ports(1)[0]
     server = uvicorn.Server(uvicorn.Config(create_app(settings, ask_namer=namer), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: server.started, "the API serves on its port", timeout=20, every=0.05)
     yield f"http://127.0.0.1:{port}/v1"
     server.should_exit = True
     thread.join(10)
@@ -453,10 +449,8 @@ def test_a_request_that_keeps_failing_is_that_images_error(served, namer):
 def test_an_endpoint_that_is_not_there_is_each_images_error():
     from renamer_ray.model.openai_engine import EndpointNamer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    started = time.monotonic()
-    answers = EndpointNamer(f"http://127.0.0.1:{port}/v1", MODEL, retries=1, timeout=5).name(images(2))
+    closed = f"http://127.0.0.1:{free_ports(1)[0]}/v1"
+    answers = EndpointNamer(closed, MODEL, retries=1, timeout=5).name(images(2))
+    # Both attempts were refused at once, not waited out until their timeout.
     assert all(a.raw is None and "could not be reached after 2 attempts" in a.error for a in answers)
-    assert time.monotonic() - started < 10
+    assert all("Connection refused" in a.error for a in answers), [a.error for a in answers]

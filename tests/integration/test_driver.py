@@ -17,10 +17,10 @@ import pytest
 
 from renamer_ray.config import load_settings
 from renamer_ray.naming import content_type_for, extension_for
-from renamer_ray.pipeline.run import NamerRef
+from renamer_ray.pipeline.engines import NamerRef
 from renamer_ray.service.driver import Driver
 from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
-from renamer_ray.service.local.stack import provision
+from renamer_ray.service.local.aws import provision
 from tests.e2e.faults.harness import add_row
 from tests.support.images import drawn_files
 from tests.support.eventually import eventually
@@ -133,12 +133,12 @@ class FailOnce:
 
 
 def inject(driver: Driver, step: str) -> FailOnce:
-    owner, name = {"receive": (driver.queue, "receive"), "accept": (driver, "accept"), "run": (driver, "pipeline"),
+    owner, name = {"receive": (driver.queue, "receive"), "accept": (driver, "accept"), "run": (driver.runner, "pipeline"),
                    "finish": (driver.store, "write_manifest"), "release": (driver.queue, "release")}[step]
     wrapper = FailOnce(getattr(owner, name))
     setattr(owner, name, wrapper)
     if step == "release":  # a release happens after a failure: make the run fail once too
-        driver.pipeline = FailOnce(driver.pipeline)
+        driver.runner.pipeline = FailOnce(driver.runner.pipeline)
     return wrapper
 
 
@@ -268,7 +268,7 @@ def test_a_failed_runs_reason_is_the_tasks_own_error_in_one_line():
     from ray.data.exceptions import UserCodeException
     from ray.exceptions import RayTaskError
 
-    from renamer_ray.service.driver import reason
+    from renamer_ray.service.driver.lifecycle import reason
 
     try:
         try:

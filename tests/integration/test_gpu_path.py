@@ -291,6 +291,8 @@ def test_decoding_checks_for_its_end_one_step_late_and_gives_the_same_names(toy_
     images = pictures(seed=2109, count=6, max_side=400)
     expected = [answer.raw for answer in toy_namer.name(images)]
     library = utils.DeferredStopCheck.is_supported
+    while hasattr(library, "library"):  # transformers' own, under whatever a benchmark in this process put on it
+        library = library.library
     assert not library(torch.device("cuda"), None, False, False), "transformers defers on mps only"
     monkeypatch.setattr(utils.DeferredStopCheck, "is_supported", library)
     assert defer_stop_checks() and defer_stop_checks(), "installed once, however often asked"

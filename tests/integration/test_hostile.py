@@ -63,7 +63,7 @@ def test_the_api_refuses_at_upload_only_what_is_not_an_image(s3_endpoint, items)
     import uuid
 
     from renamer_ray.service.api import create_app
-    from renamer_ray.service.local.stack import provision
+    from renamer_ray.service.local.aws import provision
 
     tag = uuid.uuid4().hex[:6]
     settings = provision(load_settings(aws_endpoint_url=s3_endpoint, s3_in_bucket=f"hi-in-{tag}",

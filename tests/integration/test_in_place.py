@@ -12,7 +12,7 @@ import pytest
 
 from renamer_ray.cli import SAMPLES, main
 from renamer_ray.config import load_settings
-from renamer_ray.workflow.inplace import undo
+from renamer_ray.workflow.inplace import move_as_planned, undo
 from renamer_ray.io.storage import local as local_storage
 from renamer_ray.records.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
@@ -21,6 +21,11 @@ from renamer_ray.pipeline.run import RunOptions, run
 @pytest.fixture(scope="module")
 def settings():
     return load_settings(model_id="toy-shapes", batch_size=4)
+
+
+def rename_in_place(source: str, settings):
+    """`rename --in-place`: the run writes the plan (the undo record), then the files move as planned."""
+    return move_as_planned(run(RunOptions(source=source, target="", in_place=True), settings), settings)
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -43,7 +48,7 @@ def test_in_place_renames_where_the_files_are_and_undo_gives_every_name_back(ray
     assert "notes.txt" in renamed, "other files keep their names"
     assert all(r.in_place and r.output for r in records.values() if r.status == "ok")
 
-    again = run(RunOptions(source=str(library), target="", in_place=True), settings)
+    again = rename_in_place(str(library), settings)
     assert again.kept == 10 and tree(library) == renamed, "a re-run renames nothing again"
     assert {r.relative: r for r in parse_lines(manifest.read_text())} == records, "the undo record is kept whole"
 
@@ -54,7 +59,7 @@ def test_in_place_renames_where_the_files_are_and_undo_gives_every_name_back(ray
 
 
 def test_undo_leaves_files_changed_since_and_says_which(ray_local, library, settings, capsys):
-    run(RunOptions(source=str(library), target="", in_place=True), settings)
+    rename_in_place(str(library), settings)
     manifest = library / ".renamer-ray" / "manifest.jsonl"
     (library / "red-square.tiff").write_bytes(b"edited since")
     assert main(["undo", str(manifest)]) == 1
@@ -91,11 +96,11 @@ def test_a_crash_at_any_point_loses_nothing_and_a_rerun_finishes(ray_local, libr
 
     monkeypatch.setattr(local_storage.os, "unlink", crashing_unlink)
     with pytest.raises(Crash):
-        run(RunOptions(source=str(library), target="", in_place=True), settings)
+        rename_in_place(str(library), settings)
     # Every file is there: under its old name, its new one, or both (one file, two names).
     assert set(original.values()) <= set(tree(library).values())
     monkeypatch.setattr(local_storage.os, "unlink", real_unlink)
-    run(RunOptions(source=str(library), target="", in_place=True), settings)
+    rename_in_place(str(library), settings)
     planned = {r.relative: r.output for r in parse_lines(manifest.read_text()) if r.status == "ok"}
     assert tree(library) == {planned.get(relative, relative): digest for relative, digest in original.items()}
 
@@ -125,12 +130,12 @@ def test_in_place_and_undo_on_s3(ray_local, s3, s3_endpoint):
         return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
                 for page in pages for o in page.get("Contents", []) if "/.renamer-ray/" not in o["Key"]}
 
-    summary = run(RunOptions(source=f"s3://{bucket}/photos", target="", in_place=True), settings)
+    summary = rename_in_place(f"s3://{bucket}/photos", settings)
     assert summary.ok == 10 and summary.failed == 0
     renamed = objects()
     assert renamed["photos/holiday/blue-square.webp"] == original["photos/holiday/beach-day.webp"]
     assert sorted(renamed.values()) == sorted(original.values())
-    again = run(RunOptions(source=f"s3://{bucket}/photos", target="", in_place=True), settings)
+    again = rename_in_place(f"s3://{bucket}/photos", settings)
     assert again.kept == 10 and objects() == renamed
     result = undo(f"s3://{bucket}/photos/.renamer-ray/manifest.jsonl", settings)
     assert (result.restored, result.refused) == (10, []) and objects() == original

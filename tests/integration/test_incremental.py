@@ -120,7 +120,8 @@ def test_a_name_held_in_dst_in_another_format_is_not_given_again(ray_local, libr
     (library / "IMG_0002.JPG").unlink()
     again = run(RunOptions(source=str(library), target=dst, flat=flat), settings)
     assert again.ok == 10 and again.failed == 0
-    manifest = storage.read_text_if_exists(storage.open_location(f"{dst}/manifest.jsonl", settings.storage))
+    config = storage.StorageConfig.of(settings)
+    manifest = storage.read_text_if_exists(storage.open_location(f"{dst}/manifest.jsonl", config))
     outputs = {r.relative: r.output for r in parse_lines(manifest) if r.status == "ok"}
     assert outputs["IMG_0002.JPG"] == "blue-triangle.jpg", "the gone source's record and output are kept"
     assert outputs["new.png"] == "blue-triangle-001.png"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from renamer_ray.io.storage import StorageConfig, open_location
-from renamer_ray.pipeline.listing import ROWS_PER_BLOCK, Wishes, read_shard, shards
+from renamer_ray.pipeline.listing import ROWS_PER_BLOCK, read_shard, shards
+from renamer_ray.pipeline.rows import Wishes
 
 KEYS = ["a.jpg", "b.txt", "z.png", "2023/x.jpg", "2024/b.jpg", "2024/a.jpg", "2024/deep/c.heic",
         "2024/thumbs/t.jpg", "notes/readme.md"]

@@ -31,7 +31,7 @@ def test_gpu_actors_take_64_rows_unless_batch_size_is_set(ray_local, monkeypatch
 def test_decode_takes_a_whole_cpu_beside_gpu_actors_and_half_beside_cpu_ones(ray_local):
     from renamer_ray.pipeline.decode import Decode
     from renamer_ray.pipeline.resume import ReadClaims
-    from renamer_ray.pipeline.run import stages
+    from renamer_ray.pipeline.build import stages
 
     for device, cpus in (("cuda", 1.0), ("cpu", 0.5)):
         readers = [s for s in stages(load_settings(model_device=device)) if isinstance(s, (Decode, ReadClaims))]

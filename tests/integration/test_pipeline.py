@@ -119,7 +119,7 @@ def test_rerun_is_idempotent_and_deterministic(renamed, source, settings, monkey
     _, dst, _ = renamed
     first = (dst / "manifest.jsonl").read_text()
     # The manifest is written in sorted parts and merged; tiny parts must give the same file.
-    monkeypatch.setattr("renamer_ray.pipeline.run.PART_ROWS", 4)
+    monkeypatch.setattr("renamer_ray.pipeline.results.PART_ROWS", 4)
     again = run(RunOptions(source=str(source), target=str(dst)), settings)
     assert (dst / "manifest.jsonl").read_text() == first
     assert not (dst / "_manifest").exists(), "parts are removed once merged"
@@ -197,10 +197,10 @@ def test_the_pipeline_sets_its_shuffle_on_its_own_data_context(ray_local):
     from ray.data.context import DataContext, ShuffleStrategy
 
     from renamer_ray.pipeline.columns import LISTED, table
-    from renamer_ray.pipeline.run import build_dataset
+    from renamer_ray.pipeline.build import PipelineOptions, build_dataset
 
     before = DataContext.get_current().shuffle_strategy
     listed = ray_local.data.from_arrow(table([], LISTED))
-    ds = build_dataset(listed, load_settings(model_id="toy-shapes"), uses_model=False, dry_run=True)
+    ds = build_dataset(listed, load_settings(model_id="toy-shapes"), PipelineOptions(uses_model=False, dry_run=True))
     assert ds.context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PULL_BASED != before
     assert DataContext.get_current().shuffle_strategy == before

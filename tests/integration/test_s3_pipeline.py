@@ -98,7 +98,7 @@ def test_resumed_s3_run_keeps_the_names_an_interrupted_attempt_gave(ray_local, s
 
     src, dst = buckets
     upload_samples(s3, src, "in")
-    target = open_location(f"s3://{dst}/out", settings.storage)
+    target = open_location(f"s3://{dst}/out", StorageConfig.of(settings))
     # What a killed attempt leaves behind: a claim (and maybe no copy yet) for one file.
     claim(target, "IMG_0001.JPG", "kept-from-before.jpg", "JPEG", "kept from before")
     summary = run(RunOptions(source=f"s3://{src}/in", target=f"s3://{dst}/out"), settings)

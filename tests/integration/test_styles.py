@@ -66,8 +66,8 @@ def test_jobs_of_several_styles_share_one_run_and_apply_checks_the_plans_style(r
     import ray
 
     from renamer_ray.pipeline.columns import LISTED, table
-    from renamer_ray.pipeline.listing import Wishes, listed_row
-    from renamer_ray.pipeline.run import build_dataset
+    from renamer_ray.pipeline.build import PipelineOptions, build_dataset
+    from renamer_ray.pipeline.rows import Wishes, listed_row
 
     src, expected = source
     jobs = {"title": NamingStyle(case="title"), "french": NamingStyle(max_chars=5, language="French"),
@@ -76,7 +76,7 @@ def test_jobs_of_several_styles_share_one_run_and_apply_checks_the_plans_style(r
     rows = [listed_row(str(src / files[name]), files[name], Wishes(target_root=str(tmp_path / job), style=style),
                        size=1, mtime=None, index=number)
             for job, style in jobs.items() for number, name in enumerate(sorted(expected), start=1)]
-    out = build_dataset(ray.data.from_arrow(table(rows, LISTED)), settings, uses_model=True, dry_run=True)
+    out = build_dataset(ray.data.from_arrow(table(rows, LISTED)), settings, PipelineOptions(dry_run=True))
     results = {(Path(r["target_root"]).name, Path(r["relative"]).stem): r for r in out.iter_rows()}
     (label, ext), (label_b, ext_b) = expected["a1"], expected["b"]
     title = " ".join(w.capitalize() for w in words(label))

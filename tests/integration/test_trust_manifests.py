@@ -17,7 +17,7 @@ import pytest
 
 from renamer_ray.cli import SAMPLES, main
 from renamer_ray.config import load_settings
-from renamer_ray.workflow.inplace import undo
+from renamer_ray.workflow.inplace import move_as_planned, undo
 from renamer_ray.io.storage import FINGERPRINT_KEY
 from renamer_ray.records.manifest import parse_lines
 from renamer_ray.pipeline.run import RunOptions, run
@@ -201,7 +201,7 @@ def test_on_s3_a_planted_manifest_moves_nothing_from_another_bucket_or_prefix(ra
               s3_checksum_listing(s3, bucket, "photos-b/"))
 
     with caplog.at_level(logging.WARNING):
-        summary = run(RunOptions(source=root, target="", in_place=True), settings)
+        summary = move_as_planned(run(RunOptions(source=root, target="", in_place=True), settings), settings)
 
     assert (s3_checksum_listing(s3, other), s3_checksum_listing(s3, bucket, "private/"),
             s3_checksum_listing(s3, bucket, "photos-b/")) == before
@@ -306,7 +306,8 @@ def test_in_place_records_its_root_and_undo_of_a_manifest_kept_elsewhere_uses_it
                                                                                 tmp_path):
     manifest = tmp_path / "records" / "library.jsonl"
     original = checksum_listing(library)
-    run(RunOptions(source=str(library), target="", in_place=True, manifest=str(manifest)), settings)
+    move_as_planned(run(RunOptions(source=str(library), target="", in_place=True, manifest=str(manifest)), settings),
+                    settings)
     records = [r for r in parse_lines(manifest.read_text()) if r.status == "ok"]
     assert len(records) == 10 and {r.root for r in records} == {str(library)}
     summary = undo(str(manifest), settings)

@@ -1,6 +1,7 @@
-"""ENGINE settings and the engines' pure parts: validation, the secret masked, the stage chosen, the
-request an endpoint gets, the vLLM processor's rows and structured-output pattern, and the clear
-line a run without vLLM stops with (vLLM itself needs a GPU and is not installed here)."""
+"""ENGINE settings and the engines' pure parts: validation, the secret masked, the stage the one
+factory chooses, the request an endpoint gets, the vLLM processor's rows and structured-output
+pattern, and the clear line a run without vLLM stops with. The vLLM stage itself runs with a
+stand-in for vLLM in tests/integration/test_vllm_engine.py (vLLM needs a GPU and is not installed here)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from PIL import Image
 
 from renamer_ray.cli import main
 from renamer_ray.config import ConfigError, load_settings
-from renamer_ray.pipeline.columns import DECODED, LISTED, ROW
-from renamer_ray.pipeline.endpoint import (AskEndpoint, EngineUnavailable, FromVllm, VllmEngine, check_gpus,
-                                           vllm_request)
-from renamer_ray.pipeline.run import CannotStart, NamerRef, RunOptions, run, stages
+from renamer_ray.pipeline.columns import DECODED, ROW
+from renamer_ray.pipeline.endpoint import AskEndpoint
+from renamer_ray.pipeline.engines import NamerRef, naming_stage
+from renamer_ray.pipeline.places import CannotStart
+from renamer_ray.pipeline.run import RunOptions, run
+from renamer_ray.pipeline.vllm_stage import EngineUnavailable, FromVllm, VllmEngine, check_gpus, vllm_request
 from renamer_ray.naming import prompts
 from renamer_ray.naming.rules import name_regex
 from tests.support.output import said
@@ -50,19 +53,16 @@ def test_the_engine_key_comes_from_the_environment_and_is_masked(monkeypatch, ca
 
 
 def test_the_engine_picks_the_model_stage_and_the_warm_namer_wins():
+    """(Each engine's place in the whole pipeline is checked in test_stages.py.)"""
     def model_stage(**kwargs):
-        return type(stages(load_settings(model_id="toy-shapes", **kwargs))[2]).__name__
+        return type(naming_stage(load_settings(model_id="toy-shapes", **kwargs))).__name__
 
     assert model_stage() == "ModelPool"
     assert model_stage(engine="openai", engine_url="http://h/v1") == "AskEndpoint"
     assert model_stage(engine="vllm") == "VllmEngine"
-    named = stages(load_settings(engine="openai", engine_url="http://h/v1"), namer=NamerRef())
-    assert type(named[2]).__name__ == "AskNamer"
-    for engine in ("openai", "vllm"):
-        columns = set(LISTED.names)
-        for stage in stages(load_settings(model_id="toy-shapes", engine=engine, engine_url="http://h/v1")):
-            assert set(stage.needs) <= columns, (engine, type(stage).__name__)
-            columns = set(stage.output.names)
+    named = naming_stage(load_settings(engine="openai", engine_url="http://h/v1"), namer=NamerRef())
+    assert type(named).__name__ == "AskNamer"
+    assert type(naming_stage(load_settings(engine="vllm"), uses_model=False, namer=NamerRef())).__name__ == "NoModel"
 
 
 def test_concurrency_is_bounded_across_the_asking_tasks():

@@ -213,3 +213,13 @@ def test_the_default_prompt_is_unchanged_and_a_language_is_asked_for() -> None:
     assert user == "the main subject\nWrite the name in French."
     shorter = prompts.chat_messages(None, max_chars=30, max_words=3)[0]["content"][0]["text"]
     assert "<=3 words, <=30 characters" in shorter
+
+
+def test_wishes_over_the_settings_style_keep_what_is_not_given_and_are_checked():
+    settings = NamingStyle.parse(case="snake", max_chars=40, max_words=6)
+    merged = settings.merged(case=None, max_chars=20, max_words=None, language=None)
+    assert (merged.case, merged.max_chars, merged.max_words) == ("snake", 20, 6), "None leaves the setting"
+    with pytest.raises(StyleError):
+        settings.merged(case="shouting")
+    with pytest.raises(StyleError):
+        settings.merged(max_chars=0)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from renamer_ray.service.local.stack import PortInUse, require_free
+from renamer_ray.service.local.ports import PortInUse, require_free
 
 
 def test_a_listening_port_is_refused_with_the_setting_that_moves_it():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from renamer_ray.records.manifest import FileRecord
-from renamer_ray.pipeline.run import RunSummary
+from renamer_ray.pipeline.results import RunSummary
 from renamer_ray.cli.report import TABLE_ROWS, print_summary, printable
 
 

@@ -1,6 +1,7 @@
-"""The pipeline's stage contracts, without running Ray: every stage gets the columns it declares it
-needs from the stage before it, in every shape of run; a batch without them, or a row with a
-misspelled column, is an error instead of silent nulls."""
+"""The pipeline's stage contracts, without running Ray: in every kind of run, every column a stage
+reads was made by a stage before it, and each stage's output is its input less what it drops plus
+what it adds; a stage runs on a batch of only the columns it declares; a batch without them, or a row
+with a misspelled column, is an error instead of silent nulls."""
 
 from __future__ import annotations
 
@@ -8,23 +9,88 @@ import pyarrow as pa
 import pytest
 
 from renamer_ray.config import load_settings
+from renamer_ray.io.storage import StorageConfig
+from renamer_ray.pipeline.build import PipelineOptions, stages
 from renamer_ray.pipeline.columns import LISTED, ROW, table
-from renamer_ray.pipeline.run import NamerRef, stages
+from renamer_ray.pipeline.engines import NamerRef
 from renamer_ray.pipeline.stage import StageInputError
 from renamer_ray.pipeline.stems import RenderStems
+from renamer_ray.records.manifest import FileRecord
 
-SHAPES = [dict(), dict(dry_run=True), dict(uses_model=False), dict(namer=NamerRef()), dict(namer=NamerRef(), dry_run=True)]
+ENDPOINT = dict(engine="openai", engine_url="http://127.0.0.1:8000/v1")
+# Every kind of run, as its caller shapes the pipeline: (settings, options, the model stage it gets).
+RUNS = {
+    "bulk": ({}, PipelineOptions(), "ModelPool"),
+    "bulk, ENGINE=openai": (ENDPOINT, PipelineOptions(), "AskEndpoint"),
+    "bulk, ENGINE=vllm": (dict(engine="vllm"), PipelineOptions(), "VllmEngine"),
+    "no {subject} in the template": ({}, PipelineOptions(uses_model=False), "NoModel"),
+    "service (the warm namer)": (ENDPOINT, PipelineOptions(namer=NamerRef()), "AskNamer"),
+    "dry run": ({}, PipelineOptions(dry_run=True), "ModelPool"),
+    "service dry run": ({}, PipelineOptions(namer=NamerRef(), dry_run=True), "AskNamer"),
+    "in place (the plan)": ({}, PipelineOptions(dry_run=True, look_at_targets=True), "ModelPool"),
+    "resumed or incremental": ({}, PipelineOptions(look_at_targets=True), "ModelPool"),
+}
+# What the callers read of every row out of the pipeline: its manifest record (but the in-place
+# fields, set after: pipeline/results.py), the counts, and the driver's per-file state (service/driver/runs.py).
+CONSUMED = set(FileRecord.model_fields) - {"in_place", "root"} | {"kept", "pinned", "target_root"}
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_each_stage_gets_the_columns_it_needs_from_the_one_before(shape):
-    pipeline = stages(load_settings(model_id="toy-shapes"), **shape)
-    columns = set(LISTED.names)
+@pytest.mark.parametrize("kind", RUNS)
+def test_every_column_a_stage_reads_was_made_upstream_in_every_kind_of_run(kind):
+    settings, options, model = RUNS[kind]
+    pipeline = stages(load_settings(model_id="toy-shapes", **settings), options)
+    assert type(pipeline[2]).__name__ == model
+    columns = list(LISTED.names)
     for stage in pipeline:
-        assert set(stage.needs) <= columns, (type(stage).__name__, set(stage.needs) - columns)
-        columns = set(stage.output.names)
-    assert columns >= {"source", "target", "name", "status", "error", "pinned"}
-    assert ("CopyFiles" in [type(s).__name__ for s in pipeline]) is not shape.get("dry_run", False)
+        name = type(stage).__name__
+        assert set(stage.reads) <= set(columns), (name, "reads what no stage before made", set(stage.reads) - set(columns))
+        assert set(stage.drops) <= set(columns), (name, "drops what it never got", set(stage.drops) - set(columns))
+        assert not set(stage.adds) & set(columns), (name, "adds what it got", set(stage.adds) & set(columns))
+        made = [column for column in columns if column not in stage.drops] + list(stage.adds)
+        assert sorted(stage.output.names) == sorted(made), (name, "returns another schema than it declares")
+        columns = stage.output.names
+    assert CONSUMED <= set(columns), CONSUMED - set(columns)
+    assert ("CopyFiles" in [type(s).__name__ for s in pipeline]) is not options.dry_run
+
+
+def only_what_it_reads(stage, row: dict) -> pa.Table:
+    return pa.Table.from_pylist([{column: row[column] for column in stage.reads}])
+
+
+def test_each_stage_runs_on_a_batch_of_only_the_columns_it_declares_it_reads(tmp_path):
+    """Declared reads are all a stage reads: each stage gets a batch with no other column and does its work."""
+    from renamer_ray.images import decode
+    from renamer_ray.pipeline.decode import Decode
+    from renamer_ray.pipeline.dedupe import Dedupe
+    from renamer_ray.pipeline.resume import ReadClaims
+    from renamer_ray.pipeline.write import ClaimNames, CopyFiles
+    from tests.support.images import drawn_files
+
+    storage = StorageConfig()
+    data = next(data for data, fmt, _ in drawn_files(seed=5, count=4, max_side=100) if fmt == "PNG")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.png").write_bytes(data)
+    (tmp_path / "earlier.jsonl").write_text("")
+    pixels = decode(data, max_pixels=64 * 64)
+    row = dict(source=str(tmp_path / "src" / "a.png"), relative="a.png", size=len(data), mtime=1.0, index=1,
+               skipped=False, original=None, target_root=str(tmp_path / "dst"), prompt=None, template="{subject}-{index}",
+               style=None, resume=True, flat=False, earlier=str(tmp_path / "earlier.jsonl"), earlier_size=0,
+               format="PNG", date="2024-05-01", camera=None, error=None, pinned=None, kept=False, raw="red circle",
+               width=pixels.width, height=pixels.height, rgb=pixels.rgb, stem="red-circle-001", key="k",
+               target=str(tmp_path / "dst" / "red-circle-001.png"), name="red-circle-001.png",
+               output="red-circle-001.png", status="ok")
+    checks = [
+        (ReadClaims(storage), {"pinned": None, "error": None}),
+        (Decode(storage, max_pixels=64 * 64, max_file_bytes=10 ** 6), {"format": "PNG", "width": pixels.width}),
+        (RenderStems(), {"stem": "red-circle-001"}),
+        (Dedupe(storage), {"name": "red-circle-001.png", "status": "ok"}),
+        (ClaimNames(storage), {"status": "ok"}),
+        (CopyFiles(storage), {"status": "ok"}),
+    ]
+    for stage, expected in checks:
+        out = stage(only_what_it_reads(stage, row)).to_pylist()
+        assert [{k: r[k] for k in expected} for r in out] == [expected], type(stage).__name__
+    assert (tmp_path / "dst" / "red-circle-001.png").read_bytes() == data
 
 
 def test_a_stage_refuses_a_batch_without_its_columns():
@@ -65,7 +131,7 @@ def test_stems_and_dedupe_follow_each_rows_style(tmp_path):
     rows.append(dict(base, source="s/k.jpg", target_root=str(tmp_path / "k"), style=None))
     stemmed = RenderStems()(pa.Table.from_pylist(rows, schema=ROW)).to_pylist()
     assert [r["stem"] for r in stemmed] == ["Red Circle", "Red Circle", "red_circle", "red_circle", "red-circle"]
-    out = Dedupe(load_settings().storage)(pa.Table.from_pylist(stemmed, schema=STEMMED)).to_pylist()
+    out = Dedupe(StorageConfig())(pa.Table.from_pylist(stemmed, schema=STEMMED)).to_pylist()
     assert [r["name"] for r in out] == ["Red Circle.jpg", "Red Circle 001.jpg", "red_circle.jpg", "red_circle_001.jpg",
                                        "red-circle.jpg"]
     assert [NamingStyle.from_json(r["style"]) for r in out] == [title, title, snake, snake, NamingStyle()]
@@ -79,7 +145,7 @@ def test_a_duplicate_with_no_room_for_a_suffix_fails_alone(tmp_path):
     tiny = NamingStyle(max_chars=3).to_json()
     rows = [dict(source=f"s/{n}.jpg", relative=f"{n}.jpg", skipped=False, target_root=str(tmp_path), style=tiny,
                  format="PNG", error=None, pinned=None, raw="cat", stem="cat", key="k") for n in range(2)]
-    out = Dedupe(load_settings().storage)(pa.Table.from_pylist(rows, schema=STEMMED)).to_pylist()
+    out = Dedupe(StorageConfig())(pa.Table.from_pylist(rows, schema=STEMMED)).to_pylist()
     assert out[0]["name"] == "cat.png" and out[1]["status"] == "error" and "3 characters" in out[1]["error"]
 
 
@@ -121,7 +187,7 @@ def test_a_copy_onto_a_file_that_appeared_since_the_names_were_given_fails_that_
                 "size": 9, "mtime": 1.0, "kept": False, "format": "PNG", "name": name, "output": name,
                 "target": str(tmp_path / "dst" / name), "status": "ok", "pinned": None}
 
-    out = CopyFiles(load_settings().storage)(table([row("a.png", "red-circle.png"), row("b.png", "blue.png")], RESULT))
+    out = CopyFiles(StorageConfig())(table([row("a.png", "red-circle.png"), row("b.png", "blue.png")], RESULT))
     first, second = out.to_pylist()
     assert first["status"] == "error" and "not overwritten" in first["error"], first
     assert (tmp_path / "dst" / "red-circle.png").read_bytes() == b"someone else's"

@@ -18,14 +18,15 @@ from botocore.exceptions import BotoCoreError, ClientError  # what S3 requests r
 from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
 from renamer_ray.io.storage.local import LocalStorage
 from renamer_ray.io.storage.retry import TRANSIENT_S3_ERRORS, StorageUnavailable, explain, is_transient, retrying
-from renamer_ray.io.storage.s3 import (FINGERPRINT_KEY, S3Storage, head_if_exists, multipart_copy, put_if_absent,
-                                       s3_client)
+from renamer_ray.io.storage.s3 import FINGERPRINT_KEY, S3Storage, multipart_copy, put_if_absent, s3_client
+from renamer_ray.io.storage.s3_objects import head_if_exists
 
 __all__ = [
     # the interface, its backends, the rule for "already copied"
     "Storage", "LocalStorage", "S3Storage", "StorageConfig", "Location", "ListedFile", "TargetExists", "already_there",
     # locations and what is done with them
     "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "is_link", "stem_taken", "make_dirs", "copy", "move",
+    "transfer",
     "write_once",
     "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
     # retries (the budget and attempts are set in retry.py: tests and fault hooks change them there)
@@ -114,6 +115,25 @@ def copy(source: Location, target: Location, *, content_type: str | None = None)
     already a copy of this source counts as done (``base.already_there``). S3 → S3 is a server-side
     copy (no download)."""
     target.storage.copy(source, target.path, content_type)
+
+
+def transfer(source: Location, target: Location, *, remove_source: bool = False,
+             content_type: str | None = None) -> str | None:
+    """Copy ``source`` to ``target`` (with ``remove_source``: move it, within one backend), never
+    over a different file and retried through transient errors: None when done, else a sentence
+    that says why not. Done before counts as done: a copy of this source already there, or, for a
+    move, only the target left."""
+    try:
+        if not remove_source:
+            retrying(copy, source, target, content_type=content_type)
+        elif retrying(exists, source) or not retrying(exists, target):
+            retrying(move, source, target)
+        return None
+    except TargetExists as exc:
+        return str(exc)
+    except STORAGE_ERRORS as exc:
+        hint = "; this looks like a storage error: running again may succeed" if is_transient(exc) else ""
+        return f"could not {'rename it' if remove_source else 'copy'} to {target.uri}: {exc}{hint}"
 
 
 def write_once(location: Location, text: str) -> bool:

@@ -21,6 +21,11 @@ class StorageConfig:
     region: str | None = None
     endpoint_url: str | None = None
 
+    @classmethod
+    def of(cls, settings) -> "StorageConfig":
+        """From the settings' AWS_REGION and AWS_ENDPOINT_URL (read by name: io/ imports no config)."""
+        return cls(settings.aws_region, settings.aws_endpoint_url)
+
 
 @dataclass(frozen=True)
 class ListedFile:

@@ -10,6 +10,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from renamer_ray.errors import one_line
+
 # Every client (boto3's, pyarrow's S3 client, SQS) uses the AWS SDKs' "standard" retry mode (it
 # also retries SlowDown) with this many attempts per request: pyarrow's default, 3, turned a short
 # burst of SlowDown into a failed file.
@@ -148,8 +150,7 @@ def retrying(call, *args, budget: float | None = None, scope: str | None = None,
             now = time.monotonic()
             if outage.since is None or now - outage.last_failure >= OUTAGE_GAP_SECONDS:
                 outage.since = started
-            text = str(exc).strip()
-            outage.last_failure, outage.last_error = now, (text.splitlines()[0][:200] if text else type(exc).__name__)
+            outage.last_failure, outage.last_error = now, one_line(exc)[:200]
             if now + delay > deadline or outage.down(now, budget):
                 raise
         else:

@@ -1,7 +1,7 @@
 """The S3 backend (or any S3-compatible server): pyarrow's S3 filesystem for reads and streamed
 writes, boto3 for what needs S3 itself — server-side and conditional (create-only) copies, listing,
-and the objects the job service keeps (records, uploads, presigned downloads). Both clients follow
-the one retry policy of ``retry.py``."""
+and (``s3_objects.py``) the objects the job service keeps. Both clients follow the one retry policy
+of ``retry.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import functools
 import hashlib
 import posixpath
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import boto3
 from botocore.exceptions import ClientError
@@ -18,6 +18,7 @@ from pyarrow import fs as pafs
 
 from renamer_ray.io.storage import retry
 from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
+from renamer_ray.io.storage.s3_objects import S3Objects, head_if_exists, split_path
 
 # Objects up to this size are copied with one CopyObject; larger ones with a multipart copy of
 # parts of at least MULTIPART_COPY_PART (S3: 5 GiB per CopyObject, 10,000 parts per upload).
@@ -28,7 +29,6 @@ FINGERPRINT_KEY = "renamer-source"
 # What S3 answers a conditional write (If-None-Match: *) when the key exists (412), or when another
 # conditional write to it is in flight (409).
 _TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
-_MISSING = ("404", "NoSuchKey", "NotFound")
 
 
 @functools.cache
@@ -61,16 +61,6 @@ def put_if_absent(client, bucket: str, key: str, body: bytes, **extra) -> bool:
         raise
 
 
-def head_if_exists(client, bucket: str, key: str) -> dict | None:
-    """HeadObject's answer, or None when the key does not exist."""
-    try:
-        return client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _MISSING:
-            return None
-        raise
-
-
 def multipart_copy(client, source: dict, size: int, bucket: str, key: str, extra: dict) -> None:
     """Server-side copy in parts (UploadPartCopy), create-only like a single copy: the upload
     completes with If-None-Match, so a target that appeared meanwhile is never overwritten, and
@@ -94,16 +84,11 @@ def multipart_copy(client, source: dict, size: int, bucket: str, key: str, extra
         raise
 
 
-def _split(path: str) -> tuple[str, str]:
-    """"bucket/key" → (bucket, key)."""
-    bucket, _, key = path.partition("/")
-    return bucket, key
-
-
 @dataclass(frozen=True)
-class S3Storage(Storage):
+class S3Storage(S3Objects, Storage):
     """Paths are "bucket/key". Holds only its config (picklable); the clients are made once per
-    process (``_s3_filesystem``, ``s3_client``)."""
+    process (``_s3_filesystem``, ``s3_client``). The job service's plain object requests are
+    :class:`S3Objects`'."""
 
     config: StorageConfig = field(default_factory=StorageConfig)
 
@@ -135,7 +120,7 @@ class S3Storage(Storage):
             self._upload(source, path, content_type)
 
     def _already_there(self, source: Location, path: str, fingerprint: str) -> bool:
-        existing = head_if_exists(self.client, *_split(path))
+        existing = head_if_exists(self.client, *split_path(path))
         return already_there(self.uri(path), source.uri, existing is not None,
                              lambda: existing.get("Metadata", {}).get(FINGERPRINT_KEY) == fingerprint)
 
@@ -149,11 +134,11 @@ class S3Storage(Storage):
         self.delete(source.path)
 
     def holds(self, source: Location, path: str) -> bool | None:
-        existing = head_if_exists(self.client, *_split(path))
+        existing = head_if_exists(self.client, *split_path(path))
         if existing is None:
             return None
         if isinstance(source.storage, S3Storage):
-            bucket, key = _split(source.path)
+            bucket, key = split_path(source.path)
             fingerprint = f"{bucket}/{key}@{self.client.head_object(Bucket=bucket, Key=key)['ETag'].strip(chr(34))}"
         else:
             fingerprint = f"{source.uri}@{hashlib.sha256(source.storage.read_bytes(source.path)).hexdigest()[:32]}"
@@ -163,14 +148,15 @@ class S3Storage(Storage):
         """A conditional PutObject (If-None-Match: *), so a race can never overwrite."""
         data = source.storage.read_bytes(source.path)
         fingerprint = f"{source.uri}@{hashlib.sha256(data).hexdigest()[:32]}"
-        if not put_if_absent(self.client, *_split(path), data, ContentType=content_type or "application/octet-stream",
+        if not put_if_absent(self.client, *split_path(path), data,
+                             ContentType=content_type or "application/octet-stream",
                              Metadata={FINGERPRINT_KEY: fingerprint}):
             if not self._already_there(source, path, fingerprint):  # taken, then gone again
                 raise TargetExists(f"{self.uri(path)} appeared while copying; it was not overwritten")
 
     def _copy_object(self, source: Location, path: str, content_type: str | None) -> None:
         client = self.client
-        (src_bucket, src_key), (dst_bucket, dst_key) = _split(source.path), _split(path)
+        (src_bucket, src_key), (dst_bucket, dst_key) = split_path(source.path), split_path(path)
         head = client.head_object(Bucket=src_bucket, Key=src_key)
         fingerprint = f"{src_bucket}/{src_key}@{head['ETag'].strip(chr(34))}"
         # moto (and S3 before Oct 2025) ignore If-None-Match on CopyObject: look first, then copy conditionally.
@@ -206,7 +192,7 @@ class S3Storage(Storage):
 
     def write_once(self, path: str, data: bytes) -> bool:
         """A conditional PutObject (If-None-Match: *)."""
-        return put_if_absent(self.client, *_split(path), data)
+        return put_if_absent(self.client, *split_path(path), data)
 
     # Whole files and folders --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -217,14 +203,14 @@ class S3Storage(Storage):
 
     def any_file_under(self, path: str) -> bool:
         """One request."""
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         page = self.client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
         return bool(page.get("KeyCount"))
 
     def remove_folder(self, path: str) -> None:
         """Every key under the prefix (no marker is left)."""
         client = self.client
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
             objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
             if objects:
@@ -233,7 +219,7 @@ class S3Storage(Storage):
     @staticmethod
     def _folder(path: str) -> tuple[str, str]:
         """(bucket, the key prefix of the folder ``path``): "" for a bucket, else ending in "/"."""
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         return bucket, key if not key or key.endswith("/") else key + "/"
 
     def subfolders(self, path: str) -> list[str]:
@@ -251,64 +237,3 @@ class S3Storage(Storage):
             for obj in page.get("Contents", []):
                 if not obj["Key"].endswith("/"):
                     yield ListedFile(obj["Key"][len(prefix):], obj["Size"], obj["LastModified"].timestamp())
-
-    # Objects, for the job service: plain (overwriting) puts, listing by key, presigned URLs --------
-    def put(self, path: str, body: bytes, content_type: str | None = None) -> None:
-        extra = {"ContentType": content_type} if content_type else {}
-        bucket, key = _split(path)
-        self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-
-    def upload(self, stream: BinaryIO, path: str, content_type: str) -> None:
-        """A managed (multipart when large) upload of a stream."""
-        bucket, key = _split(path)
-        self.client.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type})
-
-    def delete(self, path: str) -> None:
-        bucket, key = _split(path)
-        self.client.delete_object(Bucket=bucket, Key=key)
-
-    def head(self, path: str) -> dict | None:
-        return head_if_exists(self.client, *_split(path))
-
-    def get(self, path: str) -> bytes:
-        bucket, key = _split(path)
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    def get_if_exists(self, path: str) -> bytes | None:
-        try:
-            return self.get(path)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
-                return None
-            raise
-
-    def stream(self, path: str, chunk: int = 1024 * 1024) -> Iterator[bytes]:
-        bucket, key = _split(path)
-        yield from self.client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(chunk)
-
-    def list_page(self, path: str, limit: int, after: str | None = None) -> tuple[list[str], bool]:
-        """Up to ``limit`` keys that start with ``path``'s key (a plain prefix, not a folder), in key
-        order after the one named ``after``; each relative to that prefix. And whether more follow."""
-        bucket, prefix = _split(path)
-        extra = {"StartAfter": prefix + after} if after else {}
-        page = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=limit, **extra)
-        return [item["Key"][len(prefix):] for item in page.get("Contents", [])], bool(page.get("IsTruncated"))
-
-    def download_url(self, path: str, filename: str, expires: int) -> str:
-        """A presigned GET (http(s), never s3://) that saves under ``filename``."""
-        bucket, key = _split(path)
-        return self.client.generate_presigned_url(
-            "get_object", ExpiresIn=expires,
-            Params={"Bucket": bucket, "Key": key, "ResponseContentDisposition": f'attachment; filename="{filename}"'})
-
-    def check_bucket(self, bucket: str) -> None:
-        """Raises unless the bucket exists and is reachable."""
-        self.client.head_bucket(Bucket=bucket)
-
-    def create_bucket(self, bucket: str) -> None:
-        """Idempotent: a bucket of ours that exists already is fine."""
-        client = self.client
-        try:
-            client.create_bucket(Bucket=bucket)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass

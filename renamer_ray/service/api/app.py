@@ -11,8 +11,8 @@ from renamer_ray.io.queue import JobQueue
 from renamer_ray.service.api.deps import AskNamer, DriverStatus, Services
 from renamer_ray.service.api.guards import RefuseCrossSiteWrites, TrustedHostMiddleware
 from renamer_ray.service.api.limits import KeyedLimiter
+from renamer_ray.service.api.openai_shapes import ChatRefused
 from renamer_ray.service.api.routes import chat, events, jobs, ops, page
-from renamer_ray.service.api.routes.chat import ChatRefused
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits, UploadError
 from renamer_ray.service.views import ERRORS
@@ -29,7 +29,8 @@ def create_app(settings: Settings, *, driver_status: DriverStatus | None = None,
                   description="Strict, meaningful image file names from a vision-language model.")
     app.state.services = Services(
         settings=settings, store=JobStore(settings),
-        queue=JobQueue(settings) if settings.sqs_queue_url else None, keys=settings.key_namespaces,
+        queue=JobQueue(settings.sqs_queue_url, region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+        if settings.sqs_queue_url else None, keys=settings.key_namespaces,
         limits=Limits(max_files=settings.max_files_per_job, max_file_bytes=settings.max_file_bytes,
                       max_job_bytes=settings.max_job_bytes, max_text_bytes=settings.max_prompt_chars * 4 + 4096),
         chats=KeyedLimiter(settings.max_chat_concurrency_per_key, what="chat completions",

@@ -53,14 +53,20 @@ def get_queue(services: Annotated[Services, Depends(get_services)]) -> JobQueue:
     return services.queue
 
 
-def get_namespace(services: Annotated[Services, Depends(get_services)],
-                  x_api_key: Annotated[str | None, Header()] = None) -> str:
-    """No keys configured: one open namespace. With keys: X-API-Key picks the namespace."""
+def caller_namespace(services: Services, *keys: str | None) -> str | None:
+    """The one key check of every route: the namespace of the first of ``keys`` that API_KEYS knows;
+    with no keys configured, the one open namespace (DEFAULT_NAMESPACE); None when none is known."""
     if not services.keys:
         return services.settings.default_namespace
-    if x_api_key not in services.keys:
+    return next((services.keys[key] for key in keys if key and key in services.keys), None)
+
+
+def get_namespace(services: Annotated[Services, Depends(get_services)],
+                  x_api_key: Annotated[str | None, Header()] = None) -> str:
+    """The caller's namespace, picked by X-API-Key (401 for a missing or unknown key)."""
+    if (namespace := caller_namespace(services, x_api_key)) is None:
         raise HTTPException(401, "missing or unknown API key: send it in the X-API-Key header")
-    return services.keys[x_api_key]
+    return namespace
 
 
 async def get_driver_status(services: Annotated[Services, Depends(get_services)]) -> dict | str:

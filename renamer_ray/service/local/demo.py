@@ -3,7 +3,6 @@ wait for the job, print old → new, stop the stack."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 
 from renamer_ray.config import Settings
 from renamer_ray.naming import IMAGE_EXTENSIONS
+from renamer_ray.service.event_stream import read_job_events
 from renamer_ray.service.jobs import FINISHED
 from renamer_ray.service.local.stack import LocalStack
 
@@ -36,19 +36,10 @@ def wait(api: str, job_id: str, *, api_key: str | None = None, timeout: float = 
             if events.status_code == 429:
                 return poll(api, job_id, headers=headers, deadline=deadline, show=show)
             events.raise_for_status()
-            kind = None
-            for line in events.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[len("event: "):]
-                elif line.startswith("data: "):
-                    data = json.loads(line[len("data: "):])
-                    if kind == "done":
-                        return data
-                    if kind == "reconnect":
-                        break
-                    if show:
-                        show(data)
-            else:
+            ended = read_job_events(events, show)
+            if ended.final is not None:
+                return ended.final
+            if not ended.reconnect:
                 raise RuntimeError(f"the event stream of {job_id} ended without a final state")
     raise TimeoutError(f"job {job_id} did not finish in {timeout:.0f} s")
 

@@ -2,9 +2,10 @@
 
 Every case runs the same small drawn corpus (``corpus``: six shapes, and the names an undisturbed
 run gives them) with one fault injected, checks what a user relies on — every file renamed exactly
-once with the undisturbed name, or a clean failure in bounded time with a reason — and adds a row to
-the fault table. Cases that need a Ray of their own (a two-node cluster, a hook in every worker) run
-``node_loss.py`` / ``sabotaged_run.py`` in a child process: this session already has a local Ray."""
+once with the undisturbed name, or a clean failure with a reason after a bounded number of attempts
+(a child that hangs is killed and fails its case) — and adds a row to the fault table. Cases that
+need a Ray of their own (a two-node cluster, a hook in every worker) run ``node_loss.py`` /
+``sabotaged_run.py`` in a child process: this session already has a local Ray."""
 
 from __future__ import annotations
 
@@ -88,10 +89,12 @@ def run_child(script: str, *args: str) -> dict:
     return json.loads(results[-1].removeprefix("RESULT "))
 
 
-def fault_times(workdir: str) -> list[float]:
-    """When each planted fault fired (sabotaged_run.py logs "pid time" per firing)."""
+def fault_log(workdir: str) -> list[tuple[int, float]]:
+    """Each firing of the planted fault, in order: the process it fired in and when (sabotaged_run.py
+    logs "pid time" per firing)."""
     log = Path(workdir) / "fault.log"
-    return [float(line.split()[1]) for line in log.read_text().splitlines()] if log.exists() else []
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [(int(pid), float(at)) for pid, at in (line.split() for line in lines)]
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +145,10 @@ def test_s3_answering_503_twice_to_every_read_changes_nothing(corpus, s3):
 
 def test_s3_answering_503_to_every_read_fails_each_file_with_a_reason_then_a_rerun_finishes(corpus, s3, tmp_path):
     """Every GET of a source object answered 503 for as long as the fault lasts (listings pass): the
-    run ends in bounded time — about one storage retry budget, however many files — with every file
-    failed "running again may succeed" and nothing written but its manifest. Run again once S3 has
-    healed, it renames every file exactly once, with the undisturbed names.
+    run ends without retrying each file for a whole storage retry budget (once a worker's reads have
+    failed for one budget, its later reads are not tried), with every file failed "running again may
+    succeed" and nothing written but its manifest. Run again once S3 has healed, it renames every
+    file exactly once, with the undisturbed names.
 
     The failing run is a child process whose workers' storage retry budget is cut from 60 s to
     sabotaged_run.SHORT_STORAGE_BUDGET_S (and the client's attempts per call from 8 to 2), so the
@@ -178,9 +182,10 @@ def test_s3_answering_503_to_every_read_fails_each_file_with_a_reason_then_a_rer
         assert row["status"] == "error" and "running again may succeed" in row["error"], row
     assert refused >= COUNT
     assert written == [], "the failed run wrote files besides its manifest"
-    # Bounded: about one retry budget plus the run's own start, however many files (once the store
-    # has failed for a whole budget, reads fail at once: test_storage_outage.py).
-    assert failed_s < 3 * SHORT_STORAGE_BUDGET_S + 45, f"the failing run took {failed_s:.0f} s"
+    # Not one budget per file: once a worker's reads had failed for a whole budget, its later reads
+    # failed without a request to the store (test_storage_outage.py).
+    not_tried = [relative for relative, row in failed_rows.items() if "so this was not tried" in row["error"]]
+    assert not_tried, "every file's read spent the storage retry budget again"
 
     assert again.ok == COUNT and again.failed == 0
     rows = manifest(s3, corpus, "forever")
@@ -217,7 +222,7 @@ def test_a_decode_task_that_exits_cleanly_never_hangs_the_run(corpus, s3, tmp_pa
     attempt (ray#62746: a worker that exits with status 0 mid-task). The run must not hang: either
     it finishes with that file failed (a reason in the manifest) and every other file renamed as
     undisturbed, or it fails as a whole, with a clear error, after at most 1 + DECODE_TASK_RETRIES
-    attempts and within a bound. (Today: the latter; Ray Data's default retried the task for ever.)"""
+    attempts. (Today: the latter; Ray Data's default retried the task for ever.)"""
     from tests.e2e.faults.sabotaged_run import POISON_NAME
 
     poisoned = {relative: data for relative, (data, _) in corpus.files.items()}
@@ -225,7 +230,7 @@ def test_a_decode_task_that_exits_cleanly_never_hangs_the_run(corpus, s3, tmp_pa
     upload(s3, corpus.bucket, "poisoned", poisoned)
     result = run_child("sabotaged_run.py", "exit-in-decode", corpus.endpoint, corpus.uri("poisoned"),
                        corpus.uri("exit"), str(tmp_path))
-    exits = fault_times(str(tmp_path))
+    exits = [at for _, at in fault_log(str(tmp_path))]
     since_fault = result["finished_at"] - exits[0] if exits else float("nan")
     outputs = s3_outputs(s3, corpus.bucket, "exit/")
     lost, duplicated = tally(corpus.inputs, outputs)
@@ -243,27 +248,30 @@ def test_a_decode_task_that_exits_cleanly_never_hangs_the_run(corpus, s3, tmp_pa
         rows = manifest(s3, corpus, "exit", source="poisoned")
         assert rows.pop(POISON_NAME)["status"] == "error"
         assert names_of(rows) == corpus.names and (lost, duplicated) == (0, 0)
-    assert exits, "the planted exit never fired"
-    assert since_fault < 90, f"the run ended {since_fault:.0f} s after the first exit"
+    # Not retried for ever: the run ended after its last attempt, and attempts were bounded.
+    assert 1 <= len(exits) <= 1 + DECODE_TASK_RETRIES, f"{len(exits)} attempts"
+    assert result["finished_at"] > exits[-1]
 
 
 def test_a_model_that_dies_on_every_batch_ends_the_run_after_its_restart_budget(corpus, s3, tmp_path):
     """Every model call hits a fatal device error: the namer raises DeviceLost and its process
     leaves (os._exit), so Ray restarts it; it dies again on the same batch. After 1 + MODEL_RESTARTS
-    processes the run fails with a clear reason, in bounded time, and nothing is written.
+    processes the run fails with a clear reason, and nothing is written.
     (Ray Data's default, infinite restarts and retries, reloaded the model for ever.)"""
     result = run_child("sabotaged_run.py", "device-lost", corpus.endpoint, corpus.uri("in"), corpus.uri("device"),
                        str(tmp_path))
-    deaths = fault_times(str(tmp_path))
+    deaths = fault_log(str(tmp_path))
     lost, duplicated = tally(corpus.inputs, s3_outputs(s3, corpus.bucket, "device/"))
-    took = result["finished_at"] - deaths[0] if deaths else float("nan")
+    took = result["finished_at"] - deaths[0][1] if deaths else float("nan")
     add_row("the model's process dies on every batch (DeviceLost → os._exit)", runs=1, lost=lost,
             duplicated=duplicated, recover_s=None,
             outcome=f"clean failure {took:.1f} s after the first death: {len(deaths)} model processes "
                     f"(restart budget {MODEL_RESTARTS}), {result.get('error_type', 'no error')}")
     assert result.get("error_type") == "ProcessLost", result
     assert "model" in result["error"] and "restart budget" in result["error"]
+    # Each restart was a fresh model process that died in turn, and the run ended after the last.
     assert len(deaths) == 1 + MODEL_RESTARTS, f"the model died {len(deaths)} times"
-    assert took < (1 + MODEL_RESTARTS) * 30, f"the run ended {took:.0f} s after the first death"
+    assert len({pid for pid, _ in deaths}) == len(deaths), f"deaths in processes {[pid for pid, _ in deaths]}"
+    assert result["finished_at"] > deaths[-1][1]
     assert s3_outputs(s3, corpus.bucket, "device/") == []
     assert keys(s3, corpus.bucket, "device/manifest.jsonl") == []

@@ -14,7 +14,7 @@ it) and the image's header (at most MAX_DECODE_PIXELS, as the decoder allows; 41
 sends the bytes to the namer, which decodes them where it runs, as the pipeline does
 (``service/namer.py``). One API key has at most MAX_CHAT_CONCURRENCY_PER_KEY requests running at
 once per API replica (429 with Retry-After beyond); the body's JSON is bounded in size, in nesting
-(MAX_JSON_DEPTH) and in structure outside its strings before it is parsed. The name answered is the
+(MAX_JSON_DEPTH) and in structure outside its strings before it is parsed (``chat_body.py``). The name answered is the
 model's, fitted to the naming rules as every name of the pipeline is (kebab-case, NAME_MAX_CHARS,
 NAME_MAX_WORDS, the blocklist, ``image`` when nothing is left).
 
@@ -37,58 +37,16 @@ import uuid
 from typing import Annotated, AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from renamer_ray.service.api.deps import Services, get_services
+from renamer_ray.service.api.chat_body import MAX_JSON_DEPTH, answer_field, image_and_prompt, read_body
+from renamer_ray.service.api.deps import Services, caller_namespace, get_services
 from renamer_ray.service.api.limits import LimitReached
-from renamer_ray.service.uploads import decimal
+from renamer_ray.service.api.openai_shapes import ChatCompletion, ChatRefused, Choice, Message, OpenAIError, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 DATA_URL = re.compile(r"^data:(?P<type>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
 NAMER_TIMEOUT_SECONDS = 120
-MAX_JSON_DEPTH = 32                   # a chat request nests 6 deep, with a response_format schema about 10
-MAX_JSON_STRUCTURE = 64 * 1024        # characters outside the JSON's strings: a chat request has a few hundred
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_BRACKETS = re.compile(r"[\[\]{}]")
-
-
-class ErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class OpenAIError(BaseModel):
-    error: ErrorBody
-
-
-class Message(BaseModel):
-    role: str
-    content: str
-
-
-class Choice(BaseModel):
-    index: int
-    message: Message
-    finish_reason: str
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
 
 
 _ERROR = {"model": OpenAIError}
@@ -126,32 +84,16 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
                                                              "property, which the answer holds the name in"}}}}}}}}}
 
 
-class ChatRefused(Exception):
-    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
-        self.headers = {**({"WWW-Authenticate": "Bearer"} if status == 401 else {}), **(headers or {})}
-
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers or None)
-
-
 def chat_caller(services: Annotated[Services, Depends(get_services)],
                 x_api_key: Annotated[str | None, Header()] = None,
                 authorization: Annotated[str | None, Header()] = None) -> str:
-    """The caller's namespace: the same keys as the jobs API, in X-API-Key or as a Bearer token
-    (ChatRefused 401 otherwise, answered in OpenAI's shape by the app's handler)."""
-    if not services.keys:
-        return services.settings.default_namespace
-    bearer = None
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        bearer = token.strip() if scheme.lower() == "bearer" else None
-    for key in (x_api_key, bearer):
-        if key and key in services.keys:
-            return services.keys[key]
+    """The caller's namespace: the same keys as the jobs API (:func:`caller_namespace`), in X-API-Key
+    or as a Bearer token, as OpenAI clients send it (ChatRefused 401 otherwise, answered in OpenAI's
+    shape by the app's handler)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" else None
+    if (namespace := caller_namespace(services, x_api_key, bearer)) is not None:
+        return namespace
     raise ChatRefused(401, "missing or unknown API key: send it as Authorization: Bearer <key> or in the "
                            "X-API-Key header", kind="authentication_error", code="invalid_api_key")
 
@@ -170,105 +112,6 @@ async def chat_slot(services: Annotated[Services, Depends(get_services)],
         yield ns
     finally:
         services.chats.give_back(ns)
-
-
-async def _body(request: Request, limit: int) -> dict:
-    """The JSON body, read up to ``limit`` bytes (413 beyond: nothing larger is held in memory),
-    parsed off the event loop once its shape is known to be bounded (:func:`_parse`)."""
-    declared = decimal(request.headers.get("content-length"))
-    if declared is not None and declared > limit:
-        raise ChatRefused(413, f"the request is too large: at most {limit:,} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ChatRefused(413, f"the request is too large: at most {limit:,} bytes")
-        chunks.append(chunk)
-    return await run_in_threadpool(_parse, b"".join(chunks))
-
-
-def _parse(raw: bytes) -> dict:
-    """The body as JSON, refused (400) before parsing where its structure outside strings is over
-    MAX_JSON_STRUCTURE characters or nests deeper than MAX_JSON_DEPTH: 100,000 ``[`` would exhaust
-    the parser's recursion, and a body of small values would take many times its size in memory.
-    A chat request is one large string (the image) in a small structure."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ChatRefused(400, "the body must be a JSON chat-completions request in UTF-8") from None
-    structure = _JSON_STRING.sub('""', text)
-    if len(structure) > MAX_JSON_STRUCTURE:
-        raise ChatRefused(400, f"the body's JSON is too complex: at most {MAX_JSON_STRUCTURE:,} characters outside "
-                               f"its strings (this one has {len(structure):,}; a chat-completions request has a "
-                               "few hundred)")
-    depth = deepest = 0
-    for bracket in _BRACKETS.findall(structure):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    if deepest > MAX_JSON_DEPTH:
-        raise ChatRefused(400, f"the body's JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels")
-    try:
-        body = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ChatRefused(400, "the body must be a JSON chat-completions request") from None
-    if not isinstance(body, dict):
-        raise ChatRefused(400, "the body must be a JSON object")
-    return body
-
-
-def _image_and_prompt(body: dict) -> tuple[str, str | None]:
-    """(the image URL, the user prompt) from the last user message."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ChatRefused(400, "messages must be a non-empty list", param="messages")
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not users:
-        raise ChatRefused(400, "messages holds no user message with an image", param="messages")
-    content = users[-1].get("content")
-    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
-    if not isinstance(parts, list):
-        raise ChatRefused(400, "a user message's content must be a string or a list of parts", param="messages")
-    images, texts = [], []
-    for part in parts:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str):
-                raise ChatRefused(400, "an image_url part needs image_url.url (a data: URL)", param="messages")
-            images.append(url)
-        else:
-            raise ChatRefused(400, "content parts must be {\"type\": \"text\"} or {\"type\": \"image_url\"}",
-                              param="messages")
-    if len(images) != 1:
-        raise ChatRefused(400, f"send exactly one image per request (as an image_url part); this one has {len(images)}",
-                          param="messages")
-    prompt = "\n".join(text.strip() for text in texts if text.strip()) or None
-    return images[0], prompt
-
-
-def _answer_field(body: dict) -> str | None:
-    """The property a structured answer holds the name in (``response_format``), or None for text."""
-    shape = body.get("response_format")
-    if shape is None:
-        return None
-    kind = shape.get("type") if isinstance(shape, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return "name"
-    if kind == "json_schema":
-        schema = shape.get("json_schema", {}).get("schema") if isinstance(shape.get("json_schema"), dict) else None
-        fields = schema.get("properties") if isinstance(schema, dict) else None
-        if isinstance(fields, dict) and len(fields) == 1:
-            (field, spec), = fields.items()
-            if isinstance(spec, dict) and spec.get("type") == "string":
-                return field
-        raise ChatRefused(400, "this server's structured output is the name alone: response_format.json_schema.schema "
-                               "must be an object with one string property", param="response_format")
-    raise ChatRefused(400, "response_format.type must be text, json_object or json_schema", param="response_format")
 
 
 def _image_bytes(url: str, max_bytes: int) -> bytes:
@@ -328,13 +171,13 @@ async def chat_completions(request: Request, services: Annotated[Services, Depen
     de-duplication); with ``response_format``, a JSON object holding it. ``usage`` is not counted (zeros)."""
     settings = services.settings
     try:
-        body = await _body(request, settings.max_file_bytes * 4 // 3 + 64 * 1024 + settings.max_prompt_chars * 8)
+        body = await read_body(request, settings.max_file_bytes * 4 // 3 + 64 * 1024 + settings.max_prompt_chars * 8)
         model = body.get("model")
         if model != settings.model_id:
             raise ChatRefused(404, f"the model {model!r} does not exist here: this service names images with "
                                    f"{settings.model_id!r}", param="model", code="model_not_found")
-        url, prompt = _image_and_prompt(body)
-        field = _answer_field(body)
+        url, prompt = image_and_prompt(body)
+        field = answer_field(body)
         if prompt and len(prompt) > settings.max_prompt_chars:
             raise ChatRefused(400, f"the prompt is too long: at most {settings.max_prompt_chars} characters "
                                    "(MAX_PROMPT_CHARS)", param="messages")

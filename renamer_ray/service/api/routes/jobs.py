@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from renamer_ray.naming import CASES, NamingStyle, NameTemplate, StyleError, TemplateError, content_type_for, extension_for
 from renamer_ray.service.api.deps import (JobDep, NamespaceDep, QueueDep, Services, SettingsDep, StoreDep,
                                          get_services)
-from renamer_ray.service.jobs import JobFile, JobRecord, new_job_id
+from renamer_ray.service.jobs import JobFile, JobRecord, Trigger, new_job_id
 from renamer_ray.service.uploads import decimal, read_uploads
 from renamer_ray.service.views import Accepted, JobList, JobView, job_summary, job_view
 from renamer_ray.service.webhooks import CallbackRefused, check_url, secret_for
@@ -45,7 +45,7 @@ def _style(fields: dict[str, str], settings) -> NamingStyle:
     wished = {name: value.strip() for name in ("case", "max_chars", "max_words", "language")
               if (value := fields.get(name)) is not None and value.strip()}
     try:
-        return NamingStyle.parse(**{**dict(settings.naming_style), **wished})
+        return settings.naming_style.merged(**wished)
     except StyleError as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -180,8 +180,7 @@ async def cancel(record: JobDep, store: StoreDep) -> JobView:
     if record.finished:
         raise HTTPException(409, f"job {record.job_id} has already finished ({record.status})")
     await run_in_threadpool(store.request_cancel, record)
-    if record.status == "queued":
-        record.status, record.error = "cancelled", None
-        record.restart()
+    if record.status == "queued":  # a running job is the driver's to stop
+        record.handle_transition(Trigger.CANCELLED)
         await run_in_threadpool(store.save, record)
     return await run_in_threadpool(job_view, store, record)
