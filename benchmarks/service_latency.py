@@ -4,12 +4,17 @@ Starts `renamer-ray up`'s stack in this process (embedded S3/SQS, Ray head, the 
 ingress, warm namer, driver) with 10 API keys, then:
 (1) ``--singles`` one-image jobs, one after another: POST → ``succeeded`` p50 / p95 (model warm);
 (2) a ``--big``-image job, then 2 s later a one-image job: when each finished;
-(3) ``--tenants`` × ``--per-tenant`` one-image jobs submitted at once (one thread per tenant): all
+(3) ``--queued`` jobs of ``--queued-size`` images (enough to hold every MAX_RUNNING slot), then 2 s
+    later a one-image job: the small job's latency, and the large jobs' total (first sent → last
+    finished). Compare with ``SMALL_JOB_FILES=0`` (no slot kept for small jobs) for the cost to them;
+(4) ``--tenants`` × ``--per-tenant`` one-image jobs submitted at once (one thread per tenant): all
     correct, and each tenant's last finish against every other's;
-(4) namer replica starts (one log file per replica start) and pipeline runs, per 100 jobs.
-Prints the figures and appends them to docs/benchmarks.md (``--no-write`` to skip)::
+(5) namer replica starts (one log file per replica start) and pipeline runs, per 100 jobs.
+``--parts`` picks among (1)–(4). Prints the figures and appends them to docs/benchmarks.md
+(``--no-write`` to skip)::
 
-    .venv/bin/python benchmarks/service_latency.py            # defaults: 20 singles, 300 big, 10 x 10
+    .venv/bin/python benchmarks/service_latency.py            # defaults: 20 singles, 300 big, 4 x 100 queued, 10 x 10
+    SMALL_JOB_FILES=0 .venv/bin/python benchmarks/service_latency.py --parts queued --no-write
 """
 
 from __future__ import annotations
@@ -43,8 +48,15 @@ def image(seed: int, side: tuple[int, int] = (800, 1600)) -> tuple[bytes, str]:
     return buf.getvalue(), sample.label
 
 
-def submit(api: str, key: str, seeds: list[int]) -> tuple[str, list[str], float]:
-    drawn = [image(seed, (300, 600) if len(seeds) > 1 else (800, 1600)) for seed in seeds]
+def draw(seeds: list[int]) -> list[tuple[bytes, str]]:
+    """A job's images: small ones for a many-image job, one large one for a one-image job."""
+    return [image(seed, (300, 600) if len(seeds) > 1 else (800, 1600)) for seed in seeds]
+
+
+def submit(api: str, key: str, seeds: list[int], drawn: list[tuple[bytes, str]] | None = None
+           ) -> tuple[str, list[str], float]:
+    """Send a job (``drawn``: its images, drawn beforehand); its id, correct labels and when it was sent."""
+    drawn = drawn or draw(seeds)
     started = time.monotonic()
     accepted = httpx.post(f"{api}/v1/jobs/rename", headers={"X-API-Key": key}, timeout=300,
                           files=[("files", (f"{seed}.jpg", data)) for seed, (data, _) in zip(seeds, drawn)])
@@ -76,14 +88,63 @@ def one_job(api: str, key: str, seed: int) -> float:
     return job["finished_at"] - started
 
 
+def big_and_small(api: str, big_key: str, small_key: str, big_jobs: list[list[int]]) -> tuple[float, float, int, float]:
+    """Send the big jobs, then 2 s after the first was sent (or once all are sent) a one-image job: the
+    small job's latency, when it was sent after the first big one, how many big ones it finished
+    before, and the big ones' total (first sent → last finished)."""
+    payloads = [draw(seeds) for seeds in big_jobs]  # drawn before the clock starts
+    with ThreadPoolExecutor(max_workers=len(big_jobs)) as pool:
+        first_sent = time.monotonic()
+        sent, followed = [], []
+        for seeds, drawn in zip(big_jobs, payloads):
+            sent.append(submit(api, big_key, seeds, drawn))
+            followed.append(pool.submit(follow, api, big_key, sent[-1][0]))
+        # The scenario: the small job is sent 2 s after the big ones (not a synchronisation).
+        time.sleep(max(0.0, first_sent + 2 - time.monotonic()))
+        small_sent = time.monotonic() - first_sent
+        small_s = one_job(api, small_key, 99)
+        small_done = time.monotonic()
+        big = [future.result() for future in followed]
+    for job, (_, labels, _) in zip(big, sent):
+        assert correct(job, labels), job["status"]
+    return (small_s, small_sent, sum(small_done < job["finished_at"] for job in big),
+            max(job["finished_at"] for job in big) - first_sent)
+
+
+def burst(api: str, keys: list[str], per_tenant: int) -> list[float]:
+    """Each tenant's last finish after its ``per_tenant`` one-image jobs were all sent at once."""
+    burst_start = time.monotonic()
+
+    def tenant_jobs(n: int) -> list[float]:
+        ids = [submit(api, keys[n], [20_000 + 100 * n + i]) for i in range(per_tenant)]
+        out = []
+        for job_id, labels, _ in ids:
+            job = follow(api, keys[n], job_id)
+            assert correct(job, labels), job
+            out.append(job["finished_at"] - burst_start)
+        return out
+
+    with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+        return [max(times) for times in pool.map(tenant_jobs, range(len(keys)))]
+
+
+PARTS = ("singles", "big", "queued", "tenants")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--singles", type=int, default=20)
     parser.add_argument("--big", type=int, default=300)
+    parser.add_argument("--queued", type=int, default=4, help="large jobs sent before the small one in (3)")
+    parser.add_argument("--queued-size", type=int, default=100, help="images per large job in (3)")
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--per-tenant", type=int, default=10)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts takes {', '.join(PARTS)}")
     os.environ.setdefault("MODEL_ID", "toy-shapes")
     os.environ["RAY_TMPDIR"] = tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     from renamer_ray.config import load_settings
@@ -93,41 +154,43 @@ def main() -> None:
     keys = [f"bench-key-{n}" for n in range(args.tenants)]
     settings = load_settings(api_port=int(os.environ.get("API_PORT") or free_ports(1)[0]),
                              api_keys=",".join(f"{k}:tenant-{n}" for n, k in enumerate(keys)),
-                             max_files_per_job=max(args.big, 100), sqs_wait_seconds=20)
+                             max_files_per_job=max(args.big, args.queued_size, 100), sqs_wait_seconds=20)
     stack = LocalStack(settings, workdir=Path(tempfile.mkdtemp()), dashboard_port=free_ports(1)[0])
     t0 = time.monotonic()
     stack.start()
     up_s = time.monotonic() - t0
     api = stack.api
+    lines, jobs_total = [], 1
     try:
         one_job(api, keys[0], 0)  # the first job's tasks start Ray's worker processes: not counted
-        singles = [one_job(api, keys[0], seed) for seed in range(1, args.singles + 1)]
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            big_id, big_labels, big_started = submit(api, keys[1], list(range(10_000, 10_000 + args.big)))
-            big_future = pool.submit(follow, api, keys[1], big_id)
-            time.sleep(2)  # the scenario: the small job is sent 2 s after the big one (not a synchronisation)
-            small_s = one_job(api, keys[2], 99)
-            small_done = time.monotonic()
-            big = big_future.result()
-        assert correct(big, big_labels), big["status"]
-        big_s = big["finished_at"] - big_started
-
-        burst_start = time.monotonic()
-
-        def tenant_jobs(n: int) -> list[float]:
-            ids = [submit(api, keys[n], [20_000 + 100 * n + i]) for i in range(args.per_tenant)]
-            out = []
-            for job_id, labels, _ in ids:
-                job = follow(api, keys[n], job_id)
-                assert correct(job, labels), job
-                out.append(job["finished_at"] - burst_start)
-            return out
-
-        with ThreadPoolExecutor(max_workers=args.tenants) as pool:
-            per_tenant = list(pool.map(tenant_jobs, range(args.tenants)))
-        last = [max(times) for times in per_tenant]
-        jobs_total = 1 + args.singles + 2 + args.tenants * args.per_tenant
+        if "singles" in parts:
+            singles = [one_job(api, keys[0], seed) for seed in range(1, args.singles + 1)]
+            q = statistics.quantiles(singles, n=20)
+            lines.append(f"- (1) {args.singles} one-image jobs, one at a time, model warm: POST → succeeded "
+                         f"p50 {statistics.median(singles):.2f} s, p95 {q[18]:.2f} s "
+                         f"(min {min(singles):.2f}, max {max(singles):.2f})")
+            jobs_total += args.singles
+        if "big" in parts:
+            small_s, _, before, big_s = big_and_small(api, keys[1], keys[2], [list(range(10_000, 10_000 + args.big))])
+            lines.append(f"- (2) a {args.big}-image job, and a one-image job sent 2 s later: the small one finished "
+                         f"{small_s:.1f} s after its submission, {'before' if before else 'AFTER'} the big one "
+                         f"(which took {big_s:.1f} s)")
+            jobs_total += 2
+        if "queued" in parts:
+            size = args.queued_size
+            small_s, small_sent, before, big_s = big_and_small(api, keys[3 % args.tenants], keys[3 % args.tenants], [
+                list(range(30_000 + size * n, 30_000 + size * (n + 1))) for n in range(args.queued)])
+            lines.append(f"- (3) {args.queued} jobs of {size} images, and a one-image job sent {small_sent:.1f} s "
+                         f"after the first of them (same API key): the small one finished {small_s:.1f} s after its "
+                         f"submission, before {before} of the {args.queued} large ones; the large ones' total "
+                         f"{big_s:.1f} s (first sent → last finished)")
+            jobs_total += args.queued + 1
+        if "tenants" in parts:
+            last = burst(api, keys, args.per_tenant)
+            lines.append(f"- (4) {args.tenants} API keys × {args.per_tenant} one-image jobs submitted at once: all "
+                         f"correct; each tenant's last job finished after {min(last):.1f}–{max(last):.1f} s "
+                         f"(slowest / fastest tenant {max(last) / min(last):.2f}×)")
+            jobs_total += args.tenants * args.per_tenant
         driver = httpx.get(f"{api}/ready").json()
         from ray import serve
 
@@ -138,27 +201,20 @@ def main() -> None:
     logs = {os.path.realpath(log)  # session_latest links to the session: count each file once
             for log in glob.glob(f"{tmp}/**/session_*/logs/serve/replica_renamer_namer_*.log", recursive=True)}
     replica_starts = sum(Path(log).read_text(errors="replace").count("namer replica started") for log in logs)
-    q = statistics.quantiles(singles, n=20)
     lines = [
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model `{settings.model_id}`; "
-        f"BATCH_SIZE {settings.batch_size}, MAX_RUNNING {settings.max_running}; stack up in {up_s:.1f} s; "
-        f"/ready at the end: {driver}",
-        f"- (1) {args.singles} one-image jobs, one at a time, model warm: POST → succeeded "
-        f"p50 {statistics.median(singles):.2f} s, p95 {q[18]:.2f} s (min {min(singles):.2f}, max {max(singles):.2f})",
-        f"- (2) a {args.big}-image job, and a one-image job sent 2 s later: the small one finished "
-        f"{small_s:.1f} s after its submission, {'before' if small_done < big['finished_at'] else 'AFTER'} the big one "
-        f"(which took {big_s:.1f} s)",
-        f"- (3) {args.tenants} API keys × {args.per_tenant} one-image jobs submitted at once: all correct; each "
-        f"tenant's last job finished after {min(last):.1f}–{max(last):.1f} s (slowest / fastest tenant "
-        f"{max(last) / min(last):.2f}×)",
-        f"- (4) {jobs_total} jobs in all: {replica_starts} namer replica start(s) "
+        f"BATCH_SIZE {settings.batch_size}, MAX_RUNNING {settings.max_running}, SMALL_JOB_FILES "
+        f"{settings.small_job_files}; stack up in {up_s:.1f} s; /ready at the end: {driver}",
+        *lines,
+        f"- (5) {jobs_total} jobs in all: {replica_starts} namer replica start(s) "
         f"({100 * replica_starts / jobs_total:.1f} per 100 jobs), {runs} pipeline runs",
     ]
     print("\n".join(lines))
     if not args.no_write:
         stamp = time.strftime("%Y-%m-%d")
-        DOC.write_text(DOC.read_text() + f"\n### {stamp}: `python benchmarks/service_latency.py --singles {args.singles} "
-                       f"--big {args.big} --tenants {args.tenants} --per-tenant {args.per_tenant}`\n\n"
+        command = (f"--parts {args.parts} --singles {args.singles} --big {args.big} --queued {args.queued} "
+                   f"--queued-size {args.queued_size} --tenants {args.tenants} --per-tenant {args.per_tenant}")
+        DOC.write_text(DOC.read_text() + f"\n### {stamp}: `python benchmarks/service_latency.py {command}`\n\n"
                        + "\n".join(lines) + "\n")
         print(f"appended to {DOC}")
 

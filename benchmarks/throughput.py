@@ -2,7 +2,8 @@
 
 (1) namer alone, in one process, the seed's design: for each batch of BATCH_SIZE keys, download,
     decode and resize inline, run the model, then copy each object to its new name;
-(2) the full Ray Data pipeline (`renamer_ray.pipeline.run`) over the same prefix.
+(2) the full Ray Data pipeline (`renamer_ray.pipeline.run`) over the same prefix, with its
+    CPU-seconds per image for each stage from Ray Data's own stats (``stage_cpu.py``).
 
 Starts moto's S3 server on 127.0.0.1 (or uses AWS_ENDPOINT_URL), uploads N drawn images, prints
 the figures and writes them to docs/benchmarks.md, each with the device, dtype, attention
@@ -164,6 +165,21 @@ def seed_worker_loop(s3, bucket: str, keys: list[str], settings, info: dict | No
     return loaded - started, time.perf_counter() - loaded
 
 
+def ray_processes_cpu() -> dict[int, float]:
+    """CPU-seconds so far of each process below this one: the local Ray's (GCS, raylet, workers,
+    model actors). moto's S3 server runs in this process's threads, so it is not among them."""
+    import psutil
+
+    cpu = {}
+    for process in psutil.Process().children(recursive=True):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # ended meanwhile
+            continue
+        cpu[process.pid] = times.user + times.system
+    return cpu
+
+
 def recorded_with(info: dict) -> str:
     """Device, dtype, attention implementation and library versions, for every figure."""
     import torch
@@ -242,13 +258,22 @@ def main() -> None:
         return
     import ray
 
+    import stage_cpu  # benchmarks/stage_cpu.py: CPU per pipeline stage (needs Ray: not for --loop-only)
     from renamer_ray.pipeline.run import RunOptions, ensure_ray, run
 
     ensure_ray()  # cluster start-up is not part of a run
+    ray.data.DataContext.get_current().per_stage_map_timing = True  # splits fused operators' CPU by stage
+    stats: list = []
+    ray_cpu_before, driver_cpu_before = ray_processes_cpu(), time.thread_time()
     started = time.perf_counter()
-    summary = run(RunOptions(source=f"s3://{bucket}/in", target=f"s3://{bucket}/ray-out"), settings)
+    summary = run(RunOptions(source=f"s3://{bucket}/in", target=f"s3://{bucket}/ray-out"), settings,
+                  on_stats=stats.append)
     pipeline_s = time.perf_counter() - started
+    driver_cpu_s = time.thread_time() - driver_cpu_before
+    ray_cpu_s = (None if os.environ.get("RAY_ADDRESS") else  # a joined cluster's processes are not ours to see
+                 sum(seconds - ray_cpu_before.get(pid, 0.0) for pid, seconds in ray_processes_cpu().items()))
     assert summary.ok == len(keys), summary.failed
+    stage_table = stage_cpu.table(stats[0], len(keys), driver_s=driver_cpu_s, ray_processes_s=ray_cpu_s)
 
     pipe_rate = len(keys) / pipeline_s
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Ray sees {ray.cluster_resources()}"
@@ -268,6 +293,11 @@ def main() -> None:
         f"per image; compute-bound ceiling: {ceiling(tflop, info)}"
         + f"; T4 with the vision tower in fp32 (the namer's fallback on overflow, datasheet peaks) "
         f"{t4_as_run_images_per_second(settings.max_pixels, sizes):.1f} img/s",
+        "",
+        f"CPU per stage of (2), from Ray Data's per-operator stats (benchmarks/stage_cpu.py): {len(keys)} images, "
+        f"{pipeline_s:.1f} s wall on {os.cpu_count()} CPUs; moto's S3 server not included",
+        "",
+        *stage_table,
     ]
     print("\n".join(lines))
     if not args.no_write:

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     max_event_streams_per_key: int = Field(8, ge=1, le=1000, description=(
         "GET /v1/jobs/{id}/events streams one API key (namespace) may hold open at once per API replica; "
         "more get 429 with Retry-After"))
+    event_silence_seconds: float = Field(45, ge=1, le=120, description=(
+        "a job's event stream silent this long was dropped on the way: the page follows the job again; "
+        "the stream sends a keep-alive after a third of it"))
     request_timeout_seconds: float = Field(660, ge=630, le=24 * 3600, description=(
         "Serve's HTTP request timeout: bounds uploads and ZIP downloads; above the 600 s event-stream lifetime"))
     url_expires_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
@@ -103,6 +106,9 @@ class Settings(BaseSettings):
     max_receives: int = Field(3, ge=1, le=1000, description="SQS maxReceiveCount before the DLQ")
     max_jobs_per_run: int = Field(16, ge=1, le=1000, description="small waiting jobs taken into one pipeline run")
     max_running: int = Field(4, ge=1, le=256, description="pipeline runs the driver keeps going at once")
+    small_job_files: int = Field(12, ge=0, le=1000, description=(
+        "jobs of at most this many files may also run in one more slot, kept for them beyond MAX_RUNNING, "
+        "so that they never wait behind large jobs (0: no such slot)"))
     run_stall_seconds: float = Field(600, gt=0, description=(
         "a run that makes no progress this long is given up (its jobs retried, then failed)"))
     namer_min_replicas: int = Field(1, ge=0, le=1024, description="warm namer replicas kept (0: scale to zero)")

@@ -4,7 +4,7 @@ here: the OpenAI-compatible engine and the pipeline's endpoint stage use these w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,13 @@ class ImageContext:
 
 @dataclass(frozen=True)
 class Naming:
-    """The model's answer for one image: ``raw`` text, or ``error`` when this image failed."""
+    """The model's answer for one image: ``raw`` text, or ``error`` when this image failed; and the
+    tokens it took (0 where an engine does not count them)."""
 
     raw: str | None = None
     error: str | None = None
+    prompt_tokens: int = 0       # what the model read: the prompt's text and the image's tokens
+    completion_tokens: int = 0   # what it generated, its stop token included
 
 
 def per_image(count: int, contexts: Sequence[ImageContext] | None, user_prompt, style) -> tuple[list, list, list]:
@@ -39,3 +42,9 @@ def first_line(text: str) -> str:
     """The name in an unconstrained answer: its first non-empty line (a chatty model may add more
     after it)."""
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def generated_tokens(tokens: Sequence[int], stops: Collection[int]) -> int:
+    """The tokens one generation made: up to its first stop token, which counts; the padding a
+    batch adds after it does not."""
+    return next((n + 1 for n, token in enumerate(tokens) if token in stops), len(tokens))

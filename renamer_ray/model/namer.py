@@ -27,7 +27,7 @@ from transformers.vision_utils import get_vision_cu_seqlens
 
 from renamer_ray.naming import prompts
 from renamer_ray.model import vision
-from renamer_ray.model.answers import ImageContext, Naming, first_line, per_image
+from renamer_ray.model.answers import ImageContext, Naming, first_line, generated_tokens, per_image
 from renamer_ray.model.checkpoint import resolve_checkpoint
 from renamer_ray.model.constraints import FiniteRows, KebabNameConstraint, TokenTable
 from renamer_ray.model.decoding import cache_options, defer_stop_checks
@@ -204,16 +204,16 @@ class Qwen2VLNamer(Fp32Rerun):
 
     def _name_batch(self, images, contexts, prompts, styles) -> list[Naming]:
         """Names for one model batch; the rows whose fp16 scores overflowed are named again in fp32."""
-        texts, overflowed = self._generate(images, contexts, prompts, styles)
+        answers, overflowed = self._generate(images, contexts, prompts, styles)
         if overflowed:
             self.fp32_reruns += len(overflowed)
             log.warning("fp16 overflowed for %d of %d images; naming them again in fp32", len(overflowed), len(images))
             with self._in_fp32():
                 again, _ = self._generate(*[[seq[n] for n in overflowed]
                                             for seq in (images, contexts, prompts, styles)])
-            for n, text in zip(overflowed, again):
-                texts[n] = text
-        return [Naming(raw=text) for text in texts]
+            for n, answer in zip(overflowed, again):
+                answers[n] = answer
+        return answers
 
     def on_grid(self, image: Image.Image | torch.Tensor) -> bool:
         """Whether the processor would leave this image's size as it is."""
@@ -265,8 +265,9 @@ class Qwen2VLNamer(Fp32Rerun):
     @torch.inference_mode()
     def _generate(self, images: Sequence[Image.Image | torch.Tensor], contexts: Sequence[ImageContext],
                   user_prompts: Sequence[str | None],
-                  styles: Sequence[NamingStyle | None]) -> tuple[list[str], list[int]]:
-        """(the answers, the positions of the rows whose fp16 scores overflowed: their answers are junk)."""
+                  styles: Sequence[NamingStyle | None]) -> tuple[list[Naming], list[int]]:
+        """(the answers with their token counts, the positions of the rows whose fp16 scores
+        overflowed: their answers are junk)."""
         with self._host:
             inputs, constraints, languages = self._model_inputs(images, contexts, user_prompts, styles)
         with self._device:  # the weights' dtype holds still here (an fp32 rerun holds this lock)
@@ -280,7 +281,11 @@ class Qwen2VLNamer(Fp32Rerun):
                                 compile_decode=self.device.startswith("cuda") and not is_turing_or_older(self.device)),
             )
         overflowed = (~guard.finite).nonzero().flatten().tolist() if guard else []
+        generated = output[:, inputs["input_ids"].shape[1]:].tolist()
+        read = inputs["attention_mask"].sum(dim=1).tolist()  # each row's prompt, its left padding left out
         with self._host:
-            answers = self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            texts = self.processor.batch_decode(generated, skip_special_tokens=True)
         # Unconstrained (a language): the name is the first line, not whatever the model added after it.
-        return [first_line(text) if language else text for text, language in zip(answers, languages)], overflowed
+        return [Naming(raw=first_line(text) if language else text, prompt_tokens=prompt,
+                       completion_tokens=generated_tokens(tokens, self.eos_ids))
+                for text, language, prompt, tokens in zip(texts, languages, read, generated)], overflowed

@@ -15,6 +15,7 @@ every open row; the pixels stay behind — and ``engines.naming_stage`` chooses 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -51,10 +52,11 @@ GPU_ACTOR_BATCHES = 2
 GPU_ROWS_PER_BATCH = 64
 
 
-def name_rows(namer, rows: list[dict]) -> list[dict]:
+def name_rows(namer, rows: list[dict], *, usage: bool = False) -> list[dict]:
     """``{"raw", "error"}`` for each row (keys ``IMAGE_KEYS``), in order, from one model call whatever
     the rows' prompts, languages and limits (rows of several jobs may share a batch; the case is
-    applied after the model)."""
+    applied after the model). With ``usage``, also the tokens each answer took (``prompt_tokens``,
+    ``completion_tokens``: what the chat endpoint reports)."""
     from renamer_ray.model.device import DeviceLost
     from renamer_ray.model.namer import ImageContext, pixels
     from renamer_ray.naming import NamingStyle
@@ -69,7 +71,7 @@ def name_rows(namer, rows: list[dict]) -> list[dict]:
         # (ray#59522); the rows are retried there. A clean exit would not be restarted (ray#62746).
         logging.getLogger(__name__).error("fatal device error, leaving so that Ray restarts this process: %s", exc)
         os._exit(1)
-    return [{"raw": answer.raw, "error": answer.error} for answer in named]
+    return [dataclasses.asdict(answer) if usage else {"raw": answer.raw, "error": answer.error} for answer in named]
 
 
 class ModelStage(Stage):

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import ray
 from ray.exceptions import RayActorError, WorkerCrashedError
@@ -31,6 +31,9 @@ from renamer_ray.pipeline.places import CannotStart, Places, check_locations, ea
 from renamer_ray.pipeline.results import Results, RunSummary
 from renamer_ray.pipeline.rows import Wishes
 from renamer_ray.pipeline.vllm_stage import EngineUnavailable
+
+if TYPE_CHECKING:  # Ray Data's own type (get_stats_summary), not exported by ray.data
+    from ray.data._internal.stats import DatasetStatsSummary
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,14 @@ def ensure_ray() -> None:
 
 
 def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str, int]], None] | None = None,
-        announce: Callable[[str], None] = logging.getLogger(__name__).info) -> RunSummary:
+        announce: Callable[[str], None] = logging.getLogger(__name__).info,
+        on_stats: Callable[[DatasetStatsSummary], None] | None = None) -> RunSummary:
     """Rename every image under ``options.source`` into ``options.target``; write the manifest.
     ``on_progress``: called about twice a second with the run's own counts (``listed`` images so
     far, ``named`` by the model stage, ``done`` and ``failed`` out of the pipeline); Ray Data's
     per-operator bars are then off. ``announce``: told when the model is downloaded before Ray starts
-    (a run on this machine only; see ``fetch_checkpoint``)."""
+    (a run on this machine only; see ``fetch_checkpoint``). ``on_stats``: given Ray Data's execution
+    stats of the pipeline once every row is out (``benchmarks/stage_cpu.py`` reads its CPU per stage)."""
     template = NameTemplate.parse(options.template)  # fail before any work on a bad template
     started = time.monotonic()
     places = Places.of(options.source, options.target, options.manifest, in_place=options.in_place,
@@ -98,6 +103,8 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
     with _reporting(board, results, on_progress, dataset), _stopped_by_lost_processes(namer=options.namer):
         for row in dataset.iter_rows():
             results.add(row)
+    if on_stats is not None:
+        on_stats(dataset.get_stats_summary())
     results.write_manifest(places.manifest, earlier, places.source.uri)
     results.clean_up(plan_only=plan_only)
     return results.summary(seconds=time.monotonic() - started, manifest=places.manifest,

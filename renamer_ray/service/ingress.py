@@ -32,7 +32,8 @@ class RenamerApi:
         return await asyncio.wait_for(self.driver.status.remote(), timeout=DRIVER_STATUS_TIMEOUT_SECONDS)
 
     async def ask_namer(self, request: dict) -> dict:
-        """One image for the warm namer (``/v1/chat/completions``): ``{"raw", "error"}``."""
+        """One image for the warm namer (``/v1/chat/completions``): ``{"raw", "error"}`` and the
+        model's ``prompt_tokens`` and ``completion_tokens``."""
         return await self.namer.name.remote(request)
 
     def __serve_build_asgi_app__(self):

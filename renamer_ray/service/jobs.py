@@ -77,6 +77,13 @@ class JobFile(BaseModel):
                                       # cancelled: the job was cancelled before this file was renamed
 
 
+class SkippedFile(BaseModel):
+    """An upload that is not an image: never stored nor named, listed with the sniffer's reason."""
+
+    original: str                     # the name the user gave (data, never a path)
+    reason: str                       # e.g. "not an image: the bytes are not in any supported format"
+
+
 class JobRecord(BaseModel):
     job_id: str
     namespace: str
@@ -88,6 +95,7 @@ class JobRecord(BaseModel):
     style: NamingStyle = DEFAULT_STYLE  # case, limits and language of the names
     callback_url: str | None = None   # POSTed the final view, signed (service/webhooks/)
     files: list[JobFile] = Field(default_factory=list)
+    skipped: list[SkippedFile] = Field(default_factory=list)  # uploads that are not images, in upload order
     error: str | None = None          # why the whole job failed, or the last retried failure
     attempts: int = 0
     created_at: str = Field(default_factory=now)
@@ -192,7 +200,8 @@ class JobRecord(BaseModel):
         """What the events stream and the page show while it runs."""
         return {"job_id": self.job_id, "status": self.status, "count": self.count, "named": self.named,
                 "done": self.done, "failed": self.failed, "cancelled": self.cancelled, "error": self.error,
-                "files": [{"original": f.original, "state": f.state} for f in self.files]}
+                "files": [{"original": f.original, "state": f.state} for f in self.files],
+                "skipped": [skipped.model_dump() for skipped in self.skipped]}
 
 
 def record_key(namespace: str, job_id: str) -> str:

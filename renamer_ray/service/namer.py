@@ -50,16 +50,20 @@ def decoded_row(request: dict, *, max_pixels: int, min_pixels: int | None, max_d
 
 async def name_request(request: dict, name: Callable[[dict], Awaitable[dict]], *, executor: Executor | None = None,
                        **decode_options) -> dict:
-    """``name(row)`` for one call; a call carrying an image's bytes is decoded first, in ``executor``
-    (``decode_options``: those of :func:`decoded_row`). Bytes that are not a usable image are
-    answered ``{"raw": None, "error": why, "unusable": True}`` without reaching the model."""
-    if "image" in request:
-        try:
-            request = await asyncio.get_running_loop().run_in_executor(
-                executor, functools.partial(decoded_row, request, **decode_options))
-        except ImageError as exc:
-            return {"raw": None, "error": str(exc), "unusable": True}
-    return await name(request)
+    """``name(row)`` for one call. A pipeline run's row gets ``{"raw", "error"}``: what its columns
+    hold. A call carrying an image's bytes is decoded first, in ``executor`` (``decode_options``:
+    those of :func:`decoded_row`), and gets the model's whole answer, its token counts included (the
+    chat endpoint's ``usage``); bytes that are not a usable image are answered
+    ``{"raw": None, "error": why, "unusable": True}`` without reaching the model."""
+    if "image" not in request:
+        answer = await name(request)
+        return {"raw": answer["raw"], "error": answer["error"]}
+    try:
+        row = await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(decoded_row, request, **decode_options))
+    except ImageError as exc:
+        return {"raw": None, "error": str(exc), "unusable": True}
+    return await name(row)
 
 
 def namer_options(settings: Settings) -> dict:
@@ -84,9 +88,10 @@ def namer_options(settings: Settings) -> dict:
 
 @serve.deployment(name=NAMER)
 class Namer:
-    """Serve replica holding one loaded model. ``name(image)`` → ``{"raw", "error"}``; ``image`` is a
-    decoded row or ``{"image": bytes, "prompt", "style"}`` (see :func:`name_request`). No health check
-    of its own: a device error ends the replica's process (``pipeline/infer.py``), and Serve restarts it."""
+    """Serve replica holding one loaded model. ``name(image)`` → ``{"raw", "error"}`` (and the token
+    counts for an image's bytes); ``image`` is a decoded row or ``{"image": bytes, "prompt", "style"}``
+    (see :func:`name_request`). No health check of its own: a device error ends the replica's process
+    (``pipeline/infer.py``), and Serve restarts it."""
 
     def __init__(self, model_id: str, *, max_pixels: int, max_new_tokens: int, batch_size: int,
                  device: str = "auto", dtype: str = "auto", static_cache: bool = False, threads: int | None = None,
@@ -123,7 +128,7 @@ class Namer:
     def _name_all(self, requests: list[dict]) -> list[dict]:
         from renamer_ray.pipeline.infer import name_rows
 
-        return name_rows(self.namer, requests)
+        return name_rows(self.namer, requests, usage=True)
 
 
 def namer_problem(app: str = APP, deployment: str = NAMER) -> str | None:

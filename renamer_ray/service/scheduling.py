@@ -6,6 +6,8 @@
   up to ``max_jobs`` jobs and ``max_files`` files.
 - A large job (more than ``max_files`` files) runs alone, and so does a job on its second or later
   attempt: a poison job cannot keep failing the jobs beside it.
+- Beyond the ``max_running`` slots, one more is kept for small jobs (at most ``small_files`` files
+  each): while large jobs hold every other slot, a one-image job still starts at once.
 """
 
 from __future__ import annotations
@@ -51,3 +53,24 @@ def next_run(waiting: Sequence[Waiting], running_per_tenant: dict[str, int], *, 
                     run.append(job)
                     files += job.files
     return run
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where the next run may start: which waiting jobs it may take, and whether it is the small-job slot."""
+
+    jobs: list[Waiting]
+    small: bool
+
+
+def free_slot(waiting: Sequence[Waiting], *, regular_going: int, small_going: bool, max_running: int,
+              small_files: int) -> Slot | None:
+    """The slot the next run starts in, or None when no slot is free for any waiting job.
+    ``regular_going``: runs going in the ``max_running`` slots; ``small_going``: whether a run holds
+    the small-job slot (``small_files`` 0: there is none)."""
+    if regular_going < max_running:
+        return Slot(list(waiting), small=False)
+    small = [job for job in waiting if job.files <= small_files]
+    if small_going or not small:
+        return None
+    return Slot(small, small=True)

@@ -1,5 +1,6 @@
 """Streaming multipart parsing with limits: a request over a limit gets 413 while it is still
-arriving, before it is stored anywhere; a file that is not an image gets 415.
+arriving, before it is stored anywhere; a file that is not an image is set aside with its reason
+(415 when no file is an image, or when the form asks ``strict``).
 
 FastAPI's ``UploadFile`` would spool the whole body to disk before our code runs, so the body is
 fed chunk by chunk to python-multipart's parser and every byte is counted on the way. Upload names
@@ -20,7 +21,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from renamer_ray.images import ImageError, NotAnImage, UnreadableHeader, sniff_format
 
 SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
-TEXT_FIELDS = ("user_prompt", "template", "callback_url", "case", "max_chars", "max_words", "language", "first_index")
+TEXT_FIELDS = ("user_prompt", "template", "callback_url", "case", "max_chars", "max_words", "language", "first_index",
+               "strict")
 MAX_NAME_CHARS = 255
 MAX_HEADER_BYTES = 2048            # one part's header (a 255-character UTF-8 file name fits easily)
 SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a part beyond this goes to a temporary file, not RAM
@@ -28,6 +30,8 @@ FRAMING_BYTES = 64 * 1024          # boundaries and part headers a legitimate bo
 MAX_BOUNDARY = 70                  # RFC 2046, 5.1.1: 1 to 70 characters ("bchars"), the last not a space
 BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
 DECIMAL = re.compile(r"[0-9]{1,18}")  # more digits than any limit here: not a number we take
+FLAG = {"true": True, "false": False}  # a JSON boolean as a form sends it (any case: Python's requests says "True")
+ACCEPTED = "accepted: JPEG, PNG, WebP, TIFF, GIF, BMP, HEIC/HEIF"
 
 
 class UploadError(Exception):
@@ -42,6 +46,7 @@ class Upload:
     body: BinaryIO
     size: int = 0
     format: str | None = None
+    skip_reason: str | None = None    # why it is not an image (the sniffer's words): set aside, never stored
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,9 @@ def _close(uploads: list[Upload]) -> None:
 
 async def read_uploads(content_type: str, content_length: str | None, chunks: AsyncIterator[bytes],
                        limits: Limits) -> tuple[list[Upload], dict[str, str]]:
-    """Parse a multipart body within ``limits``; sniff every file's real format."""
+    """Parse a multipart body within ``limits``; sniff every file's real format. Every file part is
+    returned, a non-image with its ``skip_reason``; 415 when none is an image, or when the form's
+    ``strict`` is true and any is not."""
     kind, options = parse_options_header(content_type or "")
     if kind != b"multipart/form-data" or b"boundary" not in options:
         raise UploadError(415, "send the files as multipart/form-data (a form field named 'files')")
@@ -181,24 +188,47 @@ async def read_uploads(content_type: str, content_length: str | None, chunks: As
         raise UploadError(400, f"malformed multipart body: {exc}") from None
     if not state.uploads:
         raise UploadError(400, "no files: attach one or more images in the form field 'files'")
+    strict = _strict(state.fields.get("strict"), state.uploads)
     for upload in state.uploads:
-        upload.body.seek(0)
-        head = upload.body.read(SNIFF_BYTES)
-        upload.body.seek(0)
-        try:
-            try:
-                upload.format = sniff_format(head)
-            except UnreadableHeader:
-                if upload.size <= len(head):
-                    raise
-                # A header larger than the sniffed part (a 1 MiB ICC profile, huge EXIF): read it all
-                # (at most MAX_FILE_BYTES, and only for such files).
-                upload.format = sniff_format(upload.body.read())
-                upload.body.seek(0)
-        except NotAnImage as exc:  # includes a signature whose header Pillow cannot read
+        _sniff(upload)
+    if refused := [u for u in state.uploads if u.skip_reason is not None]:
+        if strict or len(refused) == len(state.uploads):
             _close(state.uploads)
-            raise UploadError(415, f"{upload.original!r} is not a supported image ({exc}); accepted: "
-                                   "JPEG, PNG, WebP, TIFF, GIF, BMP, HEIC/HEIF") from None
-        except ImageError:
-            upload.format = None  # damaged or huge: accepted, and it fails alone with a reason
+            first = refused[0]
+            others = f" (and {len(refused) - 1:,} other files)" if len(refused) > 1 else ""
+            raise UploadError(415, f"{'strict: ' if strict else 'no image among the files: '}{first.original!r} is "
+                                   f"not a supported image ({first.skip_reason}){others}; {ACCEPTED}")
     return state.uploads, state.fields
+
+
+def _sniff(upload: Upload) -> None:
+    """Set the upload's real format, or the reason it is not an image. A damaged or huge image
+    keeps no format: it is accepted, and fails alone with a reason."""
+    upload.body.seek(0)
+    head = upload.body.read(SNIFF_BYTES)
+    try:
+        try:
+            upload.format = sniff_format(head)
+        except UnreadableHeader:
+            if upload.size <= len(head):
+                raise
+            # A header larger than the sniffed part (a 1 MiB ICC profile, huge EXIF): read it all
+            # (at most MAX_FILE_BYTES, and only for such files).
+            upload.body.seek(0)
+            upload.format = sniff_format(upload.body.read())
+    except NotAnImage as exc:  # includes a signature whose header Pillow cannot read
+        upload.skip_reason = str(exc)
+    except ImageError:
+        upload.format = None
+    finally:
+        upload.body.seek(0)
+
+
+def _strict(value: str | None, uploads: list[Upload]) -> bool:
+    """The form's ``strict`` (absent or empty: false), or 422."""
+    if value is None or not value.strip():
+        return False
+    if (flag := FLAG.get(value.strip().lower())) is None:
+        _close(uploads)
+        raise UploadError(422, f"strict must be true or false, not {value.strip()[:40]!r}")
+    return flag

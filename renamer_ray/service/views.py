@@ -6,7 +6,7 @@ import posixpath
 
 from pydantic import BaseModel
 
-from renamer_ray.service.jobs import JobRecord
+from renamer_ray.service.jobs import JobRecord, SkippedFile
 from renamer_ray.service.store import JobStore
 
 
@@ -33,7 +33,8 @@ ERRORS = {status: {"model": Problem, "description": description} for status, des
 class Accepted(BaseModel):
     job_id: str
     status: str
-    count: int
+    count: int                        # the images; files that are not images are in ``skipped``
+    skipped: list[SkippedFile] = []
 
 
 class FileResult(BaseModel):
@@ -62,6 +63,7 @@ class JobView(BaseModel):
     cancelled: int = 0
     error: str | None = None
     files: list[FileProgress]         # per-file progress, in upload order
+    skipped: list[SkippedFile] = []   # uploads that are not images, with why: never stored nor named
     created_at: str
     updated_at: str
     started_at: str | None = None     # the latest attempt's start; absent while queued

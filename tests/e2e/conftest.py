@@ -22,7 +22,7 @@ def stack(s3_endpoint, tmp_path_factory):
     env = dict(AWS_ENDPOINT_URL=endpoint.url, API_PORT=str(api_port), API_KEYS=f"{KEY_A}:team-a,{KEY_B}:team-b",
                S3_IN_BUCKET=f"svc-in-{tag}", S3_OUT_BUCKET=f"svc-out-{tag}", MODEL_ID="toy-shapes", BATCH_SIZE="4",
                VISIBILITY_TIMEOUT="8", HEARTBEAT_SECONDS="2", SQS_WAIT_SECONDS="1", MAX_RECEIVES=str(MAX_RECEIVES),
-               WEBHOOK_SECRET=STACK_SECRET,
+               WEBHOOK_SECRET=STACK_SECRET, EVENT_SILENCE_SECONDS="3",  # the page's silent-stream test
                **{k: str(v) for k, v in LIMITS.items()})
     running = start_stack(env, tmp_path_factory.mktemp("stack"), dashboard_port)
     running.endpoint = endpoint

@@ -1,7 +1,8 @@
 """The web page in a real headless Chromium (Debian's chromium + chromedriver, driven by Selenium)
 against the running local stack: pick images, submit, wait, read the table, download the ZIP; a name
 template; the job in the address (reload, another browser asking for the key, unknown jobs); upload
-progress; live updates that drop, reconnect and fall back to polling."""
+progress; live updates that drop, go silent, reconnect and fall back to polling; axe-core's accessibility
+check on the empty page, during a job and on the results."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+from selenium_axe_python import Axe
 
 from renamer_ray.toy.shapes import draw_shape
 from tests.support.images import drawn_files, encode
@@ -154,8 +158,8 @@ def test_errors_are_shown_in_words(stack, browser, tmp_path):
 
     browser.find_element(By.ID, "apikey").send_keys(KEY_A)
     browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 60).until(lambda b: "not an image" in b.find_element(By.ID, "error").text)
-    assert "notes.jpg" in error.text
+    WebDriverWait(browser, 60).until(lambda b: "Nothing here" in b.find_element(By.ID, "error").text)
+    assert error.text.startswith("Nothing here can be renamed: ") and "'notes.jpg' is not a supported image" in error.text
 
 
 def test_template_names_follow_it_and_a_bad_one_is_explained(stack, browser, tmp_path):
@@ -320,3 +324,99 @@ def test_live_updates_that_drop_reconnect_then_fall_back_to_polling(stack, brows
     assert connection.get_attribute("data-drops") == "3"    # one cut, two refused: then polling
     assert int(connection.get_attribute("data-polls")) >= 1
     assert connection.get_attribute("data-mode") == "finished" and connection.text == ""
+
+
+# The page's first live stream held after its first event, as a connection that goes silent on the way:
+# "silent" until the page gives up on it (its abort signal), "paused" until the test calls
+# releaseStream(). window.streams says what each stream carried; window.sameDocument, that no reload came.
+HOLD_FIRST_STREAM = """
+    const mode = arguments[0], real = window.fetch;
+    const released = new Promise((resolve) => { window.releaseStream = resolve; });
+    window.streams = [];
+    window.sameDocument = true;
+    window.fetch = async (url, options) => {
+      if (!String(url).endsWith("/events")) return real(url, options);
+      const seen = {events: [], held: false, aborted: false, silence: null};
+      const first = window.streams.push(seen) === 1;
+      const response = await real(url, first && mode === "paused" ? {...options, signal: undefined} : options);
+      seen.silence = response.headers.get("X-Event-Silence-Seconds");
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      const body = new ReadableStream({async pull(controller) {
+        if (first && seen.events.length && !seen.held) {
+          seen.held = true;
+          if (mode === "silent") {
+            reader.cancel().catch(() => {});
+            await new Promise((resolve) => options.signal.addEventListener("abort", resolve));
+            seen.aborted = true;
+            controller.error(new DOMException("the connection went silent", "AbortError"));
+            return;
+          }
+          await released;
+        }
+        const {value, done} = await reader.read();
+        if (done) { controller.close(); return; }
+        seen.events.push(...(value.match(/^event: \\w+/mg) || []).map((line) => line.slice(7)));
+        controller.enqueue(new TextEncoder().encode(value));
+      }});
+      return new Response(body, {status: response.status, headers: response.headers});
+    };"""
+
+
+def test_a_live_stream_gone_silent_is_followed_again_and_the_progress_goes_on(stack, browser, tmp_path):
+    """A stream with no byte for EVENT_SILENCE_SECONDS (short on the test stack, 45 s by default; the
+    server keeps alive within a third of it) was dropped on the way: the page gives it up, follows the
+    job again and goes on to the results, without a reload."""
+    paths, labels = write_images(tmp_path, seed=661, count=8)
+    browser.get(stack.api + "/")
+    browser.execute_script(HOLD_FIRST_STREAM, "silent")
+    pick_and_submit(browser, paths)
+    table = wait_for_table(browser)
+    assert [old for _, old, _, _ in table] == [p.name for p in paths]
+    assert all(new.startswith(label) for (_, _, new, _), label in zip(table, labels, strict=True))
+    assert browser.execute_script("return window.sameDocument") is True
+    silent, *followed = browser.execute_script("return window.streams")
+    limit = stack.env["EVENT_SILENCE_SECONDS"]
+    assert silent == {"events": ["progress"], "held": True, "aborted": True, "silence": limit}  # given up by the page
+    assert followed and followed[-1]["events"][-1] == "done"  # followed again to the end
+    states = [li.get_attribute("data-state") for li in browser.find_elements(By.CSS_SELECTOR, "#file-progress li")]
+    assert states == ["renamed"] * len(paths)
+    connection = browser.find_element(By.ID, "connection")
+    assert int(connection.get_attribute("data-drops")) >= 1
+    assert connection.get_attribute("data-mode") == "finished" and connection.text == ""
+
+
+def assert_accessible(browser, when: str) -> None:
+    """axe-core (the copy selenium-axe-python ships) finds no serious or critical violation."""
+    axe = Axe(browser)
+    axe.inject()
+    violations = [v for v in axe.run()["violations"] if v["impact"] in ("serious", "critical")]
+    assert not violations, f"{when}: {axe.report(violations)}"
+
+
+def test_the_page_passes_axe_empty_during_a_job_and_with_results(stack, browser, tmp_path):
+    """No serious or critical accessibility violation on the empty page, during a job (its live
+    stream paused) and on the results, a skipped non-image among them; the drop zone is reached with
+    the keyboard, and progress is announced in aria-live regions."""
+    browser.get(stack.api + "/")
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.switch_to.active_element == browser.find_element(By.ID, "drop")
+    live = {e.get_attribute("id") for e in browser.find_elements(By.CSS_SELECTOR, "[aria-live]")}
+    assert {"connection", "status", "announce"} <= live
+    assert_accessible(browser, "the empty page")
+
+    paths, labels = write_images(tmp_path, seed=671, count=3)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("milk, eggs, a new memory card")
+    browser.execute_script(HOLD_FIRST_STREAM, "paused")
+    pick_and_submit(browser, [*paths, notes])
+    WebDriverWait(browser, 120).until(lambda b: b.execute_script("return window.streams[0]?.held === true"))
+    assert_accessible(browser, "during a job")
+    assert browser.find_elements(By.ID, "table") == []  # it was the job's progress that was checked
+
+    browser.execute_script("window.releaseStream()")
+    table = wait_for_table(browser)
+    assert [old for _, old, _, _ in table] == [p.name for p in paths] + ["notes.txt"]
+    assert all(new.startswith(label) for (_, _, new, _), label in zip(table, labels))
+    assert table[-1][2].startswith("skipped: ") and table[-1][3] == ""
+    assert browser.find_element(By.ID, "summary").text.startswith("3 renamed, 0 failed, 1 skipped")
+    assert_accessible(browser, "the results")

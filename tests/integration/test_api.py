@@ -168,7 +168,9 @@ def test_idempotency_key_returns_the_first_job(client, settings, png):
     other_caller = submit(client, [("files", ("a.png", png))], headers={**B, **key})
     other_key = submit(client, [("files", ("a.png", png))], headers={**A, "Idempotency-Key": "another"})
     assert len({first.json()["job_id"], other_caller.json()["job_id"], other_key.json()["job_id"]}) == 3
-    assert len(queued_jobs(settings)) == 3  # the repeat queued nothing
+    broken = submit(client, [("user_prompt", (None, "x"))], headers={**A, **key})
+    assert broken.status_code == 400, "a repeat is checked like any request before it gets the first job"
+    assert len(queued_jobs(settings)) == 3  # the repeats queued nothing
 
 
 def test_the_naming_style_and_first_index_are_kept_with_the_job(client, settings, png):
@@ -241,6 +243,39 @@ def test_bytes_that_only_start_like_an_image_are_refused_at_upload(client):
         assert answer.status_code == 415 and name in answer.json()["detail"], answer.text
 
 
+def test_files_that_are_not_images_are_skipped_with_their_reason_and_the_images_go_on(client, settings, png):
+    """A folder's non-images (the bundled samples' notes.txt, a Finder .DS_Store) beside an image:
+    the image is queued, each other file is listed in the job with the sniffer's reason; no image at
+    all is still 415, and `strict=true` asks for the 415 of any non-image."""
+    from renamer_ray.cli import SAMPLES
+
+    queued_jobs(settings)
+    notes, ds_store = (SAMPLES / "notes.txt").read_bytes(), b"\x00\x00\x00\x01Bud1" + b"\x00" * 2048
+    reason = "not an image: the bytes are not in any supported format"
+    mixed = [("files", ("notes.txt", notes)), ("files", ("a.png", png)), ("files", (".DS_Store", ds_store))]
+    accepted = submit(client, mixed)
+    assert accepted.status_code == 200, accepted.text
+    skipped = [{"original": "notes.txt", "reason": reason}, {"original": ".DS_Store", "reason": reason}]
+    assert accepted.json()["count"] == 1 and accepted.json()["skipped"] == skipped
+    job = client.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=A).json()
+    assert [f["original"] for f in job["files"]] == ["a.png"] and job["skipped"] == skipped
+    assert [json.loads(body)["job_id"] for body in queued_jobs(settings)] == [accepted.json()["job_id"]]
+    none = submit(client, [("files", ("notes.txt", notes)), ("files", (".DS_Store", ds_store))])
+    assert none.status_code == 415 and "no image among the files" in none.json()["detail"], none.text
+    strict = submit(client, mixed, {"strict": "true"})
+    assert strict.status_code == 415 and "'notes.txt'" in strict.json()["detail"], strict.text
+    assert submit(client, [("files", ("a.png", png))], {"strict": "true"}).status_code == 200
+    assert submit(client, mixed, {"strict": "maybe"}).status_code == 422
+    queued_jobs(settings)
+
+
+def test_a_method_a_path_does_not_have_is_405_naming_every_method_it_has(client):
+    for method in ("PUT", "PATCH", "POST"):
+        answer = client.request(method, "/v1/jobs/jr_0000000000000000", headers=A)
+        assert answer.status_code == 405 and answer.headers["Allow"] == "DELETE, GET", (method, answer.headers)
+    assert client.put("/v1/jobs/rename", headers=A).headers["Allow"] == "POST"
+
+
 def test_a_key_with_too_many_jobs_in_flight_gets_429_with_retry_after(settings, png):
     fresh = f"team-c-{uuid.uuid4().hex[:6]}"
     C = {"X-API-Key": "api-key-c"}
@@ -282,16 +317,21 @@ def test_a_marker_a_crash_left_behind_does_not_count_against_the_limit(settings,
     queued_jobs(settings)
 
 
-def test_an_event_stream_ends_after_its_lifetime_with_reconnect(client, settings, png, monkeypatch):
+def test_an_event_stream_keeps_alive_and_ends_after_its_lifetime_with_reconnect(app, client, settings, png,
+                                                                                   monkeypatch):
     """A stream holds a replica slot: it ends after EVENTS_MAX_SECONDS (shortened here) with a
-    `reconnect` event, and the client follows again (demo.wait, the page)."""
+    `reconnect` event, and the client follows again (demo.wait, the page). Between events it sends a
+    keep-alive within a third of EVENT_SILENCE_SECONDS, which its header tells the client."""
+    from renamer_ray.service.api.deps import get_settings
     from renamer_ray.service.api.routes import events
 
-    monkeypatch.setattr(events, "EVENTS_MAX_SECONDS", 0.5)
+    monkeypatch.setattr(events, "EVENTS_MAX_SECONDS", 2)
+    app.dependency_overrides[get_settings] = lambda: settings.model_copy(update={"event_silence_seconds": 1.5})
     job_id = submit(client, [("files", ("a.png", png))]).json()["job_id"]
     with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=A) as stream:
-        kinds = [line.removeprefix("event: ") for line in stream.iter_lines() if line.startswith("event: ")]
-    assert kinds == ["progress", "reconnect"]
+        assert stream.headers["X-Event-Silence-Seconds"] == "1.5"
+        lines = [line for line in stream.iter_lines() if line and not line.startswith("data: ")]
+    assert lines == ["event: progress", ": keep-alive", ": keep-alive", ": keep-alive", "event: reconnect"]
     queued_jobs(settings)
 
 

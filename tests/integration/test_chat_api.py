@@ -1,9 +1,11 @@
-"""The OpenAI-compatible ``POST /v1/chat/completions`` in-process (FastAPI's TestClient) with a
-stand-in namer: every 4xx path in OpenAI's error shape, both ways of sending the key; and the
-``openai`` engine's client (``model/openai_engine.py``) against that API served over real HTTP:
-answers, retries on 503, and a request that keeps failing becoming that image's error sentence.
-The namer deployment behind the route (it decodes the image: the API never does) is here too, in the
-test's Ray; ENGINE=openai runs are in tests/e2e/test_openai_engine.py."""
+"""The OpenAI-compatible ``POST /v1/chat/completions`` and ``GET /v1/models`` in-process (FastAPI's
+TestClient) with a stand-in namer: every 4xx path in OpenAI's error shape, both ways of sending the
+key, the streamed answer's chunks; and the ``openai`` engine's client (``model/openai_engine.py``)
+against that API served over real HTTP: answers, retries on 503, and a request that keeps failing
+becoming that image's error sentence. The namer deployment behind the route (it decodes the image:
+the API never does) is here too, in the test's Ray, and the official ``openai`` client against it:
+models listed, an image named, streamed or not, with its tokens counted. ENGINE=openai runs are in
+tests/e2e/test_openai_engine.py."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from tests.support.images import drawn_files
 KEY_A, KEY_B = "chat-key-a", "chat-key-b"
 A, B = {"X-API-Key": KEY_A}, {"X-API-Key": KEY_B}
 MODEL = "toy-shapes"
+TOKENS = {"prompt_tokens": 61, "completion_tokens": 4}  # what the stand-in says its model's answers took
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,8 @@ def settings(s3_endpoint):
 
 
 class StandInNamer:
-    """The warm namer's contract: one image's request (its bytes) → {"raw", "error"}. It decodes as
+    """The warm namer's contract: one image's request (its bytes) → {"raw", "error"} and the answer's
+    token counts (``TOKENS``). It decodes as
     the namer deployment does (``service/namer.py``'s ``name_request``, the pipeline's decoder), then
     stands in for the model: ``answer`` is what the model says; ``rows`` what reached the model.
     ``fail`` first calls raise; with ``gate`` (a threading.Event) set up, each call says it has
@@ -69,14 +73,14 @@ class StandInNamer:
             self.fail -= 1
             raise TimeoutError("the namer is busy")
         if not self.decodes:
-            return {"raw": self.answer, "error": None}
+            return {"raw": self.answer, "error": None, **TOKENS}
         return await name_request(request, self.model, **self.decode_options)
 
     async def model(self, row: dict) -> dict:
         self.rows.append(row)
         if row["width"] * row["height"] * 3 != len(row["rgb"]):
-            return {"raw": None, "error": "pixels do not match the size"}
-        return {"raw": self.answer, "error": None}
+            return {"raw": None, "error": "pixels do not match the size", **TOKENS}
+        return {"raw": self.answer, "error": None, **TOKENS}
 
 
 @pytest.fixture
@@ -121,8 +125,8 @@ def test_an_image_is_named_in_openais_shape_with_either_key_header(client, namer
         got = answer.json()
         assert got["object"] == "chat.completion" and got["model"] == MODEL and got["id"].startswith("chatcmpl-")
         assert got["choices"][0]["message"] == {"role": "assistant", "content": "red-circle"}
-        assert got["choices"][0]["finish_reason"] == "stop" and set(got["usage"]) == {
-            "prompt_tokens", "completion_tokens", "total_tokens"}
+        assert got["choices"][0]["finish_reason"] == "stop"
+        assert got["usage"] == {**TOKENS, "total_tokens": 65}, "the model's tokens, counted by the namer"
     assert namer.requests[-1] == {"image": png, "prompt": "name it", "style": None}, "the image's own bytes"
     row = namer.rows[-1]  # decoded on the namer's side, as the pipeline decodes
     assert row["prompt"] == "name it" and row["style"] is None and row["width"] * row["height"] > 0
@@ -151,6 +155,61 @@ def test_a_structured_request_gets_the_name_in_the_json_it_asked_for(client, nam
         assert refused.status_code == 400 and words in refused.json()["error"]["message"], (shape, refused.text)
         assert refused.json()["error"]["param"] == "response_format"
     assert len(namer.requests) == asked, "a refused request does not reach the model"
+
+
+def test_a_streamed_request_gets_openais_chunks_ending_in_done(client, namer, png):
+    """``stream: true`` is never ignored: the answer comes as ``chat.completion.chunk`` Server-Sent
+    Events (the role, the content, the finish reason; the usage last when asked for), then
+    ``data: [DONE]``. A refused streamed request is an error body, as OpenAI answers it."""
+    def chunks(**asked) -> list[dict]:
+        with client.stream("POST", "/v1/chat/completions", json={**body(data_url(png)), **asked}, headers=A) as answer:
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+            lines = [line for line in answer.iter_lines() if line]
+        assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]", lines
+        return [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+
+    plain = chunks(stream=True)
+    assert {chunk["object"] for chunk in plain} == {"chat.completion.chunk"} and len({c["id"] for c in plain}) == 1
+    assert [chunk["choices"][0]["delta"] for chunk in plain] == [
+        {"role": "assistant", "content": ""}, {"content": "red-circle"}, {}]
+    assert [chunk["choices"][0]["finish_reason"] for chunk in plain] == [None, None, "stop"]
+    assert all("usage" not in chunk for chunk in plain) and plain[0]["model"] == MODEL
+    counted = chunks(stream=True, stream_options={"include_usage": True})
+    assert counted[-1]["choices"] == [] and counted[-1]["usage"] == {**TOKENS, "total_tokens": 65}
+    assert all(chunk["usage"] is None for chunk in counted[:-1])
+    structured = chunks(stream=True, response_format={"type": "json_object"})
+    assert json.loads(structured[1]["choices"][0]["delta"]["content"]) == {"name": "red-circle"}
+
+    whole = client.post("/v1/chat/completions", json={**body(data_url(png)), "stream": False,
+                                                       "stream_options": {"include_usage": True}}, headers=A)
+    assert whole.status_code == 200 and whole.json()["object"] == "chat.completion", whole.text
+    for asked, param in (({"stream": "yes"}, "stream"), ({"stream": 1}, "stream"),
+                         ({"stream": True, "stream_options": True}, "stream_options"),
+                         ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options")):
+        refused = client.post("/v1/chat/completions", json={**body(data_url(png)), **asked}, headers=A)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param, (asked, refused.text)
+    unknown = client.post("/v1/chat/completions", json={**body(data_url(png), model="gpt-4o"), "stream": True},
+                          headers=A)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+
+
+def test_the_model_is_listed_as_openai_lists_models(client, settings):
+    """``GET /v1/models`` and ``/v1/models/{id}``: MODEL_ID, the one model the chat endpoint takes, with
+    the chat endpoint's keys; another id is OpenAI's 404. A hub id's ``/`` is part of the id."""
+    listed = client.get("/v1/models", headers={"Authorization": f"Bearer {KEY_A}"})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["object"] == "list" and [m["id"] for m in listed.json()["data"]] == [MODEL]
+    assert listed.json()["data"][0]["object"] == "model" and listed.json()["data"][0]["owned_by"]
+    assert client.get(f"/v1/models/{MODEL}", headers=A).json() == listed.json()["data"][0]
+    missing = client.get("/v1/models/gpt-4o", headers=A)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    for path in ("/v1/models", f"/v1/models/{MODEL}"):
+        refused = client.get(path, headers={"Authorization": "Bearer nope"})
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    hub_id = "Qwen/Qwen2-VL-2B-Instruct"
+    with TestClient(create_app(settings.model_copy(update={"model_id": hub_id}))) as hub:
+        for path in (f"/v1/models/{hub_id}", "/v1/models/Qwen%2FQwen2-VL-2B-Instruct"):
+            assert hub.get(path, headers=A).json()["id"] == hub_id, path
 
 
 def test_bad_requests_get_the_right_status_and_an_openai_error(client, namer, png):
@@ -302,64 +361,123 @@ def test_a_keys_requests_beyond_its_limit_get_429_with_retry_after(settings, nam
         assert client.post("/v1/chat/completions", json=request, headers=A).status_code == 200, "slots given back"
 
 
-def test_the_namer_deployment_decodes_the_bytes_and_the_api_never_does(ray_local, settings, png, monkeypatch):
-    """The real namer deployment (toy model) in the test's Ray, behind the route: with every pixel
-    decode made to fail in this process (the API's), images are named — decoded in the namer's
-    process — and bytes that are not an image are refused there with a sentence."""
-    import PIL.ImageFile
+@pytest.fixture(scope="module")
+def deployed_namer(ray_local):
+    """The real namer deployment (toy model) in the test's Ray: its handle."""
     from ray import serve
 
-    from renamer_ray.images import decoder
-    from renamer_ray.service.namer import NAMER, bind_namer, decoded_row
-
-    def no_pixels(*_, **__):
-        raise AssertionError("an image was decoded by the API")
+    from renamer_ray.service.namer import NAMER, bind_namer
 
     serve.start(proxy_location="Disabled")
     serve.run(bind_namer(load_settings(model_id=MODEL, batch_size=4, namer_num_cpus=0)), name="chat-namer",
               route_prefix=None)
-    try:
-        handle = serve.get_deployment_handle(NAMER, app_name="chat-namer")
-
-        async def ask_namer(request: dict) -> dict:
-            return await handle.name.remote(request)
-
-        images = drawn_files(seed=1401, count=2, max_side=300)
-        low, high = pixel_bounds(MODEL, 786_432)  # a pipeline run's rows come decoded, and are named as before
-        row = decoded_row({"image": images[1][0]}, max_pixels=high, min_pixels=low, max_decode_pixels=40_000_000)
-        assert handle.name.remote(row).result(timeout_s=120) == {"raw": images[1][2], "error": None}
-
-        monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", no_pixels)
-        monkeypatch.setattr(decoder, "decode", no_pixels)
-        with TestClient(create_app(settings, ask_namer=ask_namer)) as client:
-            for data, fmt, label in images:
-                answer = client.post("/v1/chat/completions", json=body(data_url(data, f"image/{fmt.lower()}"), None),
-                                     headers=A)
-                assert answer.status_code == 200, answer.text
-                assert answer.json()["choices"][0]["message"]["content"] == label
-            cut = images[0][0][: len(images[0][0]) // 2]  # its header is whole: only a decode finds it short
-            truncated = client.post("/v1/chat/completions", json=body(data_url(cut), None), headers=A)
-        assert truncated.status_code == 400 and "cannot be used" in truncated.json()["error"]["message"], truncated.text
-    finally:
-        serve.delete("chat-namer")
+    yield serve.get_deployment_handle(NAMER, app_name="chat-namer")
+    serve.delete("chat-namer")
 
 
-# --- the openai engine's client over real HTTP -----------------------------------------------------------
+def asking(handle):
+    """The API's ``ask_namer``: one request to the namer deployment behind ``handle``, as the ingress asks."""
+    async def ask_namer(request: dict) -> dict:
+        return await handle.name.remote(request)
 
-@pytest.fixture
-def served(settings, namer):
-    """The API with the stand-in namer on a real port (uvicorn in a thread), as an endpoint's base URL."""
+    return ask_namer
+
+
+def test_the_namer_deployment_decodes_the_bytes_and_the_api_never_does(deployed_namer, settings, monkeypatch):
+    """The real namer deployment behind the route: with every pixel decode made to fail in this process
+    (the API's), images are named — decoded in the namer's process — with the model's tokens
+    counted, and bytes that are not an image are refused there with a sentence."""
+    import PIL.ImageFile
+
+    from renamer_ray.images import decoder
+    from renamer_ray.service.namer import decoded_row
+
+    def no_pixels(*_, **__):
+        raise AssertionError("an image was decoded by the API")
+
+    images = drawn_files(seed=1401, count=2, max_side=300)
+    low, high = pixel_bounds(MODEL, 786_432)  # a pipeline run's rows come decoded, and are named as before
+    row = decoded_row({"image": images[1][0]}, max_pixels=high, min_pixels=low, max_decode_pixels=40_000_000)
+    assert deployed_namer.name.remote(row).result(timeout_s=120) == {"raw": images[1][2], "error": None}, (
+        "a run's row gets what its columns hold: no token counts")
+
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", no_pixels)
+    monkeypatch.setattr(decoder, "decode", no_pixels)
+    with TestClient(create_app(settings, ask_namer=asking(deployed_namer))) as client:
+        for data, fmt, label in images:
+            answer = client.post("/v1/chat/completions", json=body(data_url(data, f"image/{fmt.lower()}"), None),
+                                 headers=A)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["choices"][0]["message"]["content"] == label
+            usage = answer.json()["usage"]
+            assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0, usage
+            assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"], usage
+        cut = images[0][0][: len(images[0][0]) // 2]  # its header is whole: only a decode finds it short
+        truncated = client.post("/v1/chat/completions", json=body(data_url(cut), None), headers=A)
+    assert truncated.status_code == 400 and "cannot be used" in truncated.json()["error"]["message"], truncated.text
+
+
+# --- the openai engine's client and the official openai client over real HTTP ---------------------------
+
+def serve_over_http(app):
+    """``app`` on a real port (uvicorn in a thread) for as long as the fixture lasts: its /v1 base URL."""
     import uvicorn
 
     port = free_ports(1)[0]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, ask_namer=namer), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     eventually(lambda: server.started, "the API serves on its port", timeout=20, every=0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def served(settings, namer):
+    """The API with the stand-in namer on a real port, as an endpoint's base URL."""
+    yield from serve_over_http(create_app(settings, ask_namer=namer))
+
+
+@pytest.fixture
+def served_with_the_namer(settings, deployed_namer):
+    """The API with the real namer deployment (toy model) on a real port, as an endpoint's base URL."""
+    yield from serve_over_http(create_app(settings, ask_namer=asking(deployed_namer)))
+
+
+def test_the_official_openai_client_lists_the_model_and_names_an_image_streamed_or_not(served_with_the_namer):
+    """What tools built on the ``openai`` package do: list the models, retrieve one, then name a bundled
+    sample (a HEIC photo) as one answer and as a stream, with the model's tokens counted."""
+    from openai import NotFoundError, OpenAI
+
+    from renamer_ray.cli import SAMPLES
+    from tests.support.images import SAMPLES_EXPECTED
+
+    client = OpenAI(base_url=served_with_the_namer, api_key=KEY_A, max_retries=0, timeout=120)
+    assert [model.id for model in client.models.list()] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(NotFoundError):
+        client.models.retrieve("gpt-4o")
+
+    sample = "IMG_0003.HEIC"
+    messages = [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": data_url((SAMPLES / sample).read_bytes(), "image/heic")}}]}]
+    whole = client.chat.completions.create(model=MODEL, messages=messages)
+    assert whole.choices[0].message.content == SAMPLES_EXPECTED[sample] and whole.choices[0].finish_reason == "stop"
+    usage = whole.usage
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0, usage
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == (
+        SAMPLES_EXPECTED[sample])
+    assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == "stop"
+    assert chunks[-1].usage == usage, "the same answer, the same tokens (greedy decoding)"
+    quiet = list(client.chat.completions.create(model=MODEL, messages=messages, stream=True))
+    assert all(chunk.usage is None for chunk in quiet) and quiet[-1].choices[0].finish_reason == "stop"
 
 
 def images(count: int):

@@ -1,6 +1,7 @@
 """The queue driver in this process, on real Ray (local), moto's S3/SQS server and the warm namer
 deployed with Ray Serve: failures injected into each driver step, duplicated messages, a queued job
-cancelled before it runs, and a namer that cannot be scheduled (the watchdog)."""
+cancelled before it runs, a small job while large ones hold every run slot, and a namer that cannot
+be scheduled (the watchdog)."""
 
 from __future__ import annotations
 
@@ -177,6 +178,35 @@ def test_a_job_cancelled_while_queued_never_runs(settings):
     assert cancelled.status == "cancelled" and cancelled.attempts == 0
     assert not s3_client(settings).list_objects_v2(Bucket=driver.store.out_bucket,
                                                    Prefix=record.output_prefix + "/").get("KeyCount")
+    assert queue_is_empty(settings)
+
+
+def test_a_one_image_job_finishes_while_large_jobs_hold_every_run_slot(s3_endpoint, serve_namer):
+    """Both MAX_RUNNING slots are held by larger jobs, whose runs are kept from ending until the
+    one-image job sent after them has finished: it runs at once in the slot kept for small jobs, and
+    ends before them. (Without that slot it would wait for a run to end, and never finish here.)"""
+    settings = make_settings(s3_endpoint, max_running=2, max_jobs_per_run=1, small_job_files=1)
+    driver = Driver(settings, namer=NamerRef())
+    small_finished, real_pipeline = threading.Event(), driver.runner.pipeline
+
+    def pipeline(run):
+        if any(job.record.count > 1 for job in run.jobs):
+            small_finished.wait(timeout=300)
+        real_pipeline(run)
+
+    driver.runner.pipeline = pipeline
+    large = [enqueue(driver, seed=770 + n, count=3) for n in range(2)]
+    with serving(driver):
+        try:
+            eventually(lambda: all(driver.store.load(TENANT, record.job_id).status == "running"
+                                   for record, _ in large), "both large jobs hold a run slot", timeout=120)
+            small, small_labels = enqueue(driver, seed=772, count=1)
+            small_done = assert_done_exactly_once(driver, small, small_labels)
+            assert all(driver.store.load(TENANT, record.job_id).status == "running" for record, _ in large)
+        finally:  # let the large runs go on (before the driver stops, so that a failure here ends cleanly)
+            small_finished.set()
+        large_done = [assert_done_exactly_once(driver, record, labels) for record, labels in large]
+    assert all(small_done.finished_at < done.finished_at for done in large_done)
     assert queue_is_empty(settings)
 
 

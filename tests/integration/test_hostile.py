@@ -1,6 +1,7 @@
 """The hostile-input corpus (tests/hostile.py: 22 kinds, 29 files) through the folder pipeline and
-the upload check: each file gets a name, or fails alone with a sentence, or is refused at upload;
-the ordinary photo beside them is named exactly as when it is alone."""
+the upload check: each file gets a name, or fails alone with a sentence, or is set aside at upload
+(skipped among images, refused alone); the ordinary photo beside them is named exactly as when it is
+alone."""
 
 from __future__ import annotations
 
@@ -59,11 +60,19 @@ def test_every_hostile_file_fails_alone_or_is_named_and_harms_nothing_else(ray_l
     assert (lost, duplicated) == (0, 0)
 
 
-def test_the_api_refuses_at_upload_only_what_is_not_an_image(s3_endpoint, items):
+def test_the_api_sets_aside_at_upload_only_what_is_not_an_image(s3_endpoint, items):
+    """Alone, a file that is not an image is refused (415); among images it is skipped and listed in
+    the job with the sniffer's words, and the images go on; ``strict`` refuses the mixed upload."""
     import uuid
 
+    from renamer_ray.images import NotAnImage, sniff_format
     from renamer_ray.service.api import create_app
     from renamer_ray.service.local.aws import provision
+
+    def sniffed(data: bytes) -> str:
+        with pytest.raises(NotAnImage) as refused:
+            sniff_format(data)
+        return str(refused.value)
 
     tag = uuid.uuid4().hex[:6]
     settings = provision(load_settings(aws_endpoint_url=s3_endpoint, s3_in_bucket=f"hi-in-{tag}",
@@ -80,3 +89,13 @@ def test_the_api_refuses_at_upload_only_what_is_not_an_image(s3_endpoint, items)
                 original = job["files"][0]["original"]
                 assert "\x00" not in original and "\u202e" not in original and "\x1b" not in original
                 assert len(original) <= 255
+        everything = [("files", (item.name, item.data)) for item in items]
+        mixed = client.post("/v1/jobs/rename", files=everything)
+        assert mixed.status_code == 200, mixed.text
+        job = client.get(f"/v1/jobs/{mixed.json()['job_id']}").json()
+        refused = [item for item in items if item.upload_refused]
+        assert job["skipped"] == mixed.json()["skipped"] == [
+            {"original": item.name, "reason": sniffed(item.data)} for item in refused]
+        assert job["count"] == len(job["files"]) == len(items) - len(refused)
+        strict = client.post("/v1/jobs/rename", files=everything, data={"strict": "true"})
+        assert strict.status_code == 415 and refused[0].name in strict.json()["detail"], strict.text

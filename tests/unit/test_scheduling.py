@@ -1,10 +1,11 @@
-"""Which waiting jobs run next (pure): fair across tenants, small jobs together, large and retried alone."""
+"""Which waiting jobs run next (pure): fair across tenants, small jobs together, large and retried alone,
+and a slot kept for small jobs while large ones hold the others."""
 
 from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from renamer_ray.service.scheduling import Waiting, next_run
+from renamer_ray.service.scheduling import Waiting, free_slot, next_run
 
 
 def job(n: int, tenant: str, files: int = 1, retried: bool = False) -> Waiting:
@@ -35,6 +36,28 @@ def test_a_large_job_and_a_retried_job_run_alone():
 def test_files_per_run_are_bounded():
     run = next_run([job(i, "a", files=40) for i in range(5)], {}, max_jobs=16, max_files=96)
     assert len(run) == 2
+
+
+def test_while_large_jobs_hold_every_slot_a_small_job_starts_in_the_slot_kept_for_it():
+    waiting = [job(1, "a", files=100), job(2, "a", files=1), job(3, "b", files=13), job(4, "b", files=12)]
+    slot = free_slot(waiting, regular_going=4, small_going=False, max_running=4, small_files=12)
+    assert slot.small and slot.jobs == [job(2, "a", files=1), job(4, "b", files=12)]
+    run = next_run(slot.jobs, {"a": 4}, max_jobs=16, max_files=96)
+    assert [j.job_id for j in run] == [job(4, "b").job_id, job(2, "a").job_id]
+
+
+def test_the_small_slot_holds_one_run_and_large_jobs_wait_for_a_regular_slot():
+    small = [job(1, "a", files=1)]
+    assert free_slot(small, regular_going=4, small_going=True, max_running=4, small_files=12) is None
+    assert free_slot([job(2, "a", files=100)], regular_going=4, small_going=False, max_running=4,
+                     small_files=12) is None
+    assert free_slot(small, regular_going=4, small_going=False, max_running=4, small_files=0) is None  # no such slot
+
+
+def test_a_free_regular_slot_takes_any_job():
+    waiting = [job(1, "a", files=100), job(2, "b", files=1)]
+    slot = free_slot(waiting, regular_going=3, small_going=True, max_running=4, small_files=12)
+    assert not slot.small and slot.jobs == waiting
 
 
 jobs = st.lists(st.builds(job, st.integers(0, 10 ** 6), st.sampled_from("abcd"), st.integers(1, 200), st.booleans()),

@@ -48,9 +48,11 @@ def naming(options: Options, settings) -> tuple[str, NamingStyle]:
 
 def job_fields(options: Options, template: str, style: NamingStyle) -> dict[str, str]:
     """The form of every job: the template and the whole style, so that the names (and the suffixes
-    this client adds) follow this machine's settings and flags, as `rename` does."""
+    this client adds) follow this machine's settings and flags, as `rename` does; strict, so that a
+    file the service cannot read is refused (415) and this client sets it apart to fail alone with
+    its reason, instead of the service skipping it in a job whose results this client counts."""
     fields = {"template": template, "case": style.case, "max_chars": str(style.max_chars),
-              "max_words": str(style.max_words), "language": style.language or "en"}
+              "max_words": str(style.max_words), "language": style.language or "en", "strict": "true"}
     if options.prompt:
         fields["user_prompt"] = options.prompt
     return fields

@@ -12,7 +12,7 @@ from renamer_ray.service.api.deps import AskNamer, DriverStatus, Services
 from renamer_ray.service.api.guards import RefuseCrossSiteWrites, TrustedHostMiddleware
 from renamer_ray.service.api.limits import KeyedLimiter
 from renamer_ray.service.api.openai_shapes import ChatRefused
-from renamer_ray.service.api.routes import chat, events, jobs, ops, page
+from renamer_ray.service.api.routes import chat, events, jobs, models, ops, page
 from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits, UploadError
 from renamer_ray.service.views import ERRORS
@@ -47,7 +47,7 @@ def create_app(settings: Settings, *, driver_status: DriverStatus | None = None,
     async def chat_refused(_: Request, exc: ChatRefused) -> JSONResponse:
         return exc.response()
 
-    for router in (ops.router, page.router, jobs.router, events.router, chat.router):
+    for router in (ops.router, page.router, jobs.router, events.router, chat.router, models.router):
         app.include_router(router)
     app.add_middleware(RefuseCrossSiteWrites)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)  # outermost: runs first

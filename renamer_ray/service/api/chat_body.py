@@ -1,6 +1,7 @@
 """Reading a chat-completions request: its JSON body within bounds (size, nesting, structure outside
 its strings, checked before it is parsed), the one image URL and the prompt of its last user message,
-and the shape the answer is asked in (``response_format``). Refusals are :class:`ChatRefused`."""
+the shape the answer is asked in (``response_format``) and whether it is streamed (``stream``).
+Refusals are :class:`ChatRefused`."""
 
 from __future__ import annotations
 
@@ -116,3 +117,17 @@ def answer_field(body: dict) -> str | None:
         raise ChatRefused(400, "this server's structured output is the name alone: response_format.json_schema.schema "
                                "must be an object with one string property", param="response_format")
     raise ChatRefused(400, "response_format.type must be text, json_object or json_schema", param="response_format")
+
+
+def streaming(body: dict) -> tuple[bool, bool]:
+    """(whether the answer is streamed, whether its stream ends with the usage): ``stream`` and
+    ``stream_options.include_usage``, as OpenAI reads them (``null`` is their default; stream_options
+    without a stream asks nothing)."""
+    stream, options = body.get("stream"), body.get("stream_options")
+    if stream is not None and not isinstance(stream, bool):
+        raise ChatRefused(400, "stream must be true or false", param="stream")
+    include_usage = options.get("include_usage") if isinstance(options, dict) else None
+    if options is not None and not (isinstance(options, dict) and isinstance(include_usage, (bool, type(None)))):
+        raise ChatRefused(400, 'stream_options must be an object such as {"include_usage": true}',
+                          param="stream_options")
+    return bool(stream), bool(stream and include_usage)

@@ -17,8 +17,8 @@ from renamer_ray.service.store import JobStore
 from renamer_ray.service.uploads import Limits
 
 DriverStatus = Callable[[], Awaitable[dict]]
-# One image for the namer: {"image": its bytes, "prompt", "style"} → {"raw", "error"} (and "unusable": True
-# when the namer could not decode it). The namer decodes (service/namer.py): never the API's process.
+# One image for the namer: {"image": its bytes, "prompt", "style"} → {"raw", "error", "prompt_tokens",
+# "completion_tokens"} (and "unusable": True when the namer could not decode it). The namer decodes (service/namer.py): never the API's process.
 AskNamer = Callable[[dict], Awaitable[dict]]
 
 

@@ -2,11 +2,12 @@
 
 - **Loop** (``loop.py``, :meth:`Driver.serve_forever`): receive messages, accept each into
   ``pending`` (merging duplicate deliveries by job id), and start runs while fewer than MAX_RUNNING
-  are going. Every step is contained: an exception fails only the job it belongs to, or is logged
-  and the loop goes on. What it holds is ``held.py``.
-- **Runs** (``runs.py``): which jobs run next, and which share a run, is ``scheduling.next_run``
-  (fair across API keys). Runs execute on their own threads; their model stage asks the warm
-  ``namer`` deployment, so no run starts a model.
+  are going, plus one slot kept for small jobs (SMALL_JOB_FILES). Every step is contained: an
+  exception fails only the job it belongs to, or is logged and the loop goes on. What it holds is
+  ``held.py``.
+- **Runs** (``runs.py``): which slot is free and which jobs run next in it, and which share a run,
+  is ``scheduling`` (fair across API keys; small jobs never wait behind large ones). Runs execute
+  on their own threads; their model stage asks the warm ``namer`` deployment, so no run starts a model.
 - **Lifecycle** (``lifecycle.py``): every status a job takes is a trigger of its record's transition
   (``service/jobs.py``). Completion order: outputs, manifest, final status, delete the message,
   then remove claims. A crash anywhere before the delete makes SQS redeliver; the retry resumes from

@@ -39,6 +39,7 @@ class HeldJob:
 class Run:
     number: int
     jobs: list[HeldJob]
+    small: bool = False               # in the slot kept for small jobs (beyond MAX_RUNNING)
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
     progress_mark: int = 0            # files named or finished when progress was last seen

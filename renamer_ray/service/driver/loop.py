@@ -51,7 +51,8 @@ class Driver:
         self.runner.open_board()
         upkeep = threading.Thread(target=self.upkeep.forever, args=(stop,), daemon=True, name="upkeep")
         upkeep.start()
-        log.info("driver: polling %s, up to %d runs at once", self.queue.url, self.settings.max_running)
+        log.info("driver: polling %s, up to %d runs at once and %s for small jobs", self.queue.url,
+                 self.settings.max_running, "one more" if self.settings.small_job_files else "none kept")
         try:
             while not stop.is_set():
                 try:

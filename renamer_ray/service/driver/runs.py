@@ -1,4 +1,4 @@
-"""Pipeline runs: waiting jobs grouped into runs (``scheduling.next_run``), each run's Ray Data
+"""Pipeline runs: waiting jobs grouped into runs in free slots (``scheduling``), each run's Ray Data
 pipeline on a thread of its own, and its jobs finished, or failed, when it ends."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from renamer_ray.service.driver.held import Holdings, Run
 from renamer_ray.service.driver.lifecycle import Lifecycle, reason
 from renamer_ray.service.driver.metrics import Metrics
 from renamer_ray.service.jobs import CANCEL_REASON, JobRecord
-from renamer_ray.service.scheduling import next_run
+from renamer_ray.service.scheduling import free_slot, next_run
 from renamer_ray.service.store import JobStore
 
 log = logging.getLogger("renamer_ray.driver")
@@ -28,7 +28,8 @@ class Runner:
         """``namer``: the warm deployment the runs ask (None: each run starts its own model actors)."""
         self.settings, self.store, self.held, self.lifecycle, self.metrics = settings, store, held, lifecycle, metrics
         self.namer = namer
-        self.executor = ThreadPoolExecutor(max_workers=settings.max_running, thread_name_prefix="run")
+        self.executor = ThreadPoolExecutor(max_workers=settings.max_running + bool(settings.small_job_files),
+                                           thread_name_prefix="run")
         self.board = None                 # the progress board of every run: opened with the loop (it needs Ray)
         self.runs_started = 0
 
@@ -43,19 +44,25 @@ class Runner:
         return 8 * self.settings.batch_size
 
     def start_runs(self) -> None:
-        held = self.held
+        held, settings = self.held, self.settings
         with held.lock:
-            while len(held.runs) < self.settings.max_running and held.pending:
+            while held.pending:
+                going = list(held.runs.values())
+                slot = free_slot([job.waiting for job in held.pending],
+                                 regular_going=sum(not run.small for run in going),
+                                 small_going=any(run.small for run in going), max_running=settings.max_running,
+                                 small_files=settings.small_job_files)
+                if slot is None:
+                    break
                 per_tenant: dict[str, int] = {}
-                for run in held.runs.values():
+                for run in going:
                     for tenant in {job.record.namespace for job in run.jobs}:
                         per_tenant[tenant] = per_tenant.get(tenant, 0) + 1
-                chosen = {w.job_id for w in next_run([job.waiting for job in held.pending], per_tenant,
-                                                     max_jobs=self.settings.max_jobs_per_run,
+                chosen = {w.job_id for w in next_run(slot.jobs, per_tenant, max_jobs=settings.max_jobs_per_run,
                                                      max_files=self.run_files)}
                 jobs = [job for job in held.pending if job.record.job_id in chosen]
                 held.pending = [job for job in held.pending if job.record.job_id not in chosen]
-                run = Run(next(held.numbers), jobs)
+                run = Run(next(held.numbers), jobs, small=slot.small)
                 held.runs[run.number] = run
                 self.runs_started += 1
                 self.executor.submit(self.execute, run)

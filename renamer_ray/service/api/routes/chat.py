@@ -23,6 +23,12 @@ NAME_MAX_WORDS, the blocklist, ``image`` when nothing is left).
 that object with the name in it; with ``json_object``, ``{"name": …}``. The name itself is what the
 namer's own constrained decoding allows (kebab-case words within NAME_MAX_WORDS), not a compiled
 ``pattern``: a client's rules fit it to its own limits after, as for every answer.
+
+``stream: true`` is answered as OpenAI streams: ``chat.completion.chunk`` Server-Sent Events ending in
+``data: [DONE]``, with the usage in a last chunk when ``stream_options.include_usage`` asks for it.
+The name comes in one content chunk: it is fitted to the rules once the model has finished, so no
+part of it is known before. ``usage`` counts the model's tokens: the prompt's (its text and the
+image's tokens) and those it generated. ``GET /v1/models`` lists the model (``routes/models.py``).
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ import uuid
 from typing import Annotated, AsyncIterator
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from renamer_ray.service.api.chat_body import MAX_JSON_DEPTH, answer_field, image_and_prompt, read_body
+from renamer_ray.service.api.chat_body import MAX_JSON_DEPTH, answer_field, image_and_prompt, read_body, streaming
 from renamer_ray.service.api.deps import Services, caller_namespace, get_services
 from renamer_ray.service.api.limits import LimitReached
-from renamer_ray.service.api.openai_shapes import ChatCompletion, ChatRefused, Choice, Message, OpenAIError, Usage
+from renamer_ray.service.api.openai_shapes import (ChatCompletion, ChatRefused, Choice, Message, OpenAIError, Usage,
+                                                   completion_events, model_not_found)
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 DATA_URL = re.compile(r"^data:(?P<type>image/[A-Za-z0-9.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
@@ -51,8 +59,12 @@ NAMER_TIMEOUT_SECONDS = 120
 
 _ERROR = {"model": OpenAIError}
 RESPONSES = {
+    200: {"description": "the completion; with stream: true, Server-Sent Events of chat.completion.chunk objects "
+                         "ending in data: [DONE]",
+          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
     400: {**_ERROR, "description": "a malformed request: no image, an image URL that is not a data: URL, a bad "
-                                   f"image, JSON nested deeper than {MAX_JSON_DEPTH} levels or too complex"},
+                                   f"image, JSON nested deeper than {MAX_JSON_DEPTH} levels or too complex, a "
+                                   "stream or stream_options of the wrong type"},
     401: {**_ERROR, "description": "a missing or unknown API key (X-API-Key or Authorization: Bearer)"},
     404: {**_ERROR, "description": "the model is not this service's MODEL_ID"},
     413: {**_ERROR, "description": "the image or the request is over MAX_FILE_BYTES, or the image's header "
@@ -78,6 +90,9 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
                 "content": {"oneOf": [{"type": "string"},
                                       {"type": "array", "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]}}]}}}},
         "max_tokens": {"type": "integer"}, "temperature": {"type": "number"},
+        "stream": {"type": "boolean", "description": "answer as chat.completion.chunk Server-Sent Events"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {
+            "type": "boolean", "description": "end the stream with a chunk holding the usage"}}},
         "response_format": {"type": "object", "required": ["type"], "properties": {
             "type": {"type": "string", "enum": ["text", "json_object", "json_schema"]},
             "json_schema": {"type": "object", "description": "{name, schema}: an object schema with one string "
@@ -168,16 +183,17 @@ async def chat_completions(request: Request, services: Annotated[Services, Depen
     """Name one image, answering as OpenAI's chat completions: ``choices[0].message.content`` is the
     model's name for it, fitted to the naming rules (kebab-case within NAME_MAX_CHARS and
     NAME_MAX_WORDS, no blocked word; the jobs API's names also get the job's style and
-    de-duplication); with ``response_format``, a JSON object holding it. ``usage`` is not counted (zeros)."""
+    de-duplication); with ``response_format``, a JSON object holding it; ``usage``, the model's
+    tokens. With ``stream``, the same answer as ``chat.completion.chunk`` Server-Sent Events."""
     settings = services.settings
     try:
         body = await read_body(request, settings.max_file_bytes * 4 // 3 + 64 * 1024 + settings.max_prompt_chars * 8)
         model = body.get("model")
         if model != settings.model_id:
-            raise ChatRefused(404, f"the model {model!r} does not exist here: this service names images with "
-                                   f"{settings.model_id!r}", param="model", code="model_not_found")
+            raise model_not_found(model, settings.model_id)
         url, prompt = image_and_prompt(body)
         field = answer_field(body)
+        stream, include_usage = streaming(body)
         if prompt and len(prompt) > settings.max_prompt_chars:
             raise ChatRefused(400, f"the prompt is too long: at most {settings.max_prompt_chars} characters "
                                    "(MAX_PROMPT_CHARS)", param="messages")
@@ -199,7 +215,13 @@ async def chat_completions(request: Request, services: Annotated[Services, Depen
     # The rules every name of the pipeline passes: kebab-case (the model's), the limits, the blocklist.
     name = settings.naming_style.for_model().sanitize(answer.get("raw") or "")
     content = json.dumps({field: name}) if field else name
-    return ChatCompletion(
+    prompt_tokens, completion_tokens = answer["prompt_tokens"], answer["completion_tokens"]
+    completion = ChatCompletion(
         id="chatcmpl-" + uuid.uuid4().hex, object="chat.completion", created=int(time.time()), model=settings.model_id,
         choices=[Choice(index=0, message=Message(role="assistant", content=content), finish_reason="stop")],
-        usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0))
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                    total_tokens=prompt_tokens + completion_tokens))
+    if stream:
+        return StreamingResponse(completion_events(completion, include_usage=include_usage),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return completion

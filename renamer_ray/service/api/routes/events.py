@@ -11,26 +11,37 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from zipstream import ZIP_STORED, ZipStream
 
-from renamer_ray.service.api.deps import EventStreamSlot, JobDep, StoreDep
+from renamer_ray.service.api.deps import EventStreamSlot, JobDep, SettingsDep, StoreDep
 from renamer_ray.service.views import Problem, job_view
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 EVENTS_POLL_SECONDS = 0.25
-EVENTS_KEEPALIVE_SECONDS = 15
 EVENTS_MAX_SECONDS = 600          # a stream holds a replica slot: clients reconnect after this
+SILENCE_HEADER = "X-Event-Silence-Seconds"
+
+ONE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "enum": ["progress", "reconnect", "done"]},
+    "data": {"type": "string", "description": "JSON: the job's counts and files; `done`: as GET /v1/jobs/{id}"}}}
+EVENTS_RESPONSES = {
+    200: {"content": {"text/event-stream": {"schema": ONE_EVENT}}, "headers": {SILENCE_HEADER: {
+        "description": "EVENT_SILENCE_SECONDS: a stream silent this long was dropped; follow the job again",
+        "schema": {"type": "number"}}}},
+    429: {"model": Problem, "description": "MAX_EVENT_STREAMS_PER_KEY streams of this API key are open already; "
+                                           "see Retry-After"},
+}
 
 
-STREAMS_FULL = {429: {"model": Problem, "description": "MAX_EVENT_STREAMS_PER_KEY streams of this API key are "
-                                                     "open already; see Retry-After"}}
-
-
-@router.get("/{job_id}/events", responses=STREAMS_FULL)
-async def events(record: JobDep, request: Request, store: StoreDep, _: EventStreamSlot) -> StreamingResponse:
+@router.get("/{job_id}/events", responses=EVENTS_RESPONSES)
+async def events(record: JobDep, request: Request, store: StoreDep, settings: SettingsDep,
+                 _: EventStreamSlot) -> StreamingResponse:
     """Server-Sent Events: `progress` whenever the counts change, then one `done` with the full
     status (as GET /v1/jobs/{id}) and the stream ends. A finished job replays `done` at once. A
     stream lasts at most EVENTS_MAX_SECONDS: then a `reconnect` event ends it, and the client
-    follows again. One API key holds at most MAX_EVENT_STREAMS_PER_KEY open streams per API
-    replica; one more is 429 with Retry-After."""
+    follows again. Between events a keep-alive comment comes after a third of EVENT_SILENCE_SECONDS
+    (the X-Event-Silence-Seconds header): a stream silent for that long was dropped on the way,
+    and the client follows again. One API key holds at most MAX_EVENT_STREAMS_PER_KEY open streams
+    per API replica; one more is 429 with Retry-After."""
+    keepalive_seconds = settings.event_silence_seconds / 3
 
     async def stream() -> AsyncIterator[str]:
         current, last, quiet, lived = record, None, 0.0, 0.0
@@ -41,7 +52,7 @@ async def events(record: JobDep, request: Request, store: StoreDep, _: EventStre
             if (now := current.progress()) != last:
                 yield f"event: progress\ndata: {json.dumps(now)}\n\n"
                 last, quiet = now, 0.0
-            elif quiet >= EVENTS_KEEPALIVE_SECONDS:
+            elif quiet >= keepalive_seconds:
                 yield ": keep-alive\n\n"
                 quiet = 0.0
             if await request.is_disconnected():
@@ -54,10 +65,12 @@ async def events(record: JobDep, request: Request, store: StoreDep, _: EventStre
         yield f"event: done\ndata: {final.model_dump_json(exclude_none=True)}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                      SILENCE_HEADER: f"{settings.event_silence_seconds:g}"})
 
 
-@router.get("/{job_id}/archive")
+@router.get("/{job_id}/archive", responses={200: {"content": {"application/zip": {"schema": {"type": "string",
+                                                                                     "format": "binary"}}}}})
 async def archive(record: JobDep, store: StoreDep) -> StreamingResponse:
     """A ZIP of every renamed file, streamed as it is read from S3 (never built in memory)."""
     if not record.finished:

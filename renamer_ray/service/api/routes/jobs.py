@@ -2,29 +2,60 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from renamer_ray.naming import CASES, NamingStyle, NameTemplate, StyleError, TemplateError, content_type_for, extension_for
 from renamer_ray.service.api.deps import (JobDep, NamespaceDep, QueueDep, Services, SettingsDep, StoreDep,
                                          get_services)
-from renamer_ray.service.jobs import JobFile, JobRecord, Trigger, new_job_id
+from renamer_ray.service.jobs import JobFile, JobRecord, SkippedFile, Trigger, new_job_id
 from renamer_ray.service.uploads import decimal, read_uploads
-from renamer_ray.service.views import Accepted, JobList, JobView, job_summary, job_view
+from renamer_ray.service.views import Accepted, JobList, JobView, Problem, job_summary, job_view
 from renamer_ray.service.webhooks import CallbackRefused, check_url, secret_for
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-CURSOR = re.compile(r"^[0-9]{14}-jr_[0-9a-f]{16}$")
+
+class SharedPathRoute(APIRoute):
+    """A route of this router whose 405 names in ``Allow`` the methods of all its routes of the same
+    path: Starlette's names only the first route's (``GET`` for ``/v1/jobs/{job_id}``, whose DELETE
+    is another route)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allowed = {method for route in router.routes if route.path_format == self.path_format
+                       for method in route.methods}
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(allowed))})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=SharedPathRoute)
+CURSOR = r"^[0-9]{14}-jr_[0-9a-f]{16}$"
 MAX_IDEMPOTENCY_KEY = 255
 MAX_FIRST_INDEX = 1_000_000_000
 RETRY_AFTER_SECONDS = 5
 
-FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
+SUBMIT_ERRORS = {status: {"model": Problem, "description": description} for status, description in {
+    400: "a malformed multipart body, or no file part named `files`",
+    413: "over MAX_FILES_PER_JOB, MAX_FILE_BYTES or MAX_JOB_BYTES: refused while the body arrives",
+    415: "not multipart/form-data; or no file is a supported image (JPEG, PNG, WebP, TIFF, GIF, BMP, "
+         "HEIC/HEIF); or `strict` is true and a file is not one. Otherwise files that are not images are "
+         "skipped and listed in `skipped`",
+    422: "an invalid field (`user_prompt`, `template`, `case`, `max_chars`, `max_words`, `language`, "
+         "`first_index`, `callback_url`, `strict`) or Idempotency-Key",
+}.items()}
+LIST_ERRORS = {422: {"model": Problem, "description": "`limit` outside 1-100, or a `cursor` that is not a "
+                                                      "`next_cursor` this API gave"}}
+
+FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"], "properties": {
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+                  "description": "the images (repeat the field); files that are not images are skipped and "
+                                 "listed in the job's `skipped` with the reason, unless `strict`"},
+        "strict": {"type": "boolean", "default": False,
+                   "description": "true: refuse the whole upload (415) if any file is not an image"},
         "user_prompt": {"type": "string"},
         "template": {"type": "string", "example": "{date}-{subject}"},
         "case": {"type": "string", "enum": list(CASES), "description": "how names are written (default NAME_CASE)"},
@@ -93,9 +124,13 @@ def _idempotency_key(value: str | None) -> str | None:
     return value
 
 
+def _accepted(record: JobRecord) -> Accepted:
+    return Accepted(job_id=record.job_id, status=record.status, count=record.count, skipped=record.skipped)
+
+
 def _replay(response: Response, record: JobRecord) -> Accepted:
     response.headers["Idempotent-Replayed"] = "true"
-    return Accepted(job_id=record.job_id, status=record.status, count=record.count)
+    return _accepted(record)
 
 
 async def _replay_queued(response: Response, record: JobRecord, store, queue) -> Accepted:
@@ -112,20 +147,22 @@ async def _replay_queued(response: Response, record: JobRecord, store, queue) ->
     return _replay(response, record)
 
 
-@router.post("/rename", response_model=Accepted, openapi_extra=FORM)
+@router.post("/rename", response_model=Accepted, openapi_extra=FORM, responses=SUBMIT_ERRORS)
 async def submit(request: Request, response: Response, ns: NamespaceDep, settings: SettingsDep, store: StoreDep,
                  queue: QueueDep, services: Annotated[Services, Depends(get_services)],
                  idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
     """Upload images (form field `files`, repeatable) with an optional `user_prompt`, `template`,
     naming style (`case`, `max_chars`, `max_words`, `language`), `first_index` (the first file's
-    `{index}`) and `callback_url`; answers at once
-    with the queued job. With an `Idempotency-Key` header, a repeat
-    of the request by the same caller within 24 h returns the first job instead of making another."""
+    `{index}`) and `callback_url`; answers at once with the queued job. Files that are not images
+    are skipped and listed with their reason in `skipped` (`strict=true`: 415 instead). With an
+    `Idempotency-Key` header, a repeat of the request by the same caller within 24 h returns the first
+    job instead of making another (the repeat is checked like any request, not compared with the first)."""
     key = _idempotency_key(idempotency_key)
-    if key and (first := await run_in_threadpool(store.idempotent_job, ns, key)):
-        if (record := await run_in_threadpool(store.load, ns, first)) is not None:
-            return await _replay_queued(response, record, store, queue)
-    if await run_in_threadpool(store.jobs_in_flight, ns, settings.max_jobs_in_flight) >= settings.max_jobs_in_flight:
+    first = None
+    if key and (first_id := await run_in_threadpool(store.idempotent_job, ns, key)):
+        first = await run_in_threadpool(store.load, ns, first_id)
+    if first is None and (await run_in_threadpool(store.jobs_in_flight, ns, settings.max_jobs_in_flight)
+                          >= settings.max_jobs_in_flight):
         raise HTTPException(429, f"too many jobs in flight: at most {settings.max_jobs_in_flight} unfinished jobs "
                                  "per API key; retry when some have finished",
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -133,10 +170,15 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
                                          request.headers.get("content-length"), request.stream(), services.limits)
     try:
         prompt, template, callback = await run_in_threadpool(_check_fields, fields, settings, ns)
-        record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(uploads), user_prompt=prompt,
-                           template=template, style=_style(fields, settings), callback_url=callback,
-                           first_index=_first_index(fields))
-        for number, upload in enumerate(uploads, start=1):
+        style, first_index = _style(fields, settings), _first_index(fields)
+        if first is not None:
+            return await _replay_queued(response, first, store, queue)
+        images = [upload for upload in uploads if upload.skip_reason is None]
+        record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(images), user_prompt=prompt,
+                           template=template, style=style, callback_url=callback, first_index=first_index,
+                           skipped=[SkippedFile(original=upload.original, reason=upload.skip_reason)
+                                    for upload in uploads if upload.skip_reason is not None])
+        for number, upload in enumerate(images, start=1):
             extension = extension_for(upload.format) if upload.format else "bin"
             record.files.append(JobFile(original=upload.original, key=f"{number:04d}.{extension}", size=upload.size))
             await run_in_threadpool(store.put_input, record, record.files[-1], upload.body,
@@ -148,21 +190,21 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
     if key and (holder := await run_in_threadpool(store.claim_idempotency, ns, key, record.job_id)) != record.job_id:
         # A concurrent request with the same key won: this copy is dropped before it is queued or
         # listed (its record stays, unreferenced: the service's role may not delete job records).
-        if (first := await run_in_threadpool(store.load, ns, holder)) is not None:
-            return await _replay_queued(response, first, store, queue)
+        if (winner := await run_in_threadpool(store.load, ns, holder)) is not None:
+            return await _replay_queued(response, winner, store, queue)
     # Queued, then listed: a job that is listed (its in-flight marker written) is always queued, which
     # is what a repeated request checks (_replay_queued).
     await run_in_threadpool(queue.send, ns, record.job_id)
     await run_in_threadpool(store.add_to_index, record)
-    return Accepted(job_id=record.job_id, status=record.status, count=record.count)
+    return _accepted(record)
 
 
-@router.get("", response_model=JobList, response_model_exclude_none=True)
+@router.get("", response_model=JobList, response_model_exclude_none=True, responses=LIST_ERRORS)
 async def list_jobs(ns: NamespaceDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                    cursor: Annotated[str | None, Query(max_length=64)] = None) -> JobList:
+                    cursor: Annotated[str | None, Query(
+                        pattern=CURSOR, description="the `next_cursor` of the previous page (14 digits, "
+                                                    "'-', a job id); absent for the first page")] = None) -> JobList:
     """The caller's jobs, newest first; follow `next_cursor` for older ones."""
-    if cursor is not None and not CURSOR.match(cursor):
-        raise HTTPException(422, "cursor: pass back the next_cursor of a previous page")
     records, next_cursor = await run_in_threadpool(store.list_jobs, ns, limit, cursor)
     return JobList(jobs=[job_summary(r) for r in records], next_cursor=next_cursor)
 
