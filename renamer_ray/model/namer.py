@@ -102,6 +102,8 @@ class Qwen2VLNamer(Fp32Rerun):
         self.min_pixels, self.max_pixels = vision.bounds(dict(self.processor.image_processor.size), max_pixels)
         self.max_new_tokens = max_new_tokens
         self.static_cache = static_cache
+        # transformers compiles a static cache's decode step on GPUs with bf16 only (untried on Turing).
+        self.compile_decode = self.device.startswith("cuda") and not is_turing_or_older(self.device)
         self.max_batch = self._batch_that_fits()  # None: no cap (the CPU)
         if self.device.startswith("cuda"):
             defer_stop_checks()
@@ -278,7 +280,7 @@ class Qwen2VLNamer(Fp32Rerun):
                 logits_processor=LogitsProcessorList([guard, *constraints] if guard else constraints),
                 pad_token_id=self.pad_id, eos_token_id=self.eos_ids,
                 **cache_options(self.static_cache, inputs["input_ids"].shape[1], self.max_new_tokens,
-                                compile_decode=self.device.startswith("cuda") and not is_turing_or_older(self.device)),
+                                compile_decode=self.compile_decode),
             )
         overflowed = (~guard.finite).nonzero().flatten().tolist() if guard else []
         generated = output[:, inputs["input_ids"].shape[1]:].tolist()
