@@ -195,14 +195,18 @@ def test_a_streamed_request_gets_openais_chunks_ending_in_done(client, namer, pn
 
 def test_the_model_is_listed_as_openai_lists_models(client, settings):
     """``GET /v1/models`` and ``/v1/models/{id}``: MODEL_ID, the one model the chat endpoint takes, with
-    the chat endpoint's keys; another id is OpenAI's 404. A hub id's ``/`` is part of the id."""
+    the chat endpoint's keys (declared as OpenAPI security schemes); another id is OpenAI's 404. A hub id's ``/`` is part of the id."""
     listed = client.get("/v1/models", headers={"Authorization": f"Bearer {KEY_A}"})
     assert listed.status_code == 200, listed.text
     assert listed.json()["object"] == "list" and [m["id"] for m in listed.json()["data"]] == [MODEL]
     assert listed.json()["data"][0]["object"] == "model" and listed.json()["data"][0]["owned_by"]
     assert client.get(f"/v1/models/{MODEL}", headers=A).json() == listed.json()["data"][0]
-    missing = client.get("/v1/models/gpt-4o", headers=A)
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    for unknown in ("gpt-4o", "a%0Ab"):  # a line break no route matches is the same 404
+        missing = client.get(f"/v1/models/{unknown}", headers=A)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found", unknown
+    schema = client.get("/openapi.json").json()  # the keys as security schemes, as clients read them
+    assert {s["type"] for s in schema["components"]["securitySchemes"].values()} == {"apiKey", "http"}
+    assert not [p for p in schema["paths"]["/v1/models"]["get"].get("parameters", []) if p["in"] == "header"]
     for path in ("/v1/models", f"/v1/models/{MODEL}"):
         refused = client.get(path, headers={"Authorization": "Bearer nope"})
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"

@@ -4,7 +4,10 @@ dependencies in ``deps.py`` (which tests replace with ``app.dependency_overrides
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+
+from starlette.exceptions import HTTPException
 
 from renamer_ray.config import Settings
 from renamer_ray.io.queue import JobQueue
@@ -46,6 +49,12 @@ def create_app(settings: Settings, *, driver_status: DriverStatus | None = None,
     @app.exception_handler(ChatRefused)  # raised by the chat route's dependencies (key, slot): OpenAI's shape
     async def chat_refused(_: Request, exc: ChatRefused) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(HTTPException)  # a path no route matched under /v1/models/: OpenAI's 404
+    async def not_routed(request: Request, exc: HTTPException):
+        if exc.status_code == 404 and (refused := models.unrouted(request.url.path, settings.model_id)):
+            return refused.response()
+        return await http_exception_handler(request, exc)
 
     for router in (ops.router, page.router, jobs.router, events.router, chat.router, models.router):
         app.include_router(router)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, AsyncIterator, Awaitable, Callable
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from renamer_ray.config import Settings
@@ -53,6 +54,14 @@ def get_queue(services: Annotated[Services, Depends(get_services)]) -> JobQueue:
     return services.queue
 
 
+# The keys of API_KEYS, as OpenAPI security schemes (so clients and Swagger's "Authorize" know them):
+# in X-API-Key for every route, or as a Bearer token where OpenAI clients call (chat, models).
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from API_KEYS")
+BEARER = HTTPBearer(auto_error=False, description="a key from API_KEYS, as OpenAI clients send it")
+ApiKeyDep = Annotated[str | None, Security(API_KEY)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
 def caller_namespace(services: Services, *keys: str | None) -> str | None:
     """The one key check of every route: the namespace of the first of ``keys`` that API_KEYS knows;
     with no keys configured, the one open namespace (DEFAULT_NAMESPACE); None when none is known."""
@@ -61,8 +70,7 @@ def caller_namespace(services: Services, *keys: str | None) -> str | None:
     return next((services.keys[key] for key in keys if key and key in services.keys), None)
 
 
-def get_namespace(services: Annotated[Services, Depends(get_services)],
-                  x_api_key: Annotated[str | None, Header()] = None) -> str:
+def get_namespace(services: Annotated[Services, Depends(get_services)], x_api_key: ApiKeyDep) -> str:
     """The caller's namespace, picked by X-API-Key (401 for a missing or unknown key)."""
     if (namespace := caller_namespace(services, x_api_key)) is None:
         raise HTTPException(401, "missing or unknown API key: send it in the X-API-Key header")

@@ -42,12 +42,12 @@ import time
 import uuid
 from typing import Annotated, AsyncIterator
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from renamer_ray.service.api.chat_body import MAX_JSON_DEPTH, answer_field, image_and_prompt, read_body, streaming
-from renamer_ray.service.api.deps import Services, caller_namespace, get_services
+from renamer_ray.service.api.deps import ApiKeyDep, BearerDep, Services, caller_namespace, get_services
 from renamer_ray.service.api.limits import LimitReached
 from renamer_ray.service.api.openai_shapes import (ChatCompletion, ChatRefused, Choice, Message, OpenAIError, Usage,
                                                    completion_events, model_not_found)
@@ -99,15 +99,13 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
                                                              "property, which the answer holds the name in"}}}}}}}}}
 
 
-def chat_caller(services: Annotated[Services, Depends(get_services)],
-                x_api_key: Annotated[str | None, Header()] = None,
-                authorization: Annotated[str | None, Header()] = None) -> str:
+def chat_caller(services: Annotated[Services, Depends(get_services)], x_api_key: ApiKeyDep,
+                bearer: BearerDep) -> str:
     """The caller's namespace: the same keys as the jobs API (:func:`caller_namespace`), in X-API-Key
     or as a Bearer token, as OpenAI clients send it (ChatRefused 401 otherwise, answered in OpenAI's
     shape by the app's handler)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    bearer = token.strip() if scheme.lower() == "bearer" else None
-    if (namespace := caller_namespace(services, x_api_key, bearer)) is not None:
+    token = bearer.credentials if bearer else None
+    if (namespace := caller_namespace(services, x_api_key, token)) is not None:
         return namespace
     raise ChatRefused(401, "missing or unknown API key: send it as Authorization: Bearer <key> or in the "
                            "X-API-Key header", kind="authentication_error", code="invalid_api_key")
