@@ -219,12 +219,36 @@ def ceiling(tflop: float, info: dict) -> str:
             + ", ".join(f"{gpu} {peak / tflop:.0f} img/s" for gpu, peak in PEAK_TFLOPS.items()))
 
 
+def marginal_line(s3, bucket: str, keys: list[str], small: int, settings, loop_s: float,
+                  pipeline_s: float) -> list[str]:
+    """Both designs again on the first ``small`` images (after the full runs, so a one-time warm-up
+    counts in the full run: the marginal figure errs high): each one's marginal cost per image is the
+    difference of its two times over the images between, and the pipeline's fixed cost per run what
+    its full run took beyond that."""
+    from renamer_ray.pipeline.run import RunOptions, run
+
+    for key in keys[:small]:
+        s3.copy_object(Bucket=bucket, Key="small/" + key.split("/", 1)[1], CopySource={"Bucket": bucket, "Key": key})
+    _, loop_small_s = seed_worker_loop(s3, bucket, keys[:small], settings)
+    started = time.perf_counter()
+    run(RunOptions(source=f"s3://{bucket}/small", target=f"s3://{bucket}/ray-small-out"), settings)
+    pipe_small_s = time.perf_counter() - started
+    loop_ms, pipe_ms = (1000 * (total - part) / (len(keys) - small) for total, part in
+                        ((loop_s, loop_small_s), (pipeline_s, pipe_small_s)))
+    return [f"- marginal cost per image ({len(keys)} images less {small}, runs of {loop_small_s:.1f} s and "
+            f"{pipe_small_s:.1f} s): loop {loop_ms:.1f} ms, pipeline {pipe_ms:.1f} ms, {pipe_ms / loop_ms:.2f}× the "
+            f"loop's; the pipeline's fixed cost per run ≈ {pipeline_s - len(keys) * pipe_ms / 1000:.1f} s"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--random-2b", action="store_true", help="full-size 2B architecture, random weights")
     parser.add_argument("--loop-only", action="store_true", help="only (1): the namer alone (no Ray needed)")
+    parser.add_argument("--small", type=int, help="images of a second, smaller run of (1) and (2): the marginal "
+                        "cost per image is the difference of the two runs' times over the images between "
+                        "(default: an eighth of --images; 0: no second run)")
     args = parser.parse_args()
     if args.random_2b:
         import tempfile
@@ -274,6 +298,8 @@ def main() -> None:
                  sum(seconds - ray_cpu_before.get(pid, 0.0) for pid, seconds in ray_processes_cpu().items()))
     assert summary.ok == len(keys), summary.failed
     stage_table = stage_cpu.table(stats[0], len(keys), driver_s=driver_cpu_s, ray_processes_s=ray_cpu_s)
+    small = args.images // 8 if args.small is None else args.small
+    marginal = marginal_line(s3, bucket, keys, small, settings, loop_s, pipeline_s) if 0 < small < len(keys) else []
 
     pipe_rate = len(keys) / pipeline_s
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Ray sees {ray.cluster_resources()}"
@@ -286,6 +312,7 @@ def main() -> None:
         f"- (2) Ray Data pipeline S3→S3: {pipe_rate:.2f} images/s ({pipeline_s:.1f} s, model load, listing, "
         f"shuffle and manifest included)",
         f"- ratio pipeline / loop: {pipe_rate / loop_rate:.2f}×",
+        *marginal,
         f"- taken with: {recorded_with(info)}",
         f"- {cost_line(pipe_rate, info, 'pipeline')}; {cost_line(loop_rate, info, 'loop')}",
         f"- Qwen2-VL-2B on these images at MAX_PIXELS {settings.max_pixels} (≈ {patches / 4:.0f} visual tokens "

@@ -6,6 +6,7 @@ import posixpath
 import unicodedata
 
 TABLE_ROWS = 50   # a run of a million files prints this many rows (failures first), then the counts
+NODE_ID_CHARS = 8  # a Ray node id's first characters, as `ray list nodes` and the dashboard tell them apart
 _UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}  # controls (terminal escapes), bidi overrides, separators
 
 
@@ -39,4 +40,8 @@ def print_summary(summary, *, dry_run: bool) -> None:
               "(not asked again)")
     if summary.resumed:
         print(f"{summary.resumed:,} of them were named by an interrupted earlier attempt and kept their names")
+    if len(summary.named_by_node) > 1:  # a run on one machine says nothing about nodes
+        counts = sorted(summary.named_by_node.items(), key=lambda item: (-item[1], item[0]))
+        print(f"named on {len(counts)} Ray nodes: "
+              + ", ".join(f"{n:,} on {node[:NODE_ID_CHARS]}" for node, n in counts))
     print(f"manifest: {printable(summary.manifest)}")

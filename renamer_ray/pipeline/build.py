@@ -42,7 +42,7 @@ def stages(settings: Settings, options: PipelineOptions = PipelineOptions()) -> 
                          progress=progress)
     cpus = decode_cpus(isinstance(model, ModelPool) and model.on_gpu)
     return [
-        ReadClaims(storage, cpus=cpus),
+        ReadClaims(storage, cpus=cpus, max_decode_pixels=settings.max_decode_pixels),
         Decode(storage, max_pixels=high, min_pixels=low, max_file_bytes=options.max_file_bytes, cpus=cpus,
                max_decode_pixels=settings.max_decode_pixels, progress=progress),
         model,

@@ -21,6 +21,7 @@ _LISTED = [
     ("flat", pa.bool_()),        # every output straight into target_root (else into relative's folder there)
     ("earlier", pa.string()),    # manifest of a finished earlier run into target_root (incremental), or null
     ("earlier_size", pa.int64()),  # its size: the workers' cache of it is keyed by it
+    ("preview_to", pa.string()),  # where decode writes a small JPEG of it (service jobs), or null: none
 ]
 _FACTS = [
     ("format", pa.string()),     # real format sniffed from the bytes (Pillow's name)
@@ -30,6 +31,7 @@ _FACTS = [
     ("pinned", pa.string()),     # final name an interrupted attempt (claims.py) or an earlier run (earlier.py) gave it
     ("kept", pa.bool_()),        # pinned by an earlier run's manifest: unchanged since, its copy is made
     ("raw", pa.string()),        # the model's answer before the rules (set by the model stage)
+    ("node", pa.string()),       # the Ray node whose model actor gave ``raw`` (a run's own actors only)
 ]
 
 _PIXELS = [("width", pa.int32()), ("height", pa.int32()), ("rgb", pa.binary())]  # decoded RGB, resized
@@ -49,6 +51,7 @@ RESULT = pa.schema([
     ("output", pa.string()),     # the target's path under target_root: its folder (unless flat) and name
     ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()), ("pinned", pa.string()),
     ("style", pa.string()),  # on named rows of a non-default style: the manifest records it for `apply`
+    ("node", pa.string()),   # who named it: counted per node in the run's summary, not in the manifest
 ])
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
-from renamer_ray.images import ImageError, decode
-from renamer_ray.io.storage import StorageConfig, is_link, open_location, read_bytes
+from renamer_ray.images import DecodedImage, ImageError, decode
+from renamer_ray.images.preview import PREVIEW_CACHE_CONTROL, PREVIEW_CONTENT_TYPE, make_preview
+from renamer_ray.io.storage import StorageConfig, is_link, open_location, read_bytes, write_bytes
 from renamer_ray.pipeline.columns import DECODED, PIXELS
 from renamer_ray.pipeline.progress import stop_rows
 from renamer_ray.pipeline.rows import STATE, is_open
@@ -13,6 +15,7 @@ from renamer_ray.pipeline.stage import Stage
 
 
 DECODE_CPUS = 0.5  # per decode task where the model runs on the CPU too (see decode_cpus)
+log = logging.getLogger(__name__)
 
 
 def _mtime_date(mtime: float | None) -> str | None:
@@ -22,9 +25,11 @@ def _mtime_date(mtime: float | None) -> str | None:
 class Decode(Stage):
     """ROW → DECODED: read each open row's bytes, sniff the real format, read EXIF, decode and resize
     to ``max_pixels`` (a file that cannot be read or decoded gets its reason as ``error``). Rows of a
-    job the run's ``progress`` board says to stop are not read."""
+    job the run's ``progress`` board says to stop are not read. A row with ``preview_to`` (the
+    service's) gets a small JPEG of its pixels written there (``images/preview.py``); a preview that
+    cannot be made or written is left out, and the file is named all the same."""
 
-    reads = (*STATE, "target_root", "source", "size", "mtime")
+    reads = (*STATE, "target_root", "source", "size", "mtime", "preview_to")
     adds = PIXELS
     output = DECODED
 
@@ -65,9 +70,23 @@ class Decode(Stage):
         meta = image.meta
         row.update(format=meta.format, date=meta.date or _mtime_date(row["mtime"]), camera=meta.camera,
                    width=image.width, height=image.height, rgb=image.rgb)
+        if row["preview_to"]:
+            self._preview(image, row["preview_to"])
+
+    def _preview(self, image: DecodedImage, uri: str) -> None:
+        """Write the preview of ``image`` to ``uri``. Whatever goes wrong (encoding, storage) costs
+        only the preview: logged, never the file's failure."""
+        try:
+            if (preview := make_preview(image)) is None:
+                log.warning("no preview for %s: over the size bound at every quality", uri)
+                return
+            write_bytes(open_location(uri, self.storage), preview, content_type=PREVIEW_CONTENT_TYPE,
+                        cache_control=PREVIEW_CACHE_CONTROL)
+        except Exception as exc:  # a preview is optional: the file must still be named
+            log.warning("no preview for %s: %s", uri, exc)
 
     def map_args(self) -> dict:
-        return dict(batch_size=8, memory=decode_memory(self.max_decode_pixels), num_cpus=self.cpus, **DECODE_ARGS)
+        return decode_task_args(self.cpus, self.max_decode_pixels)
 
 
 # CPUs per decode task (see decode_cpus): half a CPU where the model runs on the CPU too (decoding is
@@ -83,6 +102,12 @@ DECODE_ARGS = dict(max_retries=DECODE_TASK_RETRIES)
 
 def decode_cpus(on_gpu: bool) -> float:
     return 1.0 if on_gpu else DECODE_CPUS
+
+
+def decode_task_args(cpus: float, max_decode_pixels: int) -> dict:
+    """The ``map_batches`` arguments of a decode task. ``resume.ReadClaims`` takes the same, so that
+    Ray Data fuses it into the decode task (it fuses only operators with equal resources)."""
+    return dict(batch_size=8, memory=decode_memory(max_decode_pixels), num_cpus=cpus, **DECODE_ARGS)
 
 
 def decode_memory(max_decode_pixels: int) -> int:

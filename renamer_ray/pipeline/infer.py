@@ -96,6 +96,7 @@ class NameImages(ModelStage):
         if threads:
             torch.set_num_threads(threads)
         self.progress = progress
+        self.node = ray.get_runtime_context().get_node_id()  # each row it names says so (``node``)
         self.namer = Qwen2VLNamer(model_id, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
                                   device=device, dtype=dtype, static_cache=static_cache)
 
@@ -103,7 +104,7 @@ class NameImages(ModelStage):
         todo = [row for row in rows if is_open(row)]
         if todo:
             for row, answer in zip(todo, name_rows(self.namer, todo)):
-                row.update(answer)
+                row.update(answer, node=self.node)
         report_named(self.progress, rows)
         return rows
 
@@ -113,11 +114,13 @@ class ModelPool(ModelStage):
     """The run's own :class:`NameImages` actors, and how they are placed: GPU actors when the cluster
     has GPUs (or MODEL_DEVICE=cuda: an autoscaling cluster may have none until asked), else CPU actors
     that leave one CPU free for listing and decoding (actors holding every CPU starve the reads: ray#44687).
-    With MODEL_ACTOR_RESOURCES the actors also need those custom resources, and CPU actors are sized
-    to the largest node that offers them (not to the whole cluster, or they would never fit)."""
+    With MODEL_ACTOR_RESOURCES the actors also need those custom resources; CPU actors are then one per
+    node that offers them (Ray Data spreads a pool's actors over the nodes), each sized to the largest
+    such node (not to the whole cluster, or they would never fit)."""
 
     settings: Settings
-    pool_size: int | None = None      # actors; default: one per GPU, else 1
+    pool_size: int | None = None      # actors; default: one per GPU, else one per node offering
+                                      # MODEL_ACTOR_RESOURCES, else 1
     progress: object = None
 
     def udf(self):
@@ -170,10 +173,12 @@ class ModelPool(ModelStage):
             hosts = [node["Resources"] for node in ray.nodes() if node["Alive"]
                      and all(node["Resources"].get(name, 0) >= amount for name, amount in wanted.items())]
             cpus = max([int(host.get("CPU", 1)) for host in hosts] or [1]) - 1
+            size = self.pool_size or max(1, len(hosts))
+            sharing = -(-size // max(1, len(hosts)))  # actors on one node
         else:
             cpus = int(resources.get("CPU", 1)) - 1
-        size = self.pool_size or 1
-        per_actor = max(1, max(1, cpus) // size)
+            size = sharing = self.pool_size or 1
+        per_actor = max(1, max(1, cpus) // sharing)
         return dict(compute=ray.data.ActorPoolStrategy(size=size), num_cpus=per_actor, **common), per_actor
 
 

@@ -56,6 +56,15 @@ class ProgressBoard:
         return dict(self.stops)
 
 
+def open_board(**options):
+    """A new :class:`ProgressBoard` on this process's node: it lives and dies with its driver (the
+    service's is on the head), never on a worker node that may be lost while its runs go on."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ProgressBoard.options(scheduling_strategy=here).remote(**options)
+
+
 NAMED = ("skipped", "target_root", "relative")   # the columns report_named reads
 
 

@@ -6,7 +6,8 @@ into the manifest at the end with the earlier run's records this run did not lis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from renamer_ray.io.storage import Location, make_dirs, open_output, read_lines, remove_folder, write_text
 from renamer_ray.pipeline.claims import interrupted
@@ -27,6 +28,7 @@ class RunSummary:
     failed: int = 0
     resumed: int = 0                  # named by an interrupted earlier attempt; kept, not asked again
     kept: int = 0                     # unchanged since an earlier run into DST named them (incremental)
+    named_by_node: dict[str, int] = field(default_factory=dict)  # Ray node id → images its model named
 
     @classmethod
     def of(cls, records: list[FileRecord], **kwargs) -> "RunSummary":
@@ -47,6 +49,7 @@ class Results:
         self.shown: list[FileRecord] = []
         self.counts = {"ok": 0, "error": 0, "skipped": 0}
         self.resumed = self.kept = 0
+        self.named_by_node: Counter[str] = Counter()  # the run's own model actors say where they ran
 
     @property
     def done(self) -> int:
@@ -57,6 +60,8 @@ class Results:
         self.counts[row["status"]] += 1
         self.kept += bool(row["kept"])
         self.resumed += bool(row["pinned"]) and not row["kept"]
+        if row["node"]:
+            self.named_by_node[row["node"]] += 1
         if self.in_place_root and row["kept"] and row["source"] == row["target"]:
             return  # renamed by an earlier run: its record (with the original name) is carried over
         if row["status"] != "skipped":
@@ -94,4 +99,4 @@ class Results:
     def summary(self, *, seconds: float, manifest: Location, source_root: str) -> RunSummary:
         return RunSummary(records=self.shown, skipped=self.counts["skipped"], ok=self.counts["ok"],
                           failed=self.counts["error"], resumed=self.resumed, kept=self.kept, seconds=seconds,
-                          manifest=manifest.uri, source_root=source_root)
+                          manifest=manifest.uri, source_root=source_root, named_by_node=dict(self.named_by_node))

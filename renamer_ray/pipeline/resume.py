@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 
+from renamer_ray.images import DEFAULT_MAX_DECODE_PIXELS
 from renamer_ray.io.storage import StorageConfig, open_location, retrying
 from renamer_ray.pipeline.claims import RefusedClaim, read_claim
-from renamer_ray.pipeline.earlier import earlier_name
 from renamer_ray.pipeline.columns import FACTS, ROW
-from renamer_ray.pipeline.decode import DECODE_ARGS, DECODE_CPUS
+from renamer_ray.pipeline.decode import DECODE_CPUS, decode_task_args
+from renamer_ray.pipeline.earlier import earlier_name
 from renamer_ray.pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,10 @@ class ReadClaims(Stage):
     adds = FACTS
     output = ROW
 
-    def __init__(self, storage: StorageConfig, cpus: float = DECODE_CPUS):
-        self.storage, self.cpus = storage, cpus
+    def __init__(self, storage: StorageConfig, cpus: float = DECODE_CPUS,
+                 max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS):
+        """``cpus`` and ``max_decode_pixels``: the decode stage's, whose task this stage runs in."""
+        self.storage, self.cpus, self.max_decode_pixels = storage, cpus, max_decode_pixels
 
     def rows(self, rows: list[dict]) -> list[dict]:
         for row in rows:
@@ -46,5 +49,4 @@ class ReadClaims(Stage):
         return rows
 
     def map_args(self) -> dict:
-        # The decode stage's resources, so Ray Data fuses the two into one task per batch.
-        return dict(batch_size=8, num_cpus=self.cpus, **DECODE_ARGS)
+        return decode_task_args(self.cpus, self.max_decode_pixels)  # one task per batch with the decode

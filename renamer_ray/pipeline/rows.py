@@ -35,11 +35,12 @@ class Wishes:
 
 
 def listed_row(source: str, relative: str, wishes: Wishes, *, size: int, mtime: float | None, index: int | None,
-               image: bool = True, original: str | None = None) -> dict:
+               image: bool = True, original: str | None = None, preview_to: str | None = None) -> dict:
     """One row of ``columns.LISTED``: the file, and what to do with it. ``image``: an image file by
-    its extension (other files are counted as skipped); ``original``: the name a user uploaded it as."""
+    its extension (other files are counted as skipped); ``original``: the name a user uploaded it as;
+    ``preview_to``: where the decode stage writes a small JPEG of it (the service's jobs)."""
     return {"source": source, "relative": relative, "size": size, "mtime": mtime, "index": index,
-            "skipped": not image, "original": original, **asdict(wishes),
+            "skipped": not image, "original": original, "preview_to": preview_to, **asdict(wishes),
             "style": None if wishes.style.is_default else wishes.style.to_json()}
 
 

@@ -171,8 +171,8 @@ def _stopped_by_lost_processes(*, namer: NamerRef | None) -> Iterator[None]:
 def _quiet_board():
     """A ProgressBoard that keeps counts only, with Ray Data's own progress output silenced (the
     caller shows one bar instead of one per operator)."""
-    from renamer_ray.pipeline.progress import ProgressBoard
+    from renamer_ray.pipeline.progress import open_board
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
-    return ProgressBoard.remote(keep_names=False)
+    return open_board(keep_names=False)

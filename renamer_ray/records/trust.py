@@ -1,5 +1,5 @@
-"""The trust boundary for earlier state: what a record read back from a manifest or a claim may make
-this program do.
+"""The trust boundary for paths from outside: what a record read back from a manifest or a claim, or a
+folder sent with an upload, may make this program do.
 
 Such a record is data, not an order. Anyone who can write into SRC, DST or the manifest's folder can
 write one, so a record is used only where it could have come from a run over the same tree: its
@@ -8,14 +8,19 @@ resolved through symbolic links; on S3 the same bucket and key prefix, with no "
 and its name is one the naming rules could have given. Everything else is ignored, and the caller
 says why (``rename`` re-runs: one warning line per record; ``undo``: one refusal per record).
 
-``outside`` and ``name_problem`` are pure; :class:`Root` adds the one look at the disk (where a
-symbolic link leads).
+An upload's relative path (``Phone export/2024/IMG_001.HEIC``) is held to the same segment rules by
+:func:`normal_relative`, which also gives it one normal form.
+
+``outside``, ``normal_relative`` and ``name_problem`` are pure; :class:`Root` adds the one look at the
+disk (where a symbolic link leads).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import re
+import unicodedata
 
 from renamer_ray.records.manifest import FileRecord
 from renamer_ray.naming import CASES, IMAGE_EXTENSIONS, SUPPORTED_FORMATS, is_valid_stem
@@ -47,13 +52,55 @@ def outside(uri: str, root: str) -> str | None:
             return f"is not under {root}"
         rest = uri[len(base) + 1:]
     parts = rest.split("/")
+    if why := segments_problem(parts):
+        return why
+    if not root.startswith("s3://") and "" in parts:
+        return "has an empty segment"
+    return None
+
+
+def segments_problem(parts: list[str]) -> str | None:
+    """Why the segments of a file's path under a root could lead out of it or name no file (None:
+    they cannot)."""
     if any(part in (".", "..") for part in parts):
         return "has a '.' or '..' segment"
     if not parts[-1]:
         return "names a folder, not a file"
-    if not root.startswith("s3://") and "" in parts:
-        return "has an empty segment"
     return None
+
+
+MAX_RELATIVE_BYTES = 512           # an upload's relative path, in UTF-8: its folder must fit an S3 key (1,024)
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # can disguise a path
+DRIVE = re.compile(r"[A-Za-z]:")
+
+
+class UntrustedPath(ValueError):
+    """A relative path from outside that may not be used; the message says why, as a sentence's end."""
+
+
+def normal_relative(path: str) -> str:
+    """``path``, a file's path relative to a chosen folder as a client sent it, in its one normal form:
+    NFC, empty and "." segments left out (``a//b/./c`` → ``a/b/c``). :class:`UntrustedPath` where it
+    could lead out of the folder, or hide what it is: absolute, a drive letter, a backslash, a ".."
+    segment, a folder rather than a file, a NUL or other control character, a line break, a bidi
+    override, over MAX_RELATIVE_BYTES."""
+    path = unicodedata.normalize("NFC", path)
+    if "\x00" in path:
+        raise UntrustedPath("holds a NUL character")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in BIDI_CONTROLS for ch in path):
+        raise UntrustedPath("holds a control character or a line break")
+    if "\\" in path:
+        raise UntrustedPath("holds a backslash: folders are separated by '/'")
+    if path.startswith("/"):
+        raise UntrustedPath("is an absolute path: send it relative to the chosen folder")
+    if DRIVE.match(path):
+        raise UntrustedPath("starts with a drive letter: send it relative to the chosen folder")
+    if (size := len(path.encode("utf-8"))) > MAX_RELATIVE_BYTES:
+        raise UntrustedPath(f"is too long: {size:,} bytes in UTF-8, at most {MAX_RELATIVE_BYTES}")
+    parts = path.split("/")
+    if why := segments_problem([part for part in parts[:-1] if part not in ("", ".")] + parts[-1:]):
+        raise UntrustedPath(why)
+    return "/".join(part for part in parts if part not in ("", "."))
 
 
 def name_problem(name: str | None, fmt: str | None) -> str | None:

@@ -68,10 +68,12 @@ class TransitionError(ValueError):
 
 
 class JobFile(BaseModel):
-    """One upload: the name the user gave (data, never a path) and the key we stored it under."""
+    """One upload: the name the user gave (data, never a path), its path relative to the folder the
+    user chose (checked: ``records.trust.normal_relative``), and the key we stored it under."""
 
     original: str
-    key: str                          # relative to the job's input prefix, e.g. "0001.jpg"
+    key: str                          # relative to the job's input prefix, in its path's folder: "2024/0001.jpg"
+    path: str | None = None           # e.g. "Phone export/2024/IMG_001.HEIC"; None: sent without one
     size: int
     state: FileState = "waiting"      # waiting → named (by the model) → renamed (copied) or failed;
                                       # cancelled: the job was cancelled before this file was renamed
@@ -81,6 +83,7 @@ class SkippedFile(BaseModel):
     """An upload that is not an image: never stored nor named, listed with the sniffer's reason."""
 
     original: str                     # the name the user gave (data, never a path)
+    path: str | None = None           # its path relative to the chosen folder, as for JobFile
     reason: str                       # e.g. "not an image: the bytes are not in any supported format"
 
 
@@ -200,8 +203,9 @@ class JobRecord(BaseModel):
         """What the events stream and the page show while it runs."""
         return {"job_id": self.job_id, "status": self.status, "count": self.count, "named": self.named,
                 "done": self.done, "failed": self.failed, "cancelled": self.cancelled, "error": self.error,
-                "files": [{"original": f.original, "state": f.state} for f in self.files],
-                "skipped": [skipped.model_dump() for skipped in self.skipped]}
+                "files": [{"original": f.original, "state": f.state} | ({"path": f.path} if f.path else {})
+                          for f in self.files],
+                "skipped": [skipped.model_dump(exclude_none=True) for skipped in self.skipped]}
 
 
 def record_key(namespace: str, job_id: str) -> str:

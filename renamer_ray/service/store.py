@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Iterator
@@ -137,6 +138,24 @@ class JobStore:
 
     def output_key(self, record: JobRecord, name: str) -> str:
         return f"{record.output_prefix}/{name}"
+
+    # Previews: beside the outputs, not among them (the ZIP and the names' de-duplication see outputs only)
+    def preview_key(self, record: JobRecord, file_key: str) -> str:
+        """Where the decode stage writes the preview of the upload stored as ``file_key``."""
+        return f"{record.prefix}/previews/{posixpath.splitext(file_key)[0]}.jpg"
+
+    def preview_uri(self, record: JobRecord, file_key: str) -> str:
+        return f"s3://{self.out_bucket}/{self.preview_key(record, file_key)}"
+
+    def previews(self, record: JobRecord) -> set[str]:
+        """The keys of the job's previews that were made (one LIST request per 1,000)."""
+        prefix, keys, after = f"{record.prefix}/previews/", set(), None
+        while True:
+            names, more = self.storage.list_page(self._out(prefix), 1000, after=after)
+            keys.update(prefix + name for name in names)
+            if not (more and names):
+                return keys
+            after = names[-1]
 
     def download_url(self, key: str, filename: str) -> str:
         """A presigned GET (http(s), never s3://) that saves under ``filename``."""

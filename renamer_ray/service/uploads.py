@@ -4,11 +4,14 @@ arriving, before it is stored anywhere; a file that is not an image is set aside
 
 FastAPI's ``UploadFile`` would spool the whole body to disk before our code runs, so the body is
 fed chunk by chunk to python-multipart's parser and every byte is counted on the way. Upload names
-are data: kept as ``original`` (cleaned of control characters), never used as a path.
+are data: kept as ``original`` (cleaned of control characters), never used as a path. A file's folder
+comes apart from its name, in the form's ``paths`` (one per file, in the order of ``files``), held to
+the project's rules for untrusted paths (``records.trust.normal_relative``).
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tempfile
 import unicodedata
@@ -19,10 +22,13 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from renamer_ray.images import ImageError, NotAnImage, UnreadableHeader, sniff_format
+from renamer_ray.records.manifest import PARTS_FOLDER
+from renamer_ray.records.trust import UntrustedPath, normal_relative
 
 SNIFF_BYTES = 1024 * 1024          # enough header for every supported format
 TEXT_FIELDS = ("user_prompt", "template", "callback_url", "case", "max_chars", "max_words", "language", "first_index",
                "strict")
+PATHS = "paths"                    # repeated: the n-th is the relative path of the n-th file
 MAX_NAME_CHARS = 255
 MAX_HEADER_BYTES = 2048            # one part's header (a 255-character UTF-8 file name fits easily)
 SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a part beyond this goes to a temporary file, not RAM
@@ -47,6 +53,12 @@ class Upload:
     size: int = 0
     format: str | None = None
     skip_reason: str | None = None    # why it is not an image (the sniffer's words): set aside, never stored
+    path: str | None = None           # its path relative to the chosen folder (``paths``), normal; None: none sent
+
+    @property
+    def folder(self) -> str:
+        """Where its renamed copy goes under the job's output ("" for the top)."""
+        return posixpath.dirname(self.path or "")
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class _State:
     limits: Limits
     uploads: list[Upload] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
+    paths: list[bytes] = field(default_factory=list)
     headers: dict[str, bytes] = field(default_factory=dict)
     header_name: bytes = b""
     current: Upload | None = None
@@ -115,7 +128,10 @@ def _parser(boundary: bytes, state: _State) -> MultipartParser:
             state.current = Upload(clean_name(filename.decode("utf-8", "replace")),
                                    tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES))
             state.uploads.append(state.current)
-        elif name in TEXT_FIELDS:
+        elif name in TEXT_FIELDS or name == PATHS:
+            if name == PATHS and len(state.paths) >= limits.max_files:
+                raise UploadError(422, f"more {PATHS!r} than files: at most {limits.max_files} files per job, one "
+                                       f"{PATHS!r} value each")
             state.text, state.text_name = bytearray(), name
         # any other part is ignored (its bytes still count towards the job limit)
 
@@ -136,7 +152,9 @@ def _parser(boundary: bytes, state: _State) -> MultipartParser:
                 raise UploadError(413, f"the field {state.text_name!r} is too long")
 
     def on_part_end() -> None:
-        if state.text is not None:
+        if state.text is not None and state.text_name == PATHS:
+            state.paths.append(bytes(state.text))
+        elif state.text is not None:
             state.fields[state.text_name] = state.text.decode("utf-8", "replace")
         state.current, state.text = None, None
 
@@ -189,6 +207,11 @@ async def read_uploads(content_type: str, content_length: str | None, chunks: As
     if not state.uploads:
         raise UploadError(400, "no files: attach one or more images in the form field 'files'")
     strict = _strict(state.fields.get("strict"), state.uploads)
+    try:
+        _place(state.uploads, state.paths)
+    except UploadError:
+        _close(state.uploads)
+        raise
     for upload in state.uploads:
         _sniff(upload)
     if refused := [u for u in state.uploads if u.skip_reason is not None]:
@@ -199,6 +222,36 @@ async def read_uploads(content_type: str, content_length: str | None, chunks: As
             raise UploadError(415, f"{'strict: ' if strict else 'no image among the files: '}{first.original!r} is "
                                    f"not a supported image ({first.skip_reason}){others}; {ACCEPTED}")
     return state.uploads, state.fields
+
+
+def _place(uploads: list[Upload], paths: list[bytes]) -> None:
+    """Give each upload its path from the form's ``paths`` (none sent: every file at the top; an
+    empty one: that file at the top), or 422 saying which path is refused and why. One bad path
+    refuses the whole upload: no browser sends one, so it is a client's mistake or an attack, and
+    its file is not to land somewhere its sender did not mean."""
+    if not paths:
+        return
+    if len(paths) != len(uploads):
+        raise UploadError(422, f"send one {PATHS!r} value per file, in the order of 'files' (an empty one for a file "
+                               f"at the top): {len(uploads):,} files, {len(paths):,} paths")
+    for upload, raw in zip(uploads, paths):
+        try:
+            text = raw.decode("utf-8")
+            upload.path = checked_path(text)
+        except UnicodeDecodeError:
+            raise UploadError(422, f"the path of {upload.original!r} is not UTF-8 text") from None
+        except UntrustedPath as exc:
+            raise UploadError(422, f"the path {text[:200]!r} of {upload.original!r} {exc}") from None
+
+
+def checked_path(text: str) -> str | None:
+    """An upload's relative path in its normal form (``records.trust.normal_relative``; "" → None),
+    or :class:`UntrustedPath`: also for a folder the service keeps for itself in a job's output."""
+    path = normal_relative(text) if text else None
+    if path and path.split("/")[0] == PARTS_FOLDER and "/" in path:
+        raise UntrustedPath(f"starts with the folder {PARTS_FOLDER!r}, where the service keeps a job's progress: "
+                            "rename that folder")
+    return path
 
 
 def _sniff(upload: Upload) -> None:

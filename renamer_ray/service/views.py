@@ -38,18 +38,22 @@ class Accepted(BaseModel):
 
 
 class FileResult(BaseModel):
-    """One file of a finished job: the manifest's record, minus storage URIs, plus a download URL."""
+    """One file of a finished job: the manifest's record, minus storage URIs, plus a download URL and
+    a preview any browser can draw."""
 
     original: str
     name: str | None = None
+    output: str | None = None         # where it is in the job's output and ZIP: its upload's folder (`paths`), name
     status: str
     error: str | None = None
     raw: str | None = None
     url: str | None = None
+    preview: str | None = None        # presigned URL of a small JPEG of it, any format; absent if none was made
 
 
 class FileProgress(BaseModel):
     original: str
+    path: str | None = None           # its path relative to the chosen folder, as the upload's `paths` gave it
     state: str                        # waiting, named, renamed, failed, cancelled
 
 
@@ -91,15 +95,19 @@ class JobList(BaseModel):
 
 
 def job_view(store: JobStore, record: JobRecord) -> JobView:
-    """Status and per-file progress; when finished, one result per file with a download URL."""
+    """Status and per-file progress; when finished, one result per file with a download URL and, where
+    the decode stage made one, a preview URL."""
     out = JobView(**record.progress(), created_at=record.created_at, updated_at=record.updated_at,
                   started_at=record.started_at, finished_at=record.finished_at)
     if record.has_manifest:
-        results = []
+        results, uploads, previews = [], store.input_uri(record) + "/", store.previews(record)
         for r in store.manifest(record):
-            url = store.download_url(store.output_key(record, r.name), r.name) if r.status == "ok" else None
+            url = (store.download_url(store.output_key(record, r.output or r.name), r.name)
+                   if r.status == "ok" else None)
+            preview_key = store.preview_key(record, r.source.removeprefix(uploads))
+            preview = store.download_url(preview_key, "preview.jpg") if preview_key in previews else None
             results.append(FileResult(original=r.original or posixpath.basename(r.source), name=r.name,
-                                      status=r.status, error=r.error, raw=r.raw, url=url))
+                                      output=r.output, status=r.status, error=r.error, raw=r.raw, url=url, preview=preview))
         out.results = results
         out.manifest_url = store.download_url(record.manifest_key, "manifest.jsonl")
         out.archive_url = f"/v1/jobs/{record.job_id}/archive"

@@ -1,8 +1,10 @@
 """The web page in a real headless Chromium (Debian's chromium + chromedriver, driven by Selenium)
-against the running local stack: pick images, submit, wait, read the table, download the ZIP; a name
+against the running local stack: pick images, submit, wait, read the table (HEIC and TIFF thumbnails drawn
+from the server's previews), download the ZIP; a name
 template; the job in the address (reload, another browser asking for the key, unknown jobs); upload
 progress; live updates that drop, go silent, reconnect and fall back to polling; axe-core's accessibility
-check on the empty page, during a job and on the results."""
+check on the empty page, during a job and on the results; a folder picked, then dropped, renamed into
+its folders with its non-images skipped."""
 
 from __future__ import annotations
 
@@ -133,8 +135,7 @@ def test_upload_wait_read_table_download_zip(stack, browser, tmp_path):
     for (_, _, new, link), (_, _, label) in zip(table, drawn):
         assert new.startswith(label) and link == "download"
     assert browser.find_element(By.ID, "summary").text.startswith("3 renamed, 0 failed")
-    thumbnails = browser.find_elements(By.CSS_SELECTOR, "#table img")
-    assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 0 for img in thumbnails)
+    thumbnails_drawn(browser)
 
     browser.find_element(By.ID, "zip").click()
     archive = eventually(lambda: next(browser.downloads.glob("*.zip"), None), "the ZIP is downloaded", timeout=60,
@@ -181,6 +182,28 @@ def test_template_names_follow_it_and_a_bad_one_is_explained(stack, browser, tmp
         assert new.startswith(f"{i:03d}-{label}.")
 
 
+def thumbnails_drawn(browser, timeout: float = 60) -> None:
+    """Every thumbnail of the results table loads and is drawn (a format the browser cannot draw
+    loads with a natural width of 0)."""
+    WebDriverWait(browser, timeout).until(lambda b: all(
+        b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        for img in b.find_elements(By.CSS_SELECTOR, "#table img")))
+
+
+def test_heic_and_tiff_thumbnails_are_drawn_from_the_servers_previews(stack, browser, tmp_path):
+    samples = Path(__file__).parents[2] / "renamer_ray" / "data" / "samples"
+    paths = [tmp_path / name for name in ("IMG_0003.HEIC", "scan_0042.tiff")]
+    for path in paths:
+        path.write_bytes((samples / path.name).read_bytes())
+    browser.get(stack.api + "/")
+    pick_and_submit(browser, paths)
+    table = wait_for_table(browser)
+    assert [old for _, old, _, _ in table] == [p.name for p in paths]
+    thumbnails_drawn(browser)
+    sources = [img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, "#table img")]
+    assert len(sources) == 2 and all(src.startswith(stack.env["AWS_ENDPOINT_URL"]) for src in sources), sources
+
+
 def test_the_address_names_the_job_and_a_reload_finds_it_again(stack, browser, tmp_path):
     before = job_ids(stack)
     paths, labels = write_images(tmp_path, seed=621, count=3)
@@ -200,10 +223,7 @@ def test_the_address_names_the_job_and_a_reload_finds_it_again(stack, browser, t
     assert again == table
     assert browser.find_element(By.ID, "summary").text.startswith("3 renamed, 0 failed")
     assert not browser.find_element(By.ID, "keyask").is_displayed()
-    # After a reload the thumbnails are the renamed copies, fetched from their download URLs.
-    WebDriverWait(browser, 60).until(lambda b: all(
-        b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
-        for img in b.find_elements(By.CSS_SELECTOR, "#table img")))
+    thumbnails_drawn(browser)  # after a reload too: the server's previews
     browser.find_element(By.ID, "zip").click()
     archive = eventually(lambda: next(browser.downloads.glob("*.zip"), None), "the ZIP is downloaded", timeout=60,
                          every=0.2)
@@ -420,3 +440,86 @@ def test_the_page_passes_axe_empty_during_a_job_and_with_results(stack, browser,
     assert table[-1][2].startswith("skipped: ") and table[-1][3] == ""
     assert browser.find_element(By.ID, "summary").text.startswith("3 renamed, 0 failed, 1 skipped")
     assert_accessible(browser, "the results")
+
+
+# A fake of what Chromium hands a drop of the picked folder (`#folder`): entries whose readers give
+# at most two entries a call, then none, and files that are fresh copies (no webkitRelativePath).
+DROP_PICKED_FOLDER = """
+window.readerCalls = 0;
+const folder = (name, fullPath) => ({name, fullPath, isFile: false, isDirectory: true, children: [],
+  createReader() { const rest = [...this.children];
+                   return {readEntries(ok) { window.readerCalls++; setTimeout(() => ok(rest.splice(0, 2))); }}; }});
+const picked = Array.from(document.getElementById("folder").files);
+const root = folder(picked[0].webkitRelativePath.split("/")[0], "/" + picked[0].webkitRelativePath.split("/")[0]);
+for (const file of picked) {
+  let at = root;
+  for (const part of file.webkitRelativePath.split("/").slice(1, -1)) {
+    let next = at.children.find((child) => child.name === part);
+    if (!next) { next = folder(part, `${at.fullPath}/${part}`); at.children.push(next); }
+    at = next;
+  }
+  const copy = new File([file], file.name, {type: file.type});
+  at.children.push({name: file.name, fullPath: `${at.fullPath}/${file.name}`, isFile: true, isDirectory: false,
+                    file(ok) { setTimeout(() => ok(copy)); }});
+}
+const drop = new Event("drop", {bubbles: true, cancelable: true});
+Object.defineProperty(drop, "dataTransfer", {value: {items: [{kind: "file", webkitGetAsEntry: () => root}], files: []}});
+document.getElementById("drop").dispatchEvent(drop);
+"""
+
+
+def picked_paths(browser, count: int) -> set[str]:
+    """The files the page holds, once it holds ``count``, by their paths as its line under the drop zone says."""
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "picked").text.startswith(f"{count} file(s): "))
+    return set(browser.find_element(By.ID, "picked").text.split(": ", 1)[1].split(", "))
+
+
+def test_a_dropped_folder_is_renamed_into_its_folders_and_its_non_images_are_skipped(stack, browser, tmp_path):
+    """A phone's export: a HEIC, a TIFF, a PNG in a sub-folder, a .DS_Store and a notes.txt, chosen
+    with the folder picker, then dropped (its entries read batch by batch). Every image is renamed
+    into its folder, the two non-images are listed as skipped by their paths, and the upload goes
+    through (a dropped folder used to fail it with "Could not reach the server")."""
+    root = tmp_path / "Phone export"
+    (root / "2024").mkdir(parents=True)
+    rng = random.Random(681)
+    images = {"IMG_001.HEIC": "HEIF", "scan.tiff": "TIFF", "2024/beach.png": "PNG"}
+    labels = {}
+    for relative, fmt in images.items():
+        sample = draw_shape(rng, min_side=64, max_side=300)
+        (root / relative).write_bytes(encode(sample.image, fmt))
+        labels[relative] = sample.label
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 2048)
+    (root / "2024" / "notes.txt").write_text("milk, eggs, a new memory card")
+    every = {f"Phone export/{relative}" for relative in [*images, ".DS_Store", "2024/notes.txt"]}
+
+    browser.get(stack.api + "/")
+    browser.find_element(By.ID, "apikey").send_keys(KEY_A)
+    browser.find_element(By.ID, "folder").send_keys(str(root))
+    assert picked_paths(browser, 5) == every
+    browser.execute_script(DROP_PICKED_FOLDER)
+    # What the page holds now came from the drop's entries (the copies have no webkitRelativePath of their own).
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script(
+        "return chosen.length === 5 && chosen.every((f) => f.webkitRelativePath === '' && relativePath(f))"))
+    assert picked_paths(browser, 5) == every
+    assert browser.execute_script("return window.readerCalls") == 5  # 2 + 2 + none at the top, 2 + none in 2024/
+    browser.find_element(By.ID, "submit").click()
+
+    table = wait_for_table(browser)
+    assert browser.find_element(By.ID, "error").text == ""
+    assert browser.find_element(By.ID, "summary").text.startswith("3 renamed, 0 failed, 2 skipped")
+    renamed = {old: new for _, old, new, _ in table if not new.startswith("skipped: ")}
+    extension = {"HEIF": "heic", "TIFF": "tiff", "PNG": "png"}
+    for relative, fmt in images.items():
+        name = relative.rsplit("/", 1)[-1]
+        folder = "/".join(["Phone export", *relative.split("/")[:-1]])
+        assert renamed[name].startswith(f"{folder}/{labels[relative]}"), (relative, renamed)
+        assert renamed[name].endswith(f".{extension[fmt]}") and "/" not in renamed[name][len(folder) + 1:]
+    skipped = [old for _, old, new, _ in table if new.startswith("skipped: ")]
+    assert sorted(skipped) == ["Phone export/.DS_Store", "Phone export/2024/notes.txt"]
+    thumbnails_drawn(browser)  # the previews of files in folders, HEIC and TIFF among them
+
+    browser.find_element(By.ID, "zip").click()
+    archive = eventually(lambda: next(browser.downloads.glob("*.zip"), None), "the ZIP is downloaded", timeout=60,
+                         every=0.2)
+    with zipfile.ZipFile(archive) as zipped:
+        assert sorted(zipped.namelist()) == sorted(renamed.values())

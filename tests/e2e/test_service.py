@@ -14,6 +14,7 @@ import httpx
 from renamer_ray.service.local.demo import wait
 from renamer_ray.service.webhooks import ID_HEADER, verify
 from tests.support.http_receiver import Receiver
+from tests.support.images import drawn_files
 from tests.support.stack import (A, KEY_A, KEY_B, LIMITS, MAX_RECEIVES, STACK_SECRET, images, replica_processes,
                                  status_of, submit)
 from tests.support.eventually import eventually
@@ -116,6 +117,34 @@ def test_odd_names_are_data_and_damaged_images_fail_alone(stack, s3):
     assert "truncated" in by_original["half.jpg"]["error"]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.env["S3_IN_BUCKET"])["Contents"]]
     assert keys and not [k for k in keys if ".." in k or "passwd" in k or "evil" in k]
+
+
+def test_a_folders_files_keep_their_folders_in_results_manifest_and_zip(stack):
+    """Sent with `paths`: each renamed file lands in its folder of the job's output, its manifest
+    record and the ZIP; names are unique per folder (one image twice in a/ is suffixed there, in b/
+    it is not); the name given stays `original`."""
+    (data, _, label), = drawn_files(seed=421, count=1, max_side=300)
+    paths = ["trip/a/x.jpg", "trip/a/y.jpg", "trip/b/z.jpg"]
+    accepted = submit(stack, [("files", (path.rsplit("/", 1)[1], data)) for path in paths], data={"paths": paths})
+    assert accepted.status_code == 200, accepted.text
+    job = wait(stack.api, accepted.json()["job_id"], api_key=KEY_A, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert [r["original"] for r in job["results"]] == ["x.jpg", "y.jpg", "z.jpg"]
+    first, second, other = (r["name"] for r in job["results"])
+    assert first.startswith(label) and other == first and second != first
+    assert second.startswith(first.rsplit(".", 1)[0])  # the de-duplication suffix
+    outputs = [f"trip/a/{first}", f"trip/a/{second}", f"trip/b/{other}"]
+    assert [r["output"] for r in job["results"]] == outputs
+    assert all(httpx.get(r["url"]).content == data for r in job["results"])
+
+    archive = httpx.get(f"{stack.api}{job['archive_url']}", headers=A, timeout=60)
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        assert sorted(zipped.namelist()) == sorted(outputs)
+        assert all(zipped.read(output) == data for output in outputs)
+    manifest = [json.loads(line) for line in httpx.get(job["manifest_url"]).text.splitlines()]
+    assert [(m["original"], m["output"], m["name"]) for m in manifest] == list(zip(
+        ["x.jpg", "y.jpg", "z.jpg"], outputs, [first, second, other]))
+    assert all(m["target"].endswith(f"/output/{m['output']}") for m in manifest)
 
 
 def test_other_keys_jobs_are_not_found(stack):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import subprocess
 import sys
@@ -98,8 +99,11 @@ def test_out_gets_every_file_once_in_its_folder(first_run, stack):
         assert record["target"] == str(out / record["output"])
     # The jobs were split as asked (the service's limit is higher) and belong to the key's namespace.
     job_ids = set(JOB_ID.findall(result.stdout))
-    assert job_ids and all(httpx.get(f"{stack.api}/v1/jobs/{j}", headers=A).json()["status"] == "succeeded"
-                           for j in job_ids)
+    views = [httpx.get(f"{stack.api}/v1/jobs/{j}", headers=A).json() for j in job_ids]
+    assert views and all(view["status"] == "succeeded" for view in views)
+    # The client sent each file's path: the service kept its folder in the job's outputs and ZIP.
+    folders = [{posixpath.dirname(r["output"]) for r in view["results"]} for view in views]
+    assert all(len(job) == 1 for job in folders) and {"", "a"} <= set().union(*folders) <= {"", "a", "b/c"}
 
 
 def test_a_rerun_duplicates_and_overwrites_nothing(first_run, stack):

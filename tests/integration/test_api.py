@@ -455,3 +455,33 @@ def test_the_page_is_sent_with_a_strict_content_security_policy(client, settings
     assert policy["frame-ancestors"] == "'none'" and policy["form-action"] == "'none'"
     assert policy["connect-src"] == f"'self' {settings.aws_endpoint_url}"  # presigned downloads, nothing else
     assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_folders_files_keep_their_paths_and_are_stored_in_their_folders(client, settings, png, s3):
+    """`paths`, one per file: each image is stored (and will be renamed) in its folder, each file's
+    path is in the job (non-images' too, so the page finds them); the name stays the name given."""
+    queued_jobs(settings)
+    files = [("files", ("IMG_001.png", png)), ("files", (".DS_Store", b"\x00\x00\x00\x01Bud1" + b"\x00" * 64)),
+             ("files", ("top.png", png))]
+    accepted = submit(client, files, {"paths": ["Phone export/2024//IMG_001.png", "Phone export/.DS_Store", ""]})
+    assert accepted.status_code == 200, accepted.text
+    job_id = accepted.json()["job_id"]
+    assert [s["path"] for s in accepted.json()["skipped"]] == ["Phone export/.DS_Store"]
+    job = client.get(f"/v1/jobs/{job_id}", headers=A).json()
+    assert job["files"] == [{"original": "IMG_001.png", "path": "Phone export/2024/IMG_001.png", "state": "waiting"},
+                            {"original": "top.png", "state": "waiting"}]
+    listed = s3.list_objects_v2(Bucket=settings.s3_in_bucket, Prefix=f"team-a/jobs/{job_id}/input/")["Contents"]
+    assert sorted(o["Key"].split("/input/")[1] for o in listed) == ["0002.jpg", "Phone export/2024/0001.jpg"]
+    queued_jobs(settings)
+
+
+def test_a_path_that_leads_out_of_its_folder_refuses_the_upload_with_a_sentence(client, settings, png):
+    queued_jobs(settings)
+    cases = {"../x.png": "has a '.' or '..' segment", "/etc/x.png": "absolute path",
+             "a\\..\\x.png": "backslash", "C:/x.png": "drive letter"}
+    for path, said in cases.items():
+        refused = submit(client, [("files", ("x.png", png))], {"paths": [path]})
+        assert refused.status_code == 422 and said in refused.json()["detail"], (path, refused.text)
+    one_short = submit(client, [("files", ("x.png", png))] * 2, {"paths": ["a/x.png"]})
+    assert one_short.status_code == 422 and "one 'paths' value per file" in one_short.json()["detail"]
+    assert queued_jobs(settings) == []  # nothing was queued

@@ -152,6 +152,31 @@ def test_a_burst_of_slow_down_on_one_object_is_retried_like_every_other_request(
     assert data == b"bytes of a photo" and proxy.refused == 4
 
 
+def test_reading_an_object_is_one_request_and_a_refused_read_says_why(s3, buckets, s3_endpoint):
+    """A whole-object read is one GET, with no HEAD before it (a request per file saved); a missing
+    object reads as None or FileNotFoundError; a read the store refuses for good is an OSError that
+    names the object and the reason."""
+    from tests.support.faulty_proxy import FaultyProxy
+    from renamer_ray.io.storage import open_location, read_bytes, read_text_if_exists
+
+    src, _ = buckets
+    s3.put_object(Bucket=src, Key="one/photo.jpg", Body=b"bytes of a photo")
+    proxy = FaultyProxy(s3_endpoint)
+    try:
+        config = StorageConfig("us-east-1", proxy.url)
+        assert read_bytes(open_location(f"s3://{src}/one/photo.jpg", config)) == b"bytes of a photo"
+        assert proxy.requests == 1
+        assert read_text_if_exists(open_location(f"s3://{src}/one/claim.json", config)) is None
+        with pytest.raises(FileNotFoundError):
+            read_bytes(open_location(f"s3://{src}/one/gone.jpg", config))
+        assert proxy.requests == 3
+    finally:
+        proxy.close()
+    with pytest.raises(OSError, match="the bucket does not exist") as refused:
+        read_bytes(open_location("s3://no-such-bucket-here/photo.jpg", StorageConfig("us-east-1", s3_endpoint)))
+    assert "s3://no-such-bucket-here/photo.jpg" in str(refused.value)
+
+
 def test_a_multipart_copy_is_create_only_like_a_single_copy(s3, buckets, monkeypatch):
     """Objects over 5 GB are copied in parts. The copy of an 11 MiB source in 5 MiB parts is
     byte-identical; a target that appears while the parts are being copied is never overwritten,

@@ -21,6 +21,9 @@ def test_each_stage_of_a_run_gets_its_own_cpu(ray_local, tmp_path, monkeypatch):
                   load_settings(model_id="toy-shapes", batch_size=4), on_stats=stats.append)
     assert summary.ok == len(EXPECTED) and len(stats) == 1, "the stats come once, after every row"
 
+    names = [op.operator_name for op in stage_cpu.operators(stats[0])]
+    assert any("MapBatches(ReadClaims)->MapBatches(Decode)" in name for name in names), \
+        f"claims are read in the decode task (one task per batch, not two): {names}"
     cpu = stage_cpu.cpu_by_row(stats[0])
     assert set(cpu) == set(stage_cpu.ROWS), "every operator is a known stage, fused ones split between theirs"
     assert all(seconds > 0 for seconds in cpu.values()), cpu

@@ -31,7 +31,7 @@ def parts(draw) -> bytes:
                           + draw(st.sampled_from(SIGNATURES)) + draw(st.binary(max_size=300)) + b"\r\n")
         elif kind == "text":
             pieces.append(b"--bnd\r\nContent-Disposition: form-data; name=\"" + draw(st.sampled_from(
-                [b"user_prompt", b"template", b"callback_url", b"other"])) + b"\"\r\n\r\n"
+                [b"user_prompt", b"template", b"callback_url", b"paths", b"other"])) + b"\"\r\n\r\n"
                 + draw(st.binary(max_size=600)) + b"\r\n")
         elif kind == "header":
             pieces.append(b"--bnd\r\n" + draw(st.binary(max_size=3000)) + b"\r\n\r\n")
@@ -68,6 +68,7 @@ def test_the_upload_reader_answers_every_body_with_uploads_or_a_4xx(body):
     assert 1 <= len(uploads) <= LIMITS.max_files
     for upload in uploads:
         assert upload.size <= LIMITS.max_file_bytes and not any(ord(c) < 32 for c in upload.original)
+        assert upload.path is None or ".." not in upload.path.split("/") and not upload.path.startswith("/")
         upload.body.close()
 
 

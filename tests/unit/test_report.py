@@ -27,3 +27,14 @@ def test_a_huge_run_prints_a_short_table_failures_first_then_the_counts(capsys):
     assert "  … and 999,950 more in the manifest" in lines
     assert "999,999 renamed, 1 failed, 3 non-image files skipped" in "\n".join(lines)
     assert lines[-1] == "manifest: /out/manifest.jsonl"
+
+
+def test_a_run_over_several_nodes_says_how_many_images_each_node_named(capsys):
+    nodes = {"a" * 56: 3, "b" * 56: 5, "c" * 56: 4}
+    summary = RunSummary(records=[], skipped=0, seconds=1.0, manifest="/out/manifest.jsonl", ok=12,
+                         named_by_node=nodes)
+    print_summary(summary, dry_run=False)
+    assert "named on 3 Ray nodes: 5 on bbbbbbbb, 4 on cccccccc, 3 on aaaaaaaa" in capsys.readouterr().out.splitlines()
+    print_summary(RunSummary(records=[], skipped=0, seconds=1.0, manifest="/m", ok=3, named_by_node={"a" * 56: 3}),
+                  dry_run=False)
+    assert "Ray node" not in capsys.readouterr().out

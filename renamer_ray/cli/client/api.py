@@ -112,8 +112,9 @@ class Api:
                 yield [("files", (s.name, stack.enter_context(open(s.path, "rb")), "application/octet-stream"))
                        for s in files]
 
-        return self.request("POST", "/v1/jobs/rename", what="POST /v1/jobs/rename", files=opened, data=fields,
-                            headers={"Idempotency-Key": key})
+        # Each file's path under DIR: the service puts its renamed copy in the same folder of the job's output.
+        return self.request("POST", "/v1/jobs/rename", what="POST /v1/jobs/rename", files=opened,
+                            data={**fields, "paths": [s.relative for s in files]}, headers={"Idempotency-Key": key})
 
     def follow(self, job_id: str, show: Callable[[dict], None], stop: threading.Event) -> dict:
         """The job's final view, from its Server-Sent Events (following again after a ``reconnect``

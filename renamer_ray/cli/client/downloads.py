@@ -69,8 +69,8 @@ class Placer:
                     records.append(failed(line, f"the service gave no usable file ({name!r})"))
                     continue
                 member = self.scratch / "member"
-                try:
-                    with zipped.open(name) as data, open(member, "wb") as stream:
+                try:  # in the ZIP under the folder it was sent with (the service's ``output``)
+                    with zipped.open(str(result.get("output") or name)) as data, open(member, "wb") as stream:
                         shutil.copyfileobj(data, stream)
                 except KeyError:
                     records.append(failed(line, f"{name!r} is missing from the job's archive"))

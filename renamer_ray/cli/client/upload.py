@@ -9,6 +9,8 @@ from collections import defaultdict, deque
 from renamer_ray.cli.client.api import Api, detail
 from renamer_ray.cli.client.options import SubmitError
 from renamer_ray.cli.client.sources import Job, Limits, Source, consecutive
+from renamer_ray.records.trust import UntrustedPath
+from renamer_ray.service.uploads import checked_path
 
 REPLAYS = 5                        # keys tried for one job when earlier ones name failed jobs
 GIVE_UP = ("failed", "cancelled")
@@ -40,6 +42,11 @@ def send_all(api: Api, sources: list[Source], fields: dict[str, str], limits: Li
         for source in files:
             if reason := limits.too_large(source):
                 refused[source.relative] = reason
+                continue
+            try:  # the service would refuse the whole job for it
+                checked_path(source.relative)
+            except UntrustedPath as exc:
+                refused[source.relative] = f"its path {exc}"
                 continue
             try:
                 source.digest()

@@ -28,7 +28,7 @@ __all__ = [
     "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "is_link", "stem_taken", "make_dirs", "copy", "move",
     "transfer",
     "write_once",
-    "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
+    "write_bytes", "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
     # retries (the budget and attempts are set in retry.py: tests and fault hooks change them there)
     "retrying", "is_transient", "explain", "StorageUnavailable", "TRANSIENT_S3_ERRORS", "LocationError",
     # S3 itself (copy part sizes are set in s3.py)
@@ -140,6 +140,17 @@ def write_once(location: Location, text: str) -> bool:
     """Create a small file only if it does not exist yet (S3: If-None-Match; local: an atomic
     link). True if this call created it."""
     return location.storage.write_once(location.path, text.encode("utf-8"))
+
+
+def write_bytes(location: Location, data: bytes, *, content_type: str, cache_control: str) -> None:
+    """Write a small file whole, overwriting it, with the headers whoever serves it sends: on S3 its
+    Content-Type and Cache-Control (a local file keeps none; its folder is made)."""
+    if isinstance(location.storage, S3Storage):
+        location.storage.put(location.path, data, content_type, cache_control)
+    else:
+        make_dirs(location.parent)
+        with open_output(location) as stream:
+            stream.write(data)
 
 
 def write_text(location: Location, text: str) -> None:

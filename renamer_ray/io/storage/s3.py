@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pyarrow import fs as pafs
 
+from renamer_ray.errors import one_line
 from renamer_ray.io.storage import retry
 from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
 from renamer_ray.io.storage.s3_objects import S3Objects, head_if_exists, split_path
@@ -109,6 +110,26 @@ class S3Storage(S3Objects, Storage):
 
     def make_dirs(self, path: str) -> None:
         """Nothing: S3 has no folders (and an empty "prefix/" marker object is clutter)."""
+
+    # Whole-object reads: one GetObject each (pyarrow's input streams send a HEAD first) -----------
+    def read_bytes(self, path: str) -> bytes:
+        data = self._get(path)
+        if data is None:
+            raise FileNotFoundError(f"{self.uri(path)} does not exist")
+        return data
+
+    def read_text_if_exists(self, path: str) -> str | None:
+        data = self._get(path)
+        return None if data is None else data.decode("utf-8")
+
+    def _get(self, path: str) -> bytes | None:
+        """The object's bytes (None: no such key), retried as every request (``retry.retrying``). What
+        still fails is an OSError, as a pyarrow read's would be: a ``ConnectionError`` if transient."""
+        try:
+            return retry.retrying(self.get_if_exists, path, scope=self.outage_scope)
+        except (ClientError, BotoCoreError) as exc:
+            error = ConnectionError if retry.is_transient(exc) else OSError
+            raise error(f"{self.uri(path)}: {retry.explain(exc) or one_line(exc)}") from exc
 
     # Create-only copies -------------------------------------------------------------------------
     def copy(self, source: Location, path: str, content_type: str | None = None) -> None:

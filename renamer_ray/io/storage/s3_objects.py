@@ -30,8 +30,11 @@ class S3Objects:
     """The job service's requests, made with ``self.client`` (the boto3 client of the S3 storage this
     is a part of); paths are "bucket/key"."""
 
-    def put(self, path: str, body: bytes, content_type: str | None = None) -> None:
+    def put(self, path: str, body: bytes, content_type: str | None = None, cache_control: str | None = None) -> None:
+        """An overwriting PutObject; ``content_type`` and ``cache_control`` are the headers S3 serves it with."""
         extra = {"ContentType": content_type} if content_type else {}
+        if cache_control:
+            extra["CacheControl"] = cache_control
         bucket, key = split_path(path)
         self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
 

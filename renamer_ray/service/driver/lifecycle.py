@@ -53,7 +53,8 @@ class Lifecycle:
                 return
             try:
                 cancelled = self.store.cancel_requested(job.record)
-                job.records.sort(key=lambda r: r.source)
+                position = {f.key: i for i, f in enumerate(job.record.files)}  # the manifest in upload order
+                job.records.sort(key=lambda r: position.get(r.relative, len(position)))
                 self.store.write_manifest(job.record, job.records)
                 # The held record stays running until the final status is saved: if saving fails,
                 # the attempt is retried from there.

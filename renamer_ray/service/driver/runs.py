@@ -34,9 +34,9 @@ class Runner:
         self.runs_started = 0
 
     def open_board(self) -> None:
-        from renamer_ray.pipeline.progress import ProgressBoard
+        from renamer_ray.pipeline.progress import open_board
 
-        self.board = ProgressBoard.remote()  # one for all runs: a run never waits for an actor to start
+        self.board = open_board()  # one for all runs: a run never waits for an actor to start
 
     @property
     def run_files(self) -> int:
@@ -104,7 +104,7 @@ class Runner:
                         style=job.style)
         # Uploads were checked to be images when they were accepted.
         return [listed_row(f"{source}/{f.key}", f.key, wishes, size=f.size, mtime=None, index=number,
-                           original=f.original)
+                           original=f.original, preview_to=self.store.preview_uri(job, f.key))
                 for number, f in enumerate(job.files, start=job.first_index)]
 
     def pipeline(self, run: Run) -> None:

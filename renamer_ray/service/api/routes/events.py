@@ -72,13 +72,14 @@ async def events(record: JobDep, request: Request, store: StoreDep, settings: Se
 @router.get("/{job_id}/archive", responses={200: {"content": {"application/zip": {"schema": {"type": "string",
                                                                                      "format": "binary"}}}}})
 async def archive(record: JobDep, store: StoreDep) -> StreamingResponse:
-    """A ZIP of every renamed file, streamed as it is read from S3 (never built in memory)."""
+    """A ZIP of every renamed file in its folder (`results[].output`), streamed as it is read from S3
+    (never built in memory)."""
     if not record.finished:
         raise HTTPException(409, f"job {record.job_id} is still {record.status}; the archive is ready when it finishes")
     renamed = ([r for r in await run_in_threadpool(store.manifest, record) if r.status == "ok"]
                if record.has_manifest else [])
     zs = ZipStream(compress_type=ZIP_STORED, sized=False)  # images are compressed already
     for r in renamed:
-        zs.add(store.stream(store.output_key(record, r.name)), r.name)
+        zs.add(store.stream(store.output_key(record, r.output or r.name)), r.output or r.name)
     return StreamingResponse(iterate_in_threadpool(iter(zs)), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{record.job_id}.zip"'})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from renamer_ray.naming import CASES, NamingStyle, NameTemplate, StyleError, TemplateError, content_type_for, extension_for
+from renamer_ray.records.trust import MAX_RELATIVE_BYTES
 from renamer_ray.service.api.deps import (JobDep, NamespaceDep, QueueDep, Services, SettingsDep, StoreDep,
                                          get_services)
 from renamer_ray.service.jobs import JobFile, JobRecord, SkippedFile, Trigger, new_job_id
@@ -44,7 +46,8 @@ SUBMIT_ERRORS = {status: {"model": Problem, "description": description} for stat
          "HEIC/HEIF); or `strict` is true and a file is not one. Otherwise files that are not images are "
          "skipped and listed in `skipped`",
     422: "an invalid field (`user_prompt`, `template`, `case`, `max_chars`, `max_words`, `language`, "
-         "`first_index`, `callback_url`, `strict`) or Idempotency-Key",
+         "`first_index`, `callback_url`, `strict`) or Idempotency-Key; `paths` not one per file, or a path that is "
+         "absolute, has a `..` segment, a backslash, a control character or is over 512 bytes",
 }.items()}
 LIST_ERRORS = {422: {"model": Problem, "description": "`limit` outside 1-100, or a `cursor` that is not a "
                                                       "`next_cursor` this API gave"}}
@@ -54,6 +57,14 @@ FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"s
         "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
                   "description": "the images (repeat the field); files that are not images are skipped and "
                                  "listed in the job's `skipped` with the reason, unless `strict`"},
+        "paths": {"type": "array", "items": {"type": "string", "maxLength": MAX_RELATIVE_BYTES,
+                                             "example": "Phone export/2024/IMG_001.HEIC"},
+                  "description": "each file's path relative to the folder it was chosen from (repeat the field, "
+                                 "one per file in the order of `files`; empty for a file at the top; browsers give "
+                                 "it as `webkitRelativePath`): the renamed file goes into the same folder of the "
+                                 "job's output and ZIP (`results[].output`). Absent: every file at the top. "
+                                 "Normalised (`a//b/./c` becomes `a/b/c`); a path that is absolute or has a `..` "
+                                 "segment is refused (422). The file's own name is `files`' filename"},
         "strict": {"type": "boolean", "default": False,
                    "description": "true: refuse the whole upload (415) if any file is not an image"},
         "user_prompt": {"type": "string"},
@@ -147,11 +158,13 @@ async def _replay_queued(response: Response, record: JobRecord, store, queue) ->
     return _replay(response, record)
 
 
-@router.post("/rename", response_model=Accepted, openapi_extra=FORM, responses=SUBMIT_ERRORS)
+@router.post("/rename", response_model=Accepted, response_model_exclude_none=True, openapi_extra=FORM,
+             responses=SUBMIT_ERRORS)
 async def submit(request: Request, response: Response, ns: NamespaceDep, settings: SettingsDep, store: StoreDep,
                  queue: QueueDep, services: Annotated[Services, Depends(get_services)],
                  idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
-    """Upload images (form field `files`, repeatable) with an optional `user_prompt`, `template`,
+    """Upload images (form field `files`, repeatable; for a folder, each file's relative path in
+    `paths`: the renamed files keep their folders) with an optional `user_prompt`, `template`,
     naming style (`case`, `max_chars`, `max_words`, `language`), `first_index` (the first file's
     `{index}`) and `callback_url`; answers at once with the queued job. Files that are not images
     are skipped and listed with their reason in `skipped` (`strict=true`: 415 instead). With an
@@ -176,11 +189,12 @@ async def submit(request: Request, response: Response, ns: NamespaceDep, setting
         images = [upload for upload in uploads if upload.skip_reason is None]
         record = JobRecord(job_id=new_job_id(), namespace=ns, count=len(images), user_prompt=prompt,
                            template=template, style=style, callback_url=callback, first_index=first_index,
-                           skipped=[SkippedFile(original=upload.original, reason=upload.skip_reason)
+                           skipped=[SkippedFile(original=upload.original, path=upload.path, reason=upload.skip_reason)
                                     for upload in uploads if upload.skip_reason is not None])
         for number, upload in enumerate(images, start=1):
             extension = extension_for(upload.format) if upload.format else "bin"
-            record.files.append(JobFile(original=upload.original, key=f"{number:04d}.{extension}", size=upload.size))
+            stored_as = posixpath.join(upload.folder, f"{number:04d}.{extension}")  # outputs land in its folder
+            record.files.append(JobFile(original=upload.original, key=stored_as, size=upload.size, path=upload.path))
             await run_in_threadpool(store.put_input, record, record.files[-1], upload.body,
                                     content_type_for(upload.format) if upload.format else "application/octet-stream")
     finally:
