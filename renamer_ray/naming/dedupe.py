@@ -99,25 +99,28 @@ def assign_unique(entries: Sequence[tuple[str, str]], pinned: Mapping[str, str] 
     if len({stem.lower() for stem in pinned.values()}) != len(pinned):
         raise ValueError("pinned names must be unique")
 
-    def written(stem: str) -> str:
-        return render(split_words(stem, case), case)
-
+    written = {stem: render(split_words(stem, case), case) for stem in {stem for _, stem in ordered}}
     reserved = {stem.lower() for stem in reserved}
-    claimed = {written(stem).lower() for _, stem in ordered} | {stem.lower() for stem in pinned.values()} | reserved
+    claimed = {name.lower() for name in written.values()} | {stem.lower() for stem in pinned.values()} | reserved
     taken: set[str] = {stem.lower() for stem in pinned.values()} | reserved
+    # Per stem, the suffix its search resumes from: every smaller one was claimed or taken when
+    # looked at, and stays so (``taken`` only grows), so n files given one name cost O(n), not O(n²).
+    next_suffix: dict[str, int] = {}
     result: dict[str, str] = dict(pinned)
     for source_id, stem in ordered:
         if source_id in pinned:
             continue
-        name = written(stem)
+        name = written[stem]
         if name.lower() in taken:  # an earlier entry kept this stem, or a pinned one has it
-            n = 1
+            n = next_suffix.get(stem, 1)
             try:
                 while (name := with_suffix(stem, n, max_chars, max_words, case=case)).lower() in claimed \
                         or name.lower() in taken:
                     n += 1
-            except NoRoom:
+            except NoRoom:  # and for every larger n (longer digits): later entries with this stem too
+                next_suffix[stem] = n
                 continue
+            next_suffix[stem] = n + 1
         taken.add(name.lower())
         result[source_id] = name
     return result
