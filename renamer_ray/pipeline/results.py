@@ -15,6 +15,7 @@ from renamer_ray.pipeline.earlier import carry_over
 from renamer_ray.records.manifest import PART_ROWS, PARTS_FOLDER, FileRecord, dump_lines, merge_sorted
 
 SHOWN_RECORDS = 1000
+MERGE_FAN_IN = 256  # parts open at once in a merge (a buffered stream each: io.storage READ_BUFFER_BYTES)
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Results:
 
     def flush(self) -> None:
         """Write the buffer as one sorted part."""
+        if not self.buffer:
+            return
         self.buffer.sort(key=lambda r: r.source)
         self.parts.append(self.folder.join(f"part-{len(self.parts):06d}.jsonl"))
         write_text(self.parts[-1], dump_lines(self.buffer))
@@ -82,11 +85,28 @@ class Results:
     def write_manifest(self, manifest: Location, earlier: Location | None, source_root: str) -> None:
         """The parts merged, with the earlier manifest's records this run did not list, into ``manifest``."""
         self.flush()
+        self.merge_down()
         make_dirs(manifest.parent)
         with open_output(manifest) as out:  # S3: a streamed multipart upload; locally: never through a symlink
             merged = merge_sorted(read_lines(part) for part in self.parts)
             for line in carry_over(merged, earlier, source_root, self.target.uri):
                 out.write(line.encode("utf-8"))
+
+    def merge_down(self) -> None:
+        """Merge the parts MERGE_FAN_IN at a time into larger sorted parts until at most MERGE_FAN_IN
+        are left, so that the final merge never holds more files open than that (10⁷ records are
+        1,000 parts: past a common limit of 1,024 open files)."""
+        while len(self.parts) > MERGE_FAN_IN:
+            merged: list[Location] = []
+            for start in range(0, len(self.parts), MERGE_FAN_IN):
+                group = self.parts[start:start + MERGE_FAN_IN]
+                merged.append(self.folder.join(f"merged-{len(self.parts):06d}-{start // MERGE_FAN_IN:06d}.jsonl"))
+                with open_output(merged[-1]) as out:
+                    for line in merge_sorted(read_lines(part) for part in group):
+                        out.write(line.encode("utf-8"))
+                for part in group:
+                    part.filesystem.delete_file(part.path)
+            self.parts = merged
 
     def clean_up(self, *, plan_only: bool) -> None:
         """Remove the parts; a plan only leaves the claims of an interrupted real run into DST for it."""

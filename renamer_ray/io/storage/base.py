@@ -12,6 +12,8 @@ from pyarrow import fs as pafs
 
 from renamer_ray.io.storage.retry import retrying
 
+READ_BUFFER_BYTES = 256 * 1024  # per stream read line by line: one GET per 256 KiB on S3
+
 
 @dataclass(frozen=True)
 class StorageConfig:
@@ -87,7 +89,8 @@ class Storage(ABC):
         return self.filesystem.get_file_info(path).size
 
     def read_lines(self, path: str) -> Iterator[str]:
-        with self.filesystem.open_input_stream(path) as stream:
+        # Buffered: unbuffered, pyarrow's S3 stream sends one ranged GET per 8 KiB the text reader asks.
+        with self.filesystem.open_input_stream(path, buffer_size=READ_BUFFER_BYTES) as stream:
             yield from io.TextIOWrapper(stream, encoding="utf-8")
 
     def read_text_if_exists(self, path: str) -> str | None:
