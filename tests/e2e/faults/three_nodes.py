@@ -101,6 +101,9 @@ def three_gpu_nodes(**init_args) -> Iterator[tuple[object, dict]]:
         workers = {node.node_id: node for node in
                    (cluster.add_node(num_cpus=2, num_gpus=1, resources={RESOURCE: 1}) for _ in range(WORKERS))}
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False, **init_args)
+        # The state API asks this cluster's dashboard, not whichever Ray it finds first on the
+        # machine (another test's stack may be running: "Found multiple active Ray instances").
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
         yield cluster, workers
     finally:
         ray.shutdown()
