@@ -130,8 +130,10 @@ def _parser(boundary: bytes, state: _State) -> MultipartParser:
             state.uploads.append(state.current)
         elif name in TEXT_FIELDS or name == PATHS:
             if name == PATHS and len(state.paths) >= limits.max_files:
-                raise UploadError(422, f"more {PATHS!r} than files: at most {limits.max_files} files per job, one "
-                                       f"{PATHS!r} value each")
+                # as many paths as files: more than MAX_FILES_PER_JOB paths is an upload over it (413, so
+                # that a client lowers its job size, as for the files themselves)
+                raise UploadError(413, f"too many files: at most {limits.max_files} per job (one {PATHS!r} "
+                                       "value each)")
             state.text, state.text_name = bytearray(), name
         # any other part is ignored (its bytes still count towards the job limit)
 

@@ -131,6 +131,8 @@ def test_a_bad_path_refuses_the_whole_upload_with_a_sentence(png, paths, said):
 
 
 def test_more_paths_than_any_job_holds_are_refused_while_they_arrive(png):
+    """Over MAX_FILES_PER_JOB paths is an upload over the limit: 413, as for the files themselves, so
+    that a client (``submit``) lowers its job size instead of failing."""
     with pytest.raises(UploadError) as refused:
         read([("a.png", png)], ["a.png"] * (LIMITS.max_files + 1))
-    assert refused.value.status == 422 and "more 'paths' than files" in refused.value.message
+    assert refused.value.status == 413 and "too many files" in refused.value.message

@@ -71,7 +71,7 @@ def main(endpoint: str, workdir: str) -> dict:
     settings = provision(load_settings(
         model_id="toy-shapes", batch_size=2, model_device="cpu", aws_endpoint_url=endpoint, api_host="127.0.0.1",
         api_port=api_port, s3_in_bucket=f"scale-in-{tag}", s3_out_bucket=f"scale-out-{tag}", sqs_wait_seconds=1,
-        namer_min_replicas=0, namer_max_replicas=1, namer_num_cpus=1))
+        namer_min_replicas=0, namer_max_replicas=1, namer_num_cpus=1), queue_name=f"scale-jobs-{tag}")
     os.environ.update(settings_env(settings))  # every node's processes read the service's settings from it
     namer.namer_options = with_short_downscale_delay(namer.namer_options)
     api = f"http://127.0.0.1:{api_port}"

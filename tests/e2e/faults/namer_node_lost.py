@@ -111,7 +111,7 @@ def main(endpoint: str, workdir: str) -> dict:
     settings = provision(load_settings(
         model_id="toy-shapes", batch_size=2, model_device="cpu", aws_endpoint_url=endpoint, api_host="127.0.0.1",
         api_port=api_port, s3_in_bucket=f"lost-in-{tag}", s3_out_bucket=f"lost-out-{tag}", sqs_wait_seconds=1,
-        namer_min_replicas=2, namer_max_replicas=2, namer_num_cpus=1))
+        namer_min_replicas=2, namer_max_replicas=2, namer_num_cpus=1), queue_name=f"lost-jobs-{tag}")
     os.environ.update(settings_env(settings))  # every node's processes read the service's settings from it
     api = f"http://127.0.0.1:{api_port}"
     result: dict = {}
