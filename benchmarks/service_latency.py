@@ -6,7 +6,8 @@ ingress, warm namer, driver) with 10 API keys, then:
 (2) a ``--big``-image job, then 2 s later a one-image job: when each finished;
 (3) ``--queued`` jobs of ``--queued-size`` images (enough to hold every MAX_RUNNING slot), then 2 s
     later a one-image job: the small job's latency, and the large jobs' total (first sent → last
-    finished). Compare with ``SMALL_JOB_FILES=0`` (no slot kept for small jobs) for the cost to them;
+    finished), where the small job's time went, ``--rounds`` times. Compare with ``SMALL_JOB_FILES=0``
+    (no slot kept for small jobs) for the cost to the large ones;
 (4) ``--tenants`` × ``--per-tenant`` one-image jobs submitted at once (one thread per tenant): all
     correct, and each tenant's last finish against every other's;
 (5) namer replica starts (one log file per replica start) and pipeline runs, per 100 jobs.
@@ -14,7 +15,8 @@ ingress, warm namer, driver) with 10 API keys, then:
 (``--no-write`` to skip)::
 
     .venv/bin/python benchmarks/service_latency.py            # defaults: 20 singles, 300 big, 4 x 100 queued, 10 x 10
-    SMALL_JOB_FILES=0 .venv/bin/python benchmarks/service_latency.py --parts queued --no-write
+    .venv/bin/python benchmarks/service_latency.py --parts queued --rounds 3 --no-write
+    SMALL_JOB_FILES=0 .venv/bin/python benchmarks/service_latency.py --parts queued --rounds 3 --no-write
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -65,13 +68,13 @@ def submit(api: str, key: str, seeds: list[int], drawn: list[tuple[bytes, str]] 
 
 
 def follow(api: str, key: str, job_id: str) -> dict:
-    """The job's events until its final state; adds ``finished_at`` (monotonic)."""
+    """The job's events until its final state; adds ``seen_at`` (monotonic: when this client saw it)."""
     with httpx.stream("GET", f"{api}/v1/jobs/{job_id}/events", headers={"X-API-Key": key}, timeout=900) as events:
         for line in events.iter_lines():
             if line.startswith("data: "):
                 state = json.loads(line[6:])
                 if state["status"] in FINISHED:
-                    state["finished_at"] = time.monotonic()
+                    state["seen_at"], state["seen_wall"] = time.monotonic(), time.time()
                     return state
     raise RuntimeError(f"no final state for {job_id}")
 
@@ -82,16 +85,28 @@ def correct(job: dict, labels: list[str]) -> bool:
 
 
 def one_job(api: str, key: str, seed: int) -> float:
+    return timed_job(api, key, seed)[0]
+
+
+def timed_job(api: str, key: str, seed: int) -> tuple[float, str]:
+    """A one-image job: seconds from sending it to seeing it succeed, and where they went (the
+    upload's answer, the wait for a run, the run with its records, the events stream's notice)."""
+    sent = time.time()
     job_id, labels, started = submit(api, key, [seed])
     job = follow(api, key, job_id)
     assert correct(job, labels), job
-    return job["finished_at"] - started
+    created, began, ended = (datetime.fromisoformat(job[k]).timestamp()
+                             for k in ("created_at", "started_at", "finished_at"))
+    return job["seen_at"] - started, (
+        f"recorded {created - sent:.2f} s after sending, waited for a run {began - created:.2f} s, ran "
+        f"{ended - began:.2f} s, seen {job['seen_wall'] - ended:.2f} s later")
 
 
-def big_and_small(api: str, big_key: str, small_key: str, big_jobs: list[list[int]]) -> tuple[float, float, int, float]:
+def big_and_small(api: str, big_key: str, small_key: str, big_jobs: list[list[int]]
+                  ) -> tuple[float, str, float, int, float]:
     """Send the big jobs, then 2 s after the first was sent (or once all are sent) a one-image job: the
-    small job's latency, when it was sent after the first big one, how many big ones it finished
-    before, and the big ones' total (first sent → last finished)."""
+    small job's latency and where it went, when it was sent after the first big one, how many big
+    ones it finished before, and the big ones' total (first sent → last finished)."""
     payloads = [draw(seeds) for seeds in big_jobs]  # drawn before the clock starts
     with ThreadPoolExecutor(max_workers=len(big_jobs)) as pool:
         first_sent = time.monotonic()
@@ -102,13 +117,15 @@ def big_and_small(api: str, big_key: str, small_key: str, big_jobs: list[list[in
         # The scenario: the small job is sent 2 s after the big ones (not a synchronisation).
         time.sleep(max(0.0, first_sent + 2 - time.monotonic()))
         small_sent = time.monotonic() - first_sent
-        small_s = one_job(api, small_key, 99)
+        small_s, parts = timed_job(api, small_key, 99)
         small_done = time.monotonic()
         big = [future.result() for future in followed]
-    for job, (_, labels, _) in zip(big, sent):
-        assert correct(job, labels), job["status"]
-    return (small_s, small_sent, sum(small_done < job["finished_at"] for job in big),
-            max(job["finished_at"] for job in big) - first_sent)
+    for job, (_, labels, _) in zip(big, sent):  # the toy model misnames about one drawn shape in 400
+        wrong = [(r["original"], r["name"], label) for r, label in zip(job["results"], labels)
+                 if not (r["name"] or "").startswith(label)]
+        assert job["status"] == "succeeded" and len(wrong) <= len(labels) // 50, (job["status"], wrong)
+    return (small_s, parts, small_sent, sum(small_done < job["seen_at"] for job in big),
+            max(job["seen_at"] for job in big) - first_sent)
 
 
 def burst(api: str, keys: list[str], per_tenant: int) -> list[float]:
@@ -121,7 +138,7 @@ def burst(api: str, keys: list[str], per_tenant: int) -> list[float]:
         for job_id, labels, _ in ids:
             job = follow(api, keys[n], job_id)
             assert correct(job, labels), job
-            out.append(job["finished_at"] - burst_start)
+            out.append(job["seen_at"] - burst_start)
         return out
 
     with ThreadPoolExecutor(max_workers=len(keys)) as pool:
@@ -137,6 +154,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=300)
     parser.add_argument("--queued", type=int, default=4, help="large jobs sent before the small one in (3)")
     parser.add_argument("--queued-size", type=int, default=100, help="images per large job in (3)")
+    parser.add_argument("--rounds", type=int, default=1, help="times (3) is run (new images each time)")
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--per-tenant", type=int, default=10)
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
@@ -171,20 +189,27 @@ def main() -> None:
                          f"(min {min(singles):.2f}, max {max(singles):.2f})")
             jobs_total += args.singles
         if "big" in parts:
-            small_s, _, before, big_s = big_and_small(api, keys[1], keys[2], [list(range(10_000, 10_000 + args.big))])
+            small_s, _, _, before, big_s = big_and_small(api, keys[1], keys[2], [list(range(10_000, 10_000 + args.big))])
             lines.append(f"- (2) a {args.big}-image job, and a one-image job sent 2 s later: the small one finished "
                          f"{small_s:.1f} s after its submission, {'before' if before else 'AFTER'} the big one "
                          f"(which took {big_s:.1f} s)")
             jobs_total += 2
         if "queued" in parts:
-            size = args.queued_size
-            small_s, small_sent, before, big_s = big_and_small(api, keys[3 % args.tenants], keys[3 % args.tenants], [
-                list(range(30_000 + size * n, 30_000 + size * (n + 1))) for n in range(args.queued)])
-            lines.append(f"- (3) {args.queued} jobs of {size} images, and a one-image job sent {small_sent:.1f} s "
-                         f"after the first of them (same API key): the small one finished {small_s:.1f} s after its "
-                         f"submission, before {before} of the {args.queued} large ones; the large ones' total "
-                         f"{big_s:.1f} s (first sent → last finished)")
-            jobs_total += args.queued + 1
+            size, rounds = args.queued_size, []
+            for n in range(args.rounds):  # new images each round: nothing of an earlier round is reused
+                first = 30_000 + 10_000 * n
+                rounds.append(big_and_small(api, keys[3 % args.tenants], keys[3 % args.tenants], [
+                    list(range(first + size * k, first + size * (k + 1))) for k in range(args.queued)]))
+            for small_s, parts_s, small_sent, before, big_s in rounds:
+                lines.append(f"- (3) {args.queued} jobs of {size} images, and a one-image job sent {small_sent:.1f} s "
+                             f"after the first of them (same API key): the small one finished {small_s:.1f} s after "
+                             f"its submission ({parts_s}), before {before} of the {args.queued} large ones; the large "
+                             f"ones' total {big_s:.1f} s (first sent → last finished)")
+            if len(rounds) > 1:
+                lines.append(f"- (3) median of {len(rounds)} rounds: the small job "
+                             f"{statistics.median(r[0] for r in rounds):.1f} s, the large ones' total "
+                             f"{statistics.median(r[4] for r in rounds):.1f} s")
+            jobs_total += (args.queued + 1) * args.rounds
         if "tenants" in parts:
             last = burst(api, keys, args.per_tenant)
             lines.append(f"- (4) {args.tenants} API keys × {args.per_tenant} one-image jobs submitted at once: all "
@@ -213,7 +238,7 @@ def main() -> None:
     if not args.no_write:
         stamp = time.strftime("%Y-%m-%d")
         command = (f"--parts {args.parts} --singles {args.singles} --big {args.big} --queued {args.queued} "
-                   f"--queued-size {args.queued_size} --tenants {args.tenants} --per-tenant {args.per_tenant}")
+                   f"--queued-size {args.queued_size} --rounds {args.rounds} --tenants {args.tenants} --per-tenant {args.per_tenant}")
         DOC.write_text(DOC.read_text() + f"\n### {stamp}: `python benchmarks/service_latency.py {command}`\n\n"
                        + "\n".join(lines) + "\n")
         print(f"appended to {DOC}")

@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     max_jobs_per_run: int = Field(16, ge=1, le=1000, description="small waiting jobs taken into one pipeline run")
     max_running: int = Field(4, ge=1, le=256, description="pipeline runs the driver keeps going at once")
     small_job_files: int = Field(12, ge=0, le=1000, description=(
-        "jobs of at most this many files may also run in one more slot, kept for them beyond MAX_RUNNING, "
-        "so that they never wait behind large jobs (0: no such slot)"))
+        "jobs of at most this many files may also run in one more slot, kept for them beyond MAX_RUNNING "
+        "and run in the driver's lane (one process, no Ray Data tasks), so that they never wait behind "
+        "large jobs (0: no such slot)"))
     run_stall_seconds: float = Field(600, gt=0, description=(
         "a run that makes no progress this long is given up (its jobs retried, then failed)"))
     namer_min_replicas: int = Field(1, ge=0, le=1024, description="warm namer replicas kept (0: scale to zero)")

@@ -2,11 +2,15 @@
 
 claims → decode → name → rules → de-duplicate → claim → copy, over rows of ``columns.LISTED``
 (each row says where its output goes, so one pipeline can carry several jobs: the driver's).
+A run of a few files can go through the same stages in one process instead (:func:`run_in_process`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from renamer_ray.config import Settings
 from renamer_ray.io.storage import StorageConfig
@@ -59,3 +63,20 @@ def build_dataset(listed, settings: Settings, options: PipelineOptions = Pipelin
     for stage in stages(settings, options):
         dataset = stage.apply(dataset)
     return dataset
+
+
+def run_in_process(listed: pa.Table, settings: Settings, options: PipelineOptions = PipelineOptions()) -> pa.Table:
+    """``listed`` through the same :func:`stages`, each called once in this process, without Ray
+    Data: for a run of a few files, whose Ray Data tasks would each wait for a CPU (the service's
+    small-job lane). A stage with ``group_by`` is called once per group, as its shuffle would."""
+    batch = listed
+    for stage in stages(settings, options):
+        if stage.udf() is not stage:
+            raise ValueError(f"{stage.__name__} runs in actors of its own, not in this process: ask a running namer")
+        if stage.group_by is None:
+            batch = stage(batch)
+            continue
+        keys = batch.column(stage.group_by)
+        batch = pa.concat_tables([stage(batch.filter(pc.equal(keys, key)))
+                                  for key in sorted(set(keys.to_pylist()))]) if batch.num_rows else stage(batch)
+    return batch

@@ -204,3 +204,32 @@ def test_the_pipeline_sets_its_shuffle_on_its_own_data_context(ray_local):
     ds = build_dataset(listed, load_settings(model_id="toy-shapes"), PipelineOptions(uses_model=False, dry_run=True))
     assert ds.context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PULL_BASED != before
     assert DataContext.get_current().shuffle_strategy == before
+
+
+def test_a_run_in_one_process_gives_what_the_ray_data_pipeline_gives(ray_local, tmp_path, source):
+    """The service's small-job lane (``build.run_in_process``) and a Ray Data run of the same rows:
+    the same names, statuses and reasons, file for file (the samples and the bad files, names that
+    collide in one flat folder)."""
+    import pyarrow as pa
+
+    from renamer_ray.pipeline.build import PipelineOptions, build_dataset, run_in_process
+    from renamer_ray.pipeline.columns import LISTED, table
+    from renamer_ray.pipeline.rows import Wishes, listed_row
+
+    def listed(dst: Path) -> pa.Table:
+        wishes = Wishes(target_root=str(dst), template="photo-{index}", flat=True)
+        files = sorted(p for p in source.rglob("*") if p.is_file())
+        return table([listed_row(str(p), p.relative_to(source).as_posix(), wishes, size=p.stat().st_size, mtime=None,
+                                 index=n % 3 + 1, image=p.suffix.lower() != ".txt") for n, p in enumerate(files)], LISTED)
+
+    def outcome(rows: list[dict]) -> dict[str, tuple]:
+        return {row["relative"]: (row["status"], row["name"], row["error"]) for row in rows}
+
+    options, settings = PipelineOptions(uses_model=False), load_settings(model_id="toy-shapes")
+    in_process = outcome(run_in_process(listed(tmp_path / "one"), settings, options).to_pylist())
+    with_ray_data = outcome(build_dataset(ray_local.data.from_arrow(listed(tmp_path / "ray")), settings, options)
+                            .take_all())
+    assert in_process == with_ray_data
+    assert {status for status, _, _ in in_process.values()} == {"ok", "error", "skipped"}
+    named = [name for status, name, _ in in_process.values() if status == "ok"]
+    assert len(set(named)) == len(named) > 3  # three stems among them: de-duplicated

@@ -48,7 +48,7 @@ class Driver:
         stop = stop or threading.Event()
         ensure_ray()
         self.metrics.start()
-        self.runner.open_board()
+        self.runner.open_actors()
         upkeep = threading.Thread(target=self.upkeep.forever, args=(stop,), daemon=True, name="upkeep")
         upkeep.start()
         log.info("driver: polling %s, up to %d runs at once and %s for small jobs", self.queue.url,

@@ -1,5 +1,6 @@
 """Pipeline runs: waiting jobs grouped into runs in free slots (``scheduling``), each run's Ray Data
-pipeline on a thread of its own, and its jobs finished, or failed, when it ends."""
+pipeline on a thread of its own (a run in the small-job slot: in the ``lane``), and its jobs
+finished, or failed, when it ends."""
 
 from __future__ import annotations
 
@@ -31,12 +32,17 @@ class Runner:
         self.executor = ThreadPoolExecutor(max_workers=settings.max_running + bool(settings.small_job_files),
                                            thread_name_prefix="run")
         self.board = None                 # the progress board of every run: opened with the loop (it needs Ray)
+        self.lane = None                  # the small-job slot's process (``lane.py``), with a warm namer
         self.runs_started = 0
 
-    def open_board(self) -> None:
+    def open_actors(self) -> None:
+        """The board and the lane, one each for all runs: a run never waits for an actor to start."""
         from renamer_ray.pipeline.progress import open_board
+        from renamer_ray.service.driver.lane import open_lane
 
-        self.board = open_board()  # one for all runs: a run never waits for an actor to start
+        self.board = open_board()
+        if self.namer is not None and self.settings.small_job_files:
+            self.lane = open_lane(self.settings, self.namer, self.board)
 
     @property
     def run_files(self) -> int:
@@ -58,8 +64,9 @@ class Runner:
                 for run in going:
                     for tenant in {job.record.namespace for job in run.jobs}:
                         per_tenant[tenant] = per_tenant.get(tenant, 0) + 1
-                chosen = {w.job_id for w in next_run(slot.jobs, per_tenant, max_jobs=settings.max_jobs_per_run,
-                                                     max_files=self.run_files)}
+                chosen = {w.job_id for w in next_run(
+                    slot.jobs, per_tenant, max_jobs=settings.max_jobs_per_run,
+                    max_files=settings.small_job_files if slot.small else self.run_files)}
                 jobs = [job for job in held.pending if job.record.job_id in chosen]
                 held.pending = [job for job in held.pending if job.record.job_id not in chosen]
                 run = Run(next(held.numbers), jobs, small=slot.small)
@@ -108,17 +115,26 @@ class Runner:
                 for number, f in enumerate(job.files, start=job.first_index)]
 
     def pipeline(self, run: Run) -> None:
+        """The run's rows through the pipeline (a small run: through the lane, all at once)."""
         import ray
 
         from renamer_ray.pipeline.build import PipelineOptions, build_dataset
         from renamer_ray.pipeline.columns import LISTED, table
 
-        by_output = {self.store.output_uri(job.record): job for job in run.jobs}
-        listed = ray.data.from_arrow(table([row for job in run.jobs for row in self.rows(job.record)], LISTED))
+        listed = table([row for job in run.jobs for row in self.rows(job.record)], LISTED)
         uses_model = any(NameTemplate.parse(job.record.template).uses("subject") for job in run.jobs)
-        dataset = build_dataset(listed, self.settings, PipelineOptions(
-            uses_model=uses_model, max_file_bytes=self.settings.max_file_bytes, progress=self.board, namer=self.namer))
-        for row in dataset.iter_rows():
+        if run.small and self.lane is not None:
+            rows = ray.get(self.lane.run.remote(listed, uses_model)).to_pylist()
+        else:
+            rows = build_dataset(ray.data.from_arrow(listed), self.settings, PipelineOptions(
+                uses_model=uses_model, max_file_bytes=self.settings.max_file_bytes, progress=self.board,
+                namer=self.namer)).iter_rows()
+        self.record(run, rows)
+
+    def record(self, run: Run, rows) -> None:
+        """Each result row into its job's records, as it comes (none once the run is given up)."""
+        by_output = {self.store.output_uri(job.record): job for job in run.jobs}
+        for row in rows:
             if run.abandoned:
                 return
             job = by_output[row["target_root"]]
