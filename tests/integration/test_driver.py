@@ -181,32 +181,69 @@ def test_a_job_cancelled_while_queued_never_runs(settings):
     assert queue_is_empty(settings)
 
 
-def test_a_one_image_job_finishes_while_large_jobs_hold_every_run_slot(s3_endpoint, serve_namer):
-    """Both MAX_RUNNING slots are held by larger jobs, whose runs are kept from ending until the
-    one-image job sent after them has finished: it runs at once in the slot kept for small jobs, and
-    ends before them. (Without that slot it would wait for a run to end, and never finish here.)"""
-    settings = make_settings(s3_endpoint, max_running=2, max_jobs_per_run=1, small_job_files=1)
-    driver = Driver(settings, namer=NamerRef())
-    small_finished, real_pipeline = threading.Event(), driver.runner.pipeline
+@contextmanager
+def every_slot_held(driver: Driver, seeds: list[int]):
+    """Serving, with one three-image job per seed holding a run slot (the driver's MAX_RUNNING
+    slots), each run kept from going on until the block ends; yields those jobs. Every job of one
+    image runs as usual."""
+    release, real_pipeline = threading.Event(), driver.runner.pipeline
 
     def pipeline(run):
         if any(job.record.count > 1 for job in run.jobs):
-            small_finished.wait(timeout=300)
+            release.wait(timeout=300)
         real_pipeline(run)
 
     driver.runner.pipeline = pipeline
-    large = [enqueue(driver, seed=770 + n, count=3) for n in range(2)]
+    large = [enqueue(driver, seed=seed, count=3) for seed in seeds]
     with serving(driver):
         try:
             eventually(lambda: all(driver.store.load(TENANT, record.job_id).status == "running"
-                                   for record, _ in large), "both large jobs hold a run slot", timeout=120)
-            small, small_labels = enqueue(driver, seed=772, count=1)
-            small_done = assert_done_exactly_once(driver, small, small_labels)
+                                   for record, _ in large), "the large jobs hold every run slot", timeout=120)
+            yield large
             assert all(driver.store.load(TENANT, record.job_id).status == "running" for record, _ in large)
         finally:  # let the large runs go on (before the driver stops, so that a failure here ends cleanly)
-            small_finished.set()
-        large_done = [assert_done_exactly_once(driver, record, labels) for record, labels in large]
-    assert all(small_done.finished_at < done.finished_at for done in large_done)
+            release.set()
+        for record, labels in large:
+            assert_done_exactly_once(driver, record, labels)
+
+
+def test_a_one_image_job_finishes_while_large_jobs_hold_every_run_slot(s3_endpoint, serve_namer):
+    """Both MAX_RUNNING slots are held by larger jobs, whose runs are kept from ending until the
+    one-image job sent after them has finished: it runs at once in the slot kept for small jobs (in
+    the driver's lane), and ends before them. (Without that slot it would wait for a run to end,
+    and never finish here.)"""
+    settings = make_settings(s3_endpoint, max_running=2, max_jobs_per_run=1, small_job_files=1)
+    driver = Driver(settings, namer=NamerRef())
+    with every_slot_held(driver, [770, 771]) as large:
+        small, small_labels = enqueue(driver, seed=772, count=1)
+        small_done = assert_done_exactly_once(driver, small, small_labels)
+    assert all(small_done.finished_at < driver.store.load(TENANT, record.job_id).finished_at for record, _ in large)
+    assert queue_is_empty(settings)
+
+
+def test_a_lane_whose_process_ended_costs_its_run_nothing_and_is_replaced(s3_endpoint, serve_namer):
+    """The lane's process ends between two small runs (as it would for a file whose decoder exits
+    it, the memory monitor, or a lost node): the next small job goes through Ray Data instead and
+    succeeds exactly once, a new lane is opened, and the job after that runs in the new lane."""
+    import ray
+
+    settings = make_settings(s3_endpoint, max_running=1, max_jobs_per_run=1, small_job_files=1)
+    driver = Driver(settings, namer=NamerRef())
+    reopened, real_reopen = [], driver.runner.reopen_lane
+
+    def reopen_lane():
+        reopened.append(driver.runner.lane)
+        real_reopen()
+
+    driver.runner.reopen_lane = reopen_lane
+    with every_slot_held(driver, [775]):
+        first_lane = driver.runner.lane
+        assert_done_exactly_once(driver, *enqueue(driver, seed=776, count=1))
+        ray.kill(first_lane, no_restart=True)
+        assert_done_exactly_once(driver, *enqueue(driver, seed=777, count=1))
+        assert reopened == [first_lane] and driver.runner.lane is not first_lane
+        assert_done_exactly_once(driver, *enqueue(driver, seed=778, count=1))
+        assert len(reopened) == 1, "the new lane took the next run"
     assert queue_is_empty(settings)
 
 

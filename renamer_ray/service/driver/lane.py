@@ -7,10 +7,9 @@ run waited ≈ 10 s for its turns though its work is ≈ 0.2 s (``docs/benchmark
 actor reserves no CPU (its runs are small by definition: at most SMALL_JOB_FILES files), so it never
 waits for one, and it starts with the driver, so a run never waits for a process either.
 
-Untrusted files are still decoded outside the driver's process: a decoder that crashes ends the
-lane's process, which Ray restarts, and the run is tried again there at most ``DECODE_TASK_RETRIES``
-times (as a decode task is), then it fails as a Ray Data run would. Claims make a repeated run
-name every file as the first did, and copy it once.
+Untrusted files are still decoded outside the driver's process. A decoder that crashes or exits
+ends the lane's process: the run then goes through Ray Data, with its retries (``runs.Runner.pipeline``),
+keeping the names the lane had claimed, and the driver opens a new lane.
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ import ray
 
 from renamer_ray.config import Settings
 from renamer_ray.pipeline.build import PipelineOptions, run_in_process
-from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES, decode_memory
+from renamer_ray.pipeline.decode import decode_memory
 from renamer_ray.pipeline.engines import NamerRef
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=DECODE_TASK_RETRIES)
+@ray.remote(num_cpus=0, max_restarts=0)  # the driver replaces a lane that ended (runs.Runner.reopen_lane)
 class Lane:
     """One process that runs small runs, one at a time, asking the warm namer."""
 

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from renamer_ray.config import Settings
+from renamer_ray.errors import one_line
 from renamer_ray.naming import NameTemplate
 from renamer_ray.pipeline.engines import NamerRef
 from renamer_ray.pipeline.rows import Wishes, listed_row
@@ -102,10 +103,11 @@ class Runner:
         if not run.abandoned:
             self.board.forget.remote(run.outputs(self.store))
 
-    def rows(self, job: JobRecord) -> list[dict]:
+    def rows(self, job: JobRecord, *, resume: bool = False) -> list[dict]:
+        """The job's files as listed rows. ``resume``: look for names claimed by an earlier try."""
         # Claims are only written by a started attempt, and starting counts it: a first attempt
-        # has none to look for.
-        resume = job.attempts > 1
+        # has none to look for (unless the lane's process ended during this one: see pipeline).
+        resume = resume or job.attempts > 1
         source, output = self.store.input_uri(job), self.store.output_uri(job)
         wishes = Wishes(target_root=output, prompt=job.user_prompt, template=job.template, resume=resume,
                         style=job.style)
@@ -115,21 +117,42 @@ class Runner:
                 for number, f in enumerate(job.files, start=job.first_index)]
 
     def pipeline(self, run: Run) -> None:
-        """The run's rows through the pipeline (a small run: through the lane, all at once)."""
+        """The run's rows through the pipeline: a small run through the lane, all at once. If the
+        lane's process ends (a file whose decoder crashes or exits it, the memory monitor, a lost
+        node), the run goes through Ray Data instead, keeping the names the lane claimed, with the
+        retries of every Ray Data run; a new lane takes the later runs."""
         import ray
+        from ray.exceptions import RayActorError
 
         from renamer_ray.pipeline.build import PipelineOptions, build_dataset
         from renamer_ray.pipeline.columns import LISTED, table
 
-        listed = table([row for job in run.jobs for row in self.rows(job.record)], LISTED)
         uses_model = any(NameTemplate.parse(job.record.template).uses("subject") for job in run.jobs)
+        resume = False
         if run.small and self.lane is not None:
-            rows = ray.get(self.lane.run.remote(listed, uses_model)).to_pylist()
-        else:
-            rows = build_dataset(ray.data.from_arrow(listed), self.settings, PipelineOptions(
-                uses_model=uses_model, max_file_bytes=self.settings.max_file_bytes, progress=self.board,
-                namer=self.namer)).iter_rows()
-        self.record(run, rows)
+            listed = table([row for job in run.jobs for row in self.rows(job.record)], LISTED)
+            try:
+                rows = ray.get(self.lane.run.remote(listed, uses_model)).to_pylist()
+            except RayActorError as exc:
+                log.warning("%s: the lane's process ended (%s); the run goes on with Ray Data", run.describe(),
+                            one_line(exc))
+                self.reopen_lane()
+                resume = True
+            else:
+                self.record(run, rows)
+                return
+        listed = table([row for job in run.jobs for row in self.rows(job.record, resume=resume)], LISTED)
+        self.record(run, build_dataset(ray.data.from_arrow(listed), self.settings, PipelineOptions(
+            uses_model=uses_model, max_file_bytes=self.settings.max_file_bytes, progress=self.board,
+            namer=self.namer)).iter_rows())
+
+    def reopen_lane(self) -> None:
+        import ray
+
+        from renamer_ray.service.driver.lane import open_lane
+
+        ray.kill(self.lane)  # (if it is still there: an actor that is merely unreachable)
+        self.lane = open_lane(self.settings, self.namer, self.board)
 
     def record(self, run: Run, rows) -> None:
         """Each result row into its job's records, as it comes (none once the run is given up)."""
@@ -147,4 +170,11 @@ class Runner:
             run.last_progress = time.monotonic()
 
     def stop(self) -> None:
+        """No more runs; the lane and the board go (a run still going ends with its actor's error,
+        its jobs already handed back)."""
+        import ray
+
         self.executor.shutdown(wait=False, cancel_futures=True)
+        for actor in (self.lane, self.board):
+            if actor is not None:
+                ray.kill(actor)
