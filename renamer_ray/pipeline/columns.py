@@ -32,6 +32,7 @@ _FACTS = [
     ("kept", pa.bool_()),        # pinned by an earlier run's manifest: unchanged since, its copy is made
     ("raw", pa.string()),        # the model's answer before the rules (set by the model stage)
     ("node", pa.string()),       # the Ray node whose model actor gave ``raw`` (a run's own actors only)
+    ("source_head", pa.string()),  # what the decode's read learnt of the source for its copy (S3: headers), or null
 ]
 
 _PIXELS = [("width", pa.int32()), ("height", pa.int32()), ("rgb", pa.binary())]  # decoded RGB, resized
@@ -52,6 +53,7 @@ RESULT = pa.schema([
     ("status", pa.string()), ("error", pa.string()), ("raw", pa.string()), ("pinned", pa.string()),
     ("style", pa.string()),  # on named rows of a non-default style: the manifest records it for `apply`
     ("node", pa.string()),   # who named it: counted per node in the run's summary, not in the manifest
+    ("source_head", pa.string()),  # for its copy (see FACTS), not in the manifest
 ])
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from renamer_ray.images import DecodedImage, ImageError, decode
 from renamer_ray.images.preview import PREVIEW_CACHE_CONTROL, PREVIEW_CONTENT_TYPE, make_preview
-from renamer_ray.io.storage import StorageConfig, is_link, open_location, read_bytes, write_bytes
+from renamer_ray.io.storage import StorageConfig, is_link, open_location, read_object, write_bytes
 from renamer_ray.pipeline.columns import DECODED, PIXELS
 from renamer_ray.pipeline.progress import stop_rows
 from renamer_ray.pipeline.rows import STATE, is_open
@@ -55,8 +55,8 @@ class Decode(Stage):
         try:
             if row["size"] > self.max_file_bytes:
                 raise ImageError(f"file too large: {row['size']:,} bytes exceeds the {self.max_file_bytes:,}-byte limit")
-            image = decode(read_bytes(open_location(row["source"], self.storage)), max_pixels=self.max_pixels,
-                           min_pixels=self.min_pixels,
+            data, row["source_head"] = read_object(open_location(row["source"], self.storage))
+            image = decode(data, max_pixels=self.max_pixels, min_pixels=self.min_pixels,
                            max_decode_pixels=self.max_decode_pixels)
         except ImageError as exc:
             row["error"] = str(exc)

@@ -16,7 +16,8 @@ from renamer_ray.pipeline.columns import RESULT, STEMMED
 from renamer_ray.pipeline.rows import OUTPUT_FOLDER, output_folder
 from renamer_ray.pipeline.stage import Stage
 
-PASSED_ON = ("source", "relative", "original", "target_root", "size", "mtime", "kept", "raw", "pinned", "node")
+PASSED_ON = ("source", "relative", "original", "target_root", "size", "mtime", "kept", "raw", "pinned", "node",
+             "source_head")
 
 
 def at_its_name(row: dict) -> bool:

@@ -26,7 +26,7 @@ from renamer_ray.pipeline.claims import interrupted
 from renamer_ray.pipeline.decode import DECODE_TASK_RETRIES
 from renamer_ray.pipeline.engines import NamerRef, before_ray, on_cluster, own_engine
 from renamer_ray.pipeline.infer import MODEL_RESTARTS
-from renamer_ray.pipeline.listing import SourceListing
+from renamer_ray.pipeline.listing import SourceListing, read_listing
 from renamer_ray.pipeline.places import CannotStart, Places, check_locations, earlier_manifest
 from renamer_ray.pipeline.results import Results, RunSummary
 from renamer_ray.pipeline.rows import Wishes
@@ -94,8 +94,7 @@ def run(options: RunOptions, settings: Settings, on_progress: Callable[[dict[str
     wishes = Wishes(target_root=places.target.uri, prompt=options.user_prompt, template=options.template,
                     resume=not plan_only and interrupted(places.target), style=options.style, flat=options.flat,
                     earlier=earlier and earlier.uri, earlier_size=earlier and size_of(earlier))
-    listed = ray.data.read_datasource(SourceListing(places.source, wishes, options.include, places.exclude,
-                                                    progress=board))
+    listed = read_listing(SourceListing(places.source, wishes, options.include, places.exclude, progress=board))
     dataset = build_dataset(listed, settings, PipelineOptions(
         uses_model=template.uses("subject"), namer=options.namer, pool_size=options.pool_size, dry_run=plan_only,
         max_file_bytes=options.max_file_bytes, progress=board,

@@ -68,7 +68,7 @@ class ClaimNames(_Threaded):
 class CopyFiles(_Threaded):
     """Copy each source to its claimed name, never over a different file (``storage.transfer``)."""
 
-    reads = ("status", "target_root", "output", "kept", "size", "source", "format")
+    reads = ("status", "target_root", "output", "kept", "size", "source", "format", "source_head")
 
     def one(self, row: dict) -> dict:
         target = open_location(row["target_root"], self.storage).join(row["output"])  # never resolved through a link
@@ -77,5 +77,5 @@ class CopyFiles(_Threaded):
         if "/" in row["output"]:
             retrying(make_dirs, target.parent)
         error = transfer(open_location(row["source"], self.storage), target,
-                         content_type=content_type_for(row["format"]))
+                         content_type=content_type_for(row["format"]), source_head=row["source_head"])
         return _fail(row, error) if error else row

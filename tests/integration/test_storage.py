@@ -165,3 +165,26 @@ def test_a_location_travels_to_other_processes(root):
     storage.write_once(root.join("a.txt"), "travels")
     travelled = pickle.loads(pickle.dumps(root))
     assert travelled == root and storage.read_bytes(travelled.join("a.txt")) == b"travels"
+
+
+def test_a_copy_of_what_was_read_asks_nothing_more_of_its_source(folder):
+    """S3 → S3: the headers of the read (``read_object``) are all the copy needs of its source (no
+    HeadObject), and its metadata is kept. (The copy also asks S3 to copy only the version read,
+    CopySourceIfMatch, so that content replaced since it was named is never copied under that name;
+    moto's server ignores that condition, so it is not checked here.)"""
+    sources, targets = folder("s3"), folder("s3")
+    photo = sources.join("photo.jpg")
+    s3 = photo.storage.client
+    s3.put_object(Bucket=photo.path.split("/")[0], Key=photo.path.split("/", 1)[1], Body=b"the photo",
+                  Metadata={"taken-by": "ana"}, CacheControl="no-cache")
+    data, head = storage.read_object(photo)
+    assert data == b"the photo" and head
+    heads: list[str] = []
+    s3.meta.events.register("before-call.s3.HeadObject", lambda params, **_: heads.append(params["url_path"]))
+    try:
+        storage.copy(photo, targets.join("renamed.jpg"), content_type="image/jpeg", source_head=head)
+        assert not [key for key in heads if key.endswith("photo.jpg")], "the source was asked again"
+        copied = s3.head_object(Bucket=targets.path.split("/")[0], Key=targets.path.split("/", 1)[1] + "/renamed.jpg")
+        assert copied["Metadata"]["taken-by"] == "ana" and copied["CacheControl"] == "no-cache"
+    finally:
+        s3.meta.events.unregister("before-call.s3.HeadObject")

@@ -76,7 +76,7 @@ def test_each_stage_runs_on_a_batch_of_only_the_columns_it_declares_it_reads(tmp
                skipped=False, original=None, target_root=str(tmp_path / "dst"), prompt=None, template="{subject}-{index}",
                style=None, resume=True, flat=False, earlier=str(tmp_path / "earlier.jsonl"), earlier_size=0,
                preview_to=None, format="PNG", date="2024-05-01", camera=None, error=None, pinned=None, kept=False, raw="red circle",
-               node=None,
+               node=None, source_head=None,
                width=pixels.width, height=pixels.height, rgb=pixels.rgb, stem="red-circle-001", key="k",
                target=str(tmp_path / "dst" / "red-circle-001.png"), name="red-circle-001.png",
                output="red-circle-001.png", status="ok")

@@ -15,7 +15,8 @@ from typing import BinaryIO, ContextManager, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError  # what S3 requests raise, re-exported for callers
 
-from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
+from renamer_ray.io.storage.base import (ListedFile, Location, SourceChanged, Storage, StorageConfig, TargetExists,
+                                         already_there)
 from renamer_ray.io.storage.local import LocalStorage
 from renamer_ray.io.storage.retry import TRANSIENT_S3_ERRORS, StorageUnavailable, explain, is_transient, retrying
 from renamer_ray.io.storage.s3 import FINGERPRINT_KEY, S3Storage, multipart_copy, put_if_absent, s3_client
@@ -23,9 +24,10 @@ from renamer_ray.io.storage.s3_objects import head_if_exists
 
 __all__ = [
     # the interface, its backends, the rule for "already copied"
-    "Storage", "LocalStorage", "S3Storage", "StorageConfig", "Location", "ListedFile", "TargetExists", "already_there",
+    "Storage", "LocalStorage", "S3Storage", "StorageConfig", "Location", "ListedFile", "TargetExists", "SourceChanged",
+    "already_there",
     # locations and what is done with them
-    "open_location", "read_bytes", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "is_link", "stem_taken", "make_dirs", "copy", "move",
+    "open_location", "read_bytes", "read_object", "read_head", "size_of", "read_lines", "read_text_if_exists", "exists", "is_link", "stem_taken", "make_dirs", "copy", "move",
     "transfer",
     "write_once",
     "write_bytes", "write_text", "open_output", "any_file_under", "remove_folder", "subfolders", "list_files",
@@ -62,6 +64,11 @@ def open_location(uri: str, config: StorageConfig | None = None) -> Location:
 def read_bytes(location: Location) -> bytes:
     """The file's bytes; transient S3 errors are retried (``retrying``), as every other S3 request is."""
     return location.storage.read_bytes(location.path)
+
+
+def read_object(location: Location) -> tuple[bytes, str | None]:
+    """The file's bytes, and what a later copy of it needs to know (``Storage.read_object``)."""
+    return location.storage.read_object(location.path)
 
 
 def read_head(location: Location, size: int) -> bytes:
@@ -110,22 +117,24 @@ def make_dirs(location: Location) -> None:
     location.storage.make_dirs(location.path)
 
 
-def copy(source: Location, target: Location, *, content_type: str | None = None) -> None:
+def copy(source: Location, target: Location, *, content_type: str | None = None,
+         source_head: str | None = None) -> None:
     """Copy a file without ever overwriting a different one (:class:`TargetExists`); a target that is
     already a copy of this source counts as done (``base.already_there``). S3 → S3 is a server-side
-    copy (no download)."""
-    target.storage.copy(source, target.path, content_type)
+    copy (no download) of the version read (``source_head``, from ``read_object``), else of the
+    version there now."""
+    target.storage.copy(source, target.path, content_type, source_head)
 
 
 def transfer(source: Location, target: Location, *, remove_source: bool = False,
-             content_type: str | None = None) -> str | None:
+             content_type: str | None = None, source_head: str | None = None) -> str | None:
     """Copy ``source`` to ``target`` (with ``remove_source``: move it, within one backend), never
     over a different file and retried through transient errors: None when done, else a sentence
     that says why not. Done before counts as done: a copy of this source already there, or, for a
     move, only the target left."""
     try:
         if not remove_source:
-            retrying(copy, source, target, content_type=content_type)
+            retrying(copy, source, target, content_type=content_type, source_head=source_head)
         elif retrying(exists, source) or not retrying(exists, target):
             retrying(move, source, target)
         return None

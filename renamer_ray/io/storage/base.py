@@ -42,6 +42,10 @@ class TargetExists(Exception):
     """The target already holds something that is not a copy of this source."""
 
 
+class SourceChanged(OSError):
+    """A source replaced after it was read (and named from what it held then): not copied."""
+
+
 def already_there(target: str, source: str, taken: bool, is_copy: Callable[[], bool]) -> bool:
     """The one rule of every backend's create-only copy. Nothing at the target: False (copy it). A
     copy of this same source: True (done; a retry or a re-run). Anything else: TargetExists, and it is
@@ -78,6 +82,11 @@ class Storage(ABC):
                 return stream.read()
         return retrying(read, scope=self.outage_scope)
 
+    def read_object(self, path: str) -> tuple[bytes, str | None]:
+        """The file's bytes, and what a copy of it needs to know of it without asking again (S3: the
+        headers its GET answered, ``S3Storage.read_object``); None here: a copy looks for itself."""
+        return self.read_bytes(path), None
+
     def read_head(self, path: str, size: int) -> bytes:
         """The first ``size`` bytes (S3: one ranged GET), retried as ``read_bytes``."""
         def read() -> bytes:
@@ -107,8 +116,10 @@ class Storage(ABC):
     def make_dirs(self, path: str) -> None: ...
 
     @abstractmethod
-    def copy(self, source: Location, path: str, content_type: str | None = None) -> None:
-        """Copy ``source`` (on either backend) to ``path``, create-only (``already_there``)."""
+    def copy(self, source: Location, path: str, content_type: str | None = None,
+             source_head: str | None = None) -> None:
+        """Copy ``source`` (on either backend) to ``path``, create-only (``already_there``).
+        ``source_head``: what ``read_object`` said of the source, if it was read."""
 
     @abstractmethod
     def move(self, source: Location, path: str) -> None:

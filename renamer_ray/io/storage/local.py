@@ -46,7 +46,8 @@ class LocalStorage(Storage):
     def make_dirs(self, path: str) -> None:
         self.filesystem.create_dir(path, recursive=True)
 
-    def copy(self, source: Location, path: str, content_type: str | None = None) -> None:
+    def copy(self, source: Location, path: str, content_type: str | None = None,
+             source_head: str | None = None) -> None:
         """Through a temporary file linked into place (``_create``); a byte-identical target is a copy."""
         if self._already_there(source, path):
             return

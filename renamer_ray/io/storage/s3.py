@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import posixpath
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -18,7 +19,8 @@ from pyarrow import fs as pafs
 
 from renamer_ray.errors import one_line
 from renamer_ray.io.storage import retry
-from renamer_ray.io.storage.base import ListedFile, Location, Storage, StorageConfig, TargetExists, already_there
+from renamer_ray.io.storage.base import (ListedFile, Location, SourceChanged, Storage, StorageConfig, TargetExists,
+                                         already_there)
 from renamer_ray.io.storage.s3_objects import S3Objects, head_if_exists, split_path
 
 # Objects up to this size are copied with one CopyObject; larger ones with a multipart copy of
@@ -113,30 +115,39 @@ class S3Storage(S3Objects, Storage):
 
     # Whole-object reads: one GetObject each (pyarrow's input streams send a HEAD first) -----------
     def read_bytes(self, path: str) -> bytes:
-        data = self._get(path)
-        if data is None:
+        return self.read_object(path)[0]
+
+    def read_object(self, path: str) -> tuple[bytes, str]:
+        """The bytes, and the headers of the GET as JSON (``COPIED_HEAD``): a server-side copy of
+        the object made after it was read needs no HeadObject, and copies only the version read."""
+        got = self._get(path, whole=True)
+        if got is None:
             raise FileNotFoundError(f"{self.uri(path)} does not exist")
-        return data
+        data, head = got
+        return data, json.dumps(head)
 
     def read_text_if_exists(self, path: str) -> str | None:
         data = self._get(path)
         return None if data is None else data.decode("utf-8")
 
-    def _get(self, path: str) -> bytes | None:
-        """The object's bytes (None: no such key), retried as every request (``retry.retrying``). What
-        still fails is an OSError, as a pyarrow read's would be: a ``ConnectionError`` if transient."""
+    def _get(self, path: str, whole: bool = False):
+        """The object's bytes (None: no such key; ``whole``: with its copied head), retried as every
+        request (``retry.retrying``). What still fails is an OSError, as a pyarrow read's would be: a
+        ``ConnectionError`` if transient."""
         try:
-            return retry.retrying(self.get_if_exists, path, scope=self.outage_scope)
+            return retry.retrying(self.get_object_if_exists if whole else self.get_if_exists, path,
+                                  scope=self.outage_scope)
         except (ClientError, BotoCoreError) as exc:
             error = ConnectionError if retry.is_transient(exc) else OSError
             raise error(f"{self.uri(path)}: {retry.explain(exc) or one_line(exc)}") from exc
 
     # Create-only copies -------------------------------------------------------------------------
-    def copy(self, source: Location, path: str, content_type: str | None = None) -> None:
+    def copy(self, source: Location, path: str, content_type: str | None = None,
+             source_head: str | None = None) -> None:
         """From S3: a server-side copy (no download); from elsewhere: a conditional upload. The
         target's metadata names the source (FINGERPRINT_KEY), which is how a copy is recognised."""
         if isinstance(source.storage, S3Storage):
-            self._copy_object(source, path, content_type)
+            self._copy_object(source, path, content_type, source_head)
         else:
             self._upload(source, path, content_type)
 
@@ -175,10 +186,12 @@ class S3Storage(S3Objects, Storage):
             if not self._already_there(source, path, fingerprint):  # taken, then gone again
                 raise TargetExists(f"{self.uri(path)} appeared while copying; it was not overwritten")
 
-    def _copy_object(self, source: Location, path: str, content_type: str | None) -> None:
+    def _copy_object(self, source: Location, path: str, content_type: str | None, source_head: str | None) -> None:
+        """Only the version of the source that was read (``source_head``, else looked at now) is
+        copied (CopySourceIfMatch): a source replaced since it was named fails its copy."""
         client = self.client
         (src_bucket, src_key), (dst_bucket, dst_key) = split_path(source.path), split_path(path)
-        head = client.head_object(Bucket=src_bucket, Key=src_key)
+        head = json.loads(source_head) if source_head else client.head_object(Bucket=src_bucket, Key=src_key)
         fingerprint = f"{src_bucket}/{src_key}@{head['ETag'].strip(chr(34))}"
         # moto (and S3 before Oct 2025) ignore If-None-Match on CopyObject: look first, then copy conditionally.
         if self._already_there(source, path, fingerprint):
@@ -192,7 +205,8 @@ class S3Storage(S3Objects, Storage):
         copy_source = {"Bucket": src_bucket, "Key": src_key}
         try:
             if head["ContentLength"] <= SINGLE_COPY_LIMIT:
-                client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=copy_source, IfNoneMatch="*", **extra)
+                client.copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=copy_source, IfNoneMatch="*",
+                                   CopySourceIfMatch=head["ETag"], **extra)
             else:
                 extra.pop("MetadataDirective")
                 multipart_copy(client, {**copy_source, "ETag": head["ETag"]}, head["ContentLength"], dst_bucket,
@@ -201,6 +215,9 @@ class S3Storage(S3Objects, Storage):
             if exc.response.get("Error", {}).get("Code") in _TAKEN:
                 if self._already_there(source, path, fingerprint):
                     return
+                if head_if_exists(client, dst_bucket, dst_key) is None:  # not the target's condition, the source's
+                    raise SourceChanged(f"{source.uri} changed after it was read and named; it was not copied "
+                                        "(run again to name what it holds now)") from exc
             raise
 
     def same_stem(self, folder: str, stem: str) -> list[str]:

@@ -8,6 +8,10 @@ from typing import BinaryIO, Iterator
 from botocore.exceptions import ClientError
 
 MISSING = ("404", "NoSuchKey", "NotFound")   # what S3 answers for a key (or bucket) that does not exist
+# What a server-side copy keeps of its source's headers (and checks: the ETag), as HeadObject or
+# GetObject answer them.
+COPIED_HEAD = ("ETag", "ContentLength", "ContentType", "Metadata", "CacheControl", "ContentDisposition",
+               "ContentLanguage")
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -51,12 +55,22 @@ class S3Objects:
         return head_if_exists(self.client, *split_path(path))
 
     def get(self, path: str) -> bytes:
+        return self.get_object(path)[0]
+
+    def get_object(self, path: str) -> tuple[bytes, dict]:
+        """The object's bytes, and the headers of its answer that a copy of it carries over
+        (``COPIED_HEAD``: what a HeadObject would have said)."""
         bucket, key = split_path(path)
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        answer = self.client.get_object(Bucket=bucket, Key=key)
+        return answer["Body"].read(), {name: answer[name] for name in COPIED_HEAD if name in answer}
 
     def get_if_exists(self, path: str) -> bytes | None:
+        got = self.get_object_if_exists(path)
+        return None if got is None else got[0]
+
+    def get_object_if_exists(self, path: str) -> tuple[bytes, dict] | None:
         try:
-            return self.get(path)
+            return self.get_object(path)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in MISSING:
                 return None

@@ -35,16 +35,16 @@ def exit_in_decode() -> None:
 
     from renamer_ray.pipeline import decode
 
-    original = decode.read_bytes
+    original = decode.read_object
 
-    def read_bytes(location):
+    def read_object(location):
         if location.path.endswith("/exit-here.png"):
             with open(os.path.join(os.environ["SABOTAGE_WORKDIR"], "fault.log"), "a") as log:
                 log.write(f"{os.getpid()} {time.time()}\n")
             sys.exit(0)
         return original(location)
 
-    decode.read_bytes = read_bytes
+    decode.read_object = read_object
 
 
 def device_lost() -> None:
