@@ -7,6 +7,7 @@ A run of a few files can go through the same stages in one process instead (:fun
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -65,18 +66,25 @@ def build_dataset(listed, settings: Settings, options: PipelineOptions = Pipelin
     return dataset
 
 
-def run_in_process(listed: pa.Table, settings: Settings, options: PipelineOptions = PipelineOptions()) -> pa.Table:
+def run_in_process(listed: pa.Table, settings: Settings, options: PipelineOptions = PipelineOptions(),
+                   seconds: dict[str, float] | None = None) -> pa.Table:
     """``listed`` through the same :func:`stages`, each called once in this process, without Ray
     Data: for a run of a few files, whose Ray Data tasks would each wait for a CPU (the service's
-    small-job lane). A stage with ``group_by`` is called once per group, as its shuffle would."""
-    batch = listed
-    for stage in stages(settings, options):
-        if stage.udf() is not stage:
-            raise ValueError(f"{stage.__name__} runs in actors of its own, not in this process: ask a running namer")
-        if stage.group_by is None:
-            batch = stage(batch)
-            continue
-        keys = batch.column(stage.group_by)
-        batch = pa.concat_tables([stage(batch.filter(pc.equal(keys, key)))
-                                  for key in sorted(set(keys.to_pylist()))]) if batch.num_rows else stage(batch)
+    small-job lane). A stage with ``group_by`` is called once per group, as its shuffle would.
+    ``seconds``: filled with each stage's wall-clock time."""
+    batch, seconds, pipeline = listed, {} if seconds is None else seconds, stages(settings, options)
+    if own := [stage.__name__ for stage in pipeline if stage.udf() is not stage]:
+        raise ValueError(f"{', '.join(own)} runs in actors of its own, not in this process: ask a running namer")
+    for stage in pipeline:
+        started = time.perf_counter()
+        batch = _through(stage, batch)
+        seconds[stage.__name__] = time.perf_counter() - started
     return batch
+
+
+def _through(stage, batch: pa.Table) -> pa.Table:
+    """One stage over the whole batch (a grouping stage: over each of its groups, in key order)."""
+    if stage.group_by is None or not batch.num_rows:
+        return stage(batch)
+    keys = batch.column(stage.group_by)
+    return pa.concat_tables([stage(batch.filter(pc.equal(keys, key))) for key in sorted(set(keys.to_pylist()))])

@@ -14,6 +14,8 @@ keeping the names the lane had claimed, and the driver opens a new lane.
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 import ray
 
@@ -21,6 +23,9 @@ from renamer_ray.config import Settings
 from renamer_ray.pipeline.build import PipelineOptions, run_in_process
 from renamer_ray.pipeline.decode import decode_memory
 from renamer_ray.pipeline.engines import NamerRef
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)  # one line per run, in the lane's worker log (the dashboard's Logs tab)
 
 
 @ray.remote(num_cpus=0, max_restarts=0)  # the driver replaces a lane that ended (runs.Runner.reopen_lane)
@@ -38,10 +43,15 @@ class Lane:
         namer_handle(namer.app, namer.deployment)
 
     def run(self, listed: pa.Table, uses_model: bool) -> pa.Table:
-        """``listed`` (``columns.LISTED`` rows) → ``columns.RESULT`` rows, one per listed row."""
-        return run_in_process(listed, self.settings, PipelineOptions(
+        """``listed`` (``columns.LISTED`` rows) → ``columns.RESULT`` rows, one per listed row; a line
+        in the lane's log says where the time went."""
+        seconds: dict[str, float] = {}
+        out = run_in_process(listed, self.settings, PipelineOptions(
             uses_model=uses_model, namer=self.namer, max_file_bytes=self.settings.max_file_bytes,
-            progress=self.board))
+            progress=self.board), seconds)
+        log.info("small run of %d files in %.2f s: %s", listed.num_rows, sum(seconds.values()),
+                 ", ".join(f"{stage} {s:.2f} s" for stage, s in seconds.items()))
+        return out
 
 
 def open_lane(settings: Settings, namer: NamerRef, board):
